@@ -1,0 +1,136 @@
+//! Wiring: open the store, start the usage writer, build the router, serve until a signal, then
+//! drain. The order of shutdown is what guarantees that no usage event is lost on a clean stop:
+//! stop accepting → finish in-flight requests (bounded by the grace period) → drain the usage
+//! queue → close the database.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    auth::Authenticator,
+    config::Config,
+    http::{self, extract::BodyLimit, AppState},
+    metrics::Metrics,
+    service::usage,
+    store::{self, Store},
+};
+
+pub struct App {
+    state: AppState,
+    tracker: TaskTracker,
+    stop_background: CancellationToken,
+    shutdown_grace: Duration,
+}
+
+impl App {
+    /// Connects to the database (migrating it if configured) and starts background work.
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        let store = open_store(config).await?;
+        if config.database.migrate_on_start {
+            store.migrate().await.context("applying database migrations")?;
+        }
+        Ok(Self::with_store(config, store))
+    }
+
+    pub fn with_store(config: &Config, store: Arc<dyn Store>) -> Self {
+        let metrics = Arc::new(Metrics::new());
+        let tracker = TaskTracker::new();
+        let stop_background = CancellationToken::new();
+        let usage = usage::spawn_writer(
+            store.clone(),
+            metrics.clone(),
+            config.usage.batch_size,
+            &tracker,
+            stop_background.clone(),
+        );
+        let auth = Arc::new(Authenticator::new(
+            store.clone(),
+            config.auth.admin_token.clone(),
+            Duration::from_secs(config.auth.cache_ttl_secs),
+        ));
+        let openapi_json = serde_json::to_vec(&http::openapi()).unwrap_or_default().into();
+        let state =
+            AppState { store, auth, usage, metrics, body_limit: BodyLimit(config.server.max_body_bytes), openapi_json };
+        Self { state, tracker, stop_background, shutdown_grace: Duration::from_secs(config.server.shutdown_grace_secs) }
+    }
+
+    pub fn backend(&self) -> store::Backend {
+        self.state.store.backend()
+    }
+
+    pub fn router(&self) -> axum::Router {
+        http::router(self.state.clone())
+    }
+
+    /// Serves until `shutdown` resolves, then shuts down gracefully.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let router = self.router();
+        let stopping = CancellationToken::new();
+        let signal = stopping.clone();
+        let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutdown requested; finishing in-flight requests");
+            signal.cancel();
+        });
+        let grace = self.shutdown_grace;
+        tokio::select! {
+            served = server => served.context("serving HTTP")?,
+            () = async { stopping.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!(grace_secs = grace.as_secs(), "grace period over; dropping remaining connections");
+            }
+        }
+        self.drain().await;
+        Ok(())
+    }
+
+    /// Stops background work after writing everything queued, then closes the database.
+    pub async fn drain(self) {
+        self.stop_background.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+        self.state.store.close().await;
+        tracing::info!("shutdown complete");
+    }
+}
+
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let backend = store::backend_of(&config.database.url);
+    store::connect(&config.database.url, config.database.max_connections)
+        .await
+        .with_context(|| format!("connecting to the {backend:?} database at database.url"))
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

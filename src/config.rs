@@ -1,0 +1,238 @@
+//! Typed configuration: defaults, then `speechgate.toml` (optional), then
+//! `SPEECHGATE__SECTION__KEY` environment variables, then the first-class variables
+//! `SPEECHGATE_LISTEN`, `SPEECHGATE_DATABASE_URL` and `SPEECHGATE_ADMIN_TOKEN`.
+//! Validated once at start; every message names the field it is about.
+
+use std::{net::SocketAddr, path::Path};
+
+use figment::{
+    providers::{Env, Format, Serialized, Toml},
+    Figment,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::store;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub auth: AuthConfig,
+    pub usage: UsageConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// How long a graceful shutdown waits for in-flight requests, in seconds.
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://path.db` (created if missing) or `postgres://user:pass@host/db`.
+    pub url: String,
+    pub max_connections: u32,
+    /// Apply pending migrations when `serve` starts.
+    pub migrate_on_start: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Bearer token for `/admin/v1`. When unset the admin API is disabled.
+    #[serde(serialize_with = "serialize_redacted")]
+    pub admin_token: Option<SecretString>,
+    /// How long a key lookup is cached; a revoked key stops working on every replica within this.
+    pub cache_ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UsageConfig {
+    /// Most events written in one transaction.
+    pub batch_size: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing `EnvFilter` directive, e.g. `info` or `speechgate=debug,info`.
+    pub filter: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:8080".into(), max_body_bytes: 1024 * 1024, shutdown_grace_secs: 30 }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { url: "sqlite://speechgate.db".into(), max_connections: 10, migrate_on_start: true }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self { admin_token: None, cache_ttl_secs: 5 }
+    }
+}
+
+impl Default for UsageConfig {
+    fn default() -> Self {
+        Self { batch_size: 256 }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Json, filter: "info".into() }
+    }
+}
+
+fn serialize_redacted<S: serde::Serializer>(value: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(_) => s.serialize_some("[redacted]"),
+        None => s.serialize_none(),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration: {field}: {message}")]
+    Invalid { field: &'static str, message: String },
+}
+
+impl Config {
+    /// Loads from `path` (if it exists) and the process environment.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::from_figment(Self::figment(path))
+    }
+
+    /// The layered sources, in increasing precedence.
+    pub fn figment(path: &Path) -> Figment {
+        Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(path))
+            .merge(Env::prefixed("SPEECHGATE__").split("__"))
+            .merge(Env::raw().only(&["SPEECHGATE_LISTEN"]).map(|_| "server.listen".into()))
+            .merge(Env::raw().only(&["SPEECHGATE_DATABASE_URL"]).map(|_| "database.url".into()))
+            .merge(Env::raw().only(&["SPEECHGATE_ADMIN_TOKEN"]).map(|_| "auth.admin_token".into()))
+    }
+
+    pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let config: Config = figment.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, message: &str| Err(ConfigError::Invalid { field, message: message.to_owned() });
+        if self.listen_addr().is_none() {
+            return invalid("server.listen", "must be an address such as 127.0.0.1:8080");
+        }
+        if self.server.max_body_bytes == 0 {
+            return invalid("server.max_body_bytes", "must be greater than 0");
+        }
+        if store::backend_of(&self.database.url).is_none() {
+            return invalid("database.url", "must start with sqlite: or postgres:");
+        }
+        if self.database.max_connections == 0 {
+            return invalid("database.max_connections", "must be greater than 0");
+        }
+        if let Some(token) = &self.auth.admin_token {
+            if token.expose_secret().len() < 16 {
+                return invalid("auth.admin_token", "must be at least 16 characters");
+            }
+        }
+        if self.usage.batch_size == 0 {
+            return invalid("usage.batch_size", "must be greater than 0");
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {
+            return invalid("log.filter", "is not a valid tracing filter directive");
+        }
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.server.listen.parse().ok()
+    }
+}
+
+#[cfg(test)]
+#[expect(clippy::result_large_err, reason = "figment::Jail closures return figment::Error")]
+mod tests {
+    use figment::Jail;
+
+    use super::*;
+
+    #[test]
+    fn first_class_variables_override_file_and_nested_variables() {
+        Jail::expect_with(|jail| {
+            jail.create_file("speechgate.toml", "[server]\nlisten = \"0.0.0.0:1\"\n[usage]\nbatch_size = 7\n")?;
+            jail.set_env("SPEECHGATE__SERVER__LISTEN", "0.0.0.0:2");
+            jail.set_env("SPEECHGATE_LISTEN", "127.0.0.1:9999");
+            jail.set_env("SPEECHGATE_DATABASE_URL", "postgres://u:p@127.0.0.1/db");
+            jail.set_env("SPEECHGATE_ADMIN_TOKEN", "a-long-enough-admin-token");
+            let config = Config::load(Path::new("speechgate.toml")).map_err(|e| e.to_string())?;
+            assert_eq!(config.server.listen, "127.0.0.1:9999");
+            assert_eq!(config.database.url, "postgres://u:p@127.0.0.1/db");
+            assert_eq!(config.usage.batch_size, 7);
+            assert_eq!(
+                config.auth.admin_token.as_ref().map(|t| t.expose_secret().to_owned()),
+                Some("a-long-enough-admin-token".to_owned())
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn defaults_are_valid_and_embedded() {
+        Jail::expect_with(|_| {
+            let config = Config::load(Path::new("missing.toml")).map_err(|e| e.to_string())?;
+            assert_eq!(config.server.listen, "127.0.0.1:8080");
+            assert_eq!(config.database.url, "sqlite://speechgate.db");
+            assert!(config.auth.admin_token.is_none());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        Jail::expect_with(|jail| {
+            jail.set_env("SPEECHGATE__USAGE__BATCH_SIZE", "many");
+            let err =
+                Config::load(Path::new("none.toml")).err().map(|e| e.to_string().to_lowercase()).unwrap_or_default();
+            assert!(err.contains("batch_size"), "{err}");
+            jail.set_env("SPEECHGATE__USAGE__BATCH_SIZE", "3");
+            jail.set_env("SPEECHGATE_LISTEN", "not an address");
+            let err =
+                Config::load(Path::new("none.toml")).err().map(|e| e.to_string().to_lowercase()).unwrap_or_default();
+            assert!(err.contains("server.listen"), "{err}");
+            jail.set_env("SPEECHGATE_LISTEN", "127.0.0.1:1");
+            jail.set_env("SPEECHGATE__SERVER__LISTN", "typo");
+            let err =
+                Config::load(Path::new("none.toml")).err().map(|e| e.to_string().to_lowercase()).unwrap_or_default();
+            assert!(err.contains("listn"), "{err}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,199 @@
+//! Plain domain types shared by every layer. Nothing here knows about HTTP, SQL or vendors.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// What an API key may do. Routes declare the scope they need in the router table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Synthesis endpoints (`/v1/audio/...`).
+    Speech,
+    /// Saved voices (`/v1/voices`).
+    Voices,
+    /// The admin API (`/admin/v1`).
+    Admin,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 3] = [Scope::Speech, Scope::Voices, Scope::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Speech => "speech",
+            Scope::Voices => "voices",
+            Scope::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|scope| scope.as_str() == s)
+    }
+}
+
+/// An API key as the admin API shows it. The secret is never part of it.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKey {
+    /// Public id; also the middle part of the key string `sg_<id>_<secret>`.
+    pub id: String,
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    /// Requests per minute this key may make on one replica; `null` means unlimited.
+    pub rate_limit_per_minute: Option<u32>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl ApiKey {
+    pub fn has_scope(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope)
+    }
+
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+}
+
+/// A key about to be stored: everything but the secret, which only exists as its hash.
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    pub id: String,
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    pub rate_limit_per_minute: Option<u32>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub secret_sha256: [u8; 32],
+    pub created_at: DateTime<Utc>,
+}
+
+/// A key together with the hash of its secret, for authentication only.
+#[derive(Debug, Clone)]
+pub struct KeyCredential {
+    pub key: ApiKey,
+    pub secret_sha256: Vec<u8>,
+}
+
+/// One request as metered: written for every authenticated request, whatever its outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageEvent {
+    pub request_id: String,
+    pub key_id: Option<String>,
+    /// Route template, e.g. `/v1/audio/speech`.
+    pub route: String,
+    pub method: String,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub voice: Option<String>,
+    pub characters: i64,
+    pub audio_ms: i64,
+    pub bytes_out: i64,
+    /// HTTP status sent, or 499 when the client went away before a response was sent.
+    pub status: u16,
+    /// Stable error slug (`validation_failed`, `client_disconnected`, ...) when the request failed.
+    pub error_code: Option<String>,
+    pub latency_ms: i64,
+    /// Milliseconds until the first body byte was handed to the client.
+    pub ttfb_ms: Option<i64>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A stored usage event with its position in the log (used as the pagination cursor).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageRecord {
+    #[serde(skip)]
+    pub seq: i64,
+    #[serde(flatten)]
+    pub event: UsageEvent,
+}
+
+/// Which events an aggregate covers: `[from, to)`, optionally one key.
+#[derive(Debug, Clone)]
+pub struct UsageFilter {
+    pub key_id: Option<String>,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+/// Usage summed per UTC day, key, provider and model.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageBucket {
+    pub day: NaiveDate,
+    pub key_id: Option<String>,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub requests: i64,
+    pub errors: i64,
+    pub characters: i64,
+    pub audio_ms: i64,
+    pub bytes_out: i64,
+}
+
+/// A page request over the usage log, newest first.
+#[derive(Debug, Clone, Copy)]
+pub struct LogPage {
+    /// Only events older than this sequence number.
+    pub before: Option<i64>,
+    pub limit: u32,
+}
+
+/// One step of a path into a request document: an object member or an array index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum PathSegment {
+    Field(String),
+    Index(usize),
+}
+
+/// A problem with one field of a request, located by its path (`["turns", 2, "text"]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FieldError {
+    pub path: Vec<PathSegment>,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: &str, message: impl Into<String>) -> Self {
+        Self { path: vec![PathSegment::Field(field.to_owned())], message: message.into() }
+    }
+}
+
+/// Sums over a whole usage report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageTotals {
+    pub requests: i64,
+    pub errors: i64,
+    pub characters: i64,
+    pub audio_ms: i64,
+    pub bytes_out: i64,
+}
+
+/// Usage over `[from, to)`: totals, and buckets per UTC day, key, provider and model.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageReport {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub totals: UsageTotals,
+    pub buckets: Vec<UsageBucket>,
+}
+
+impl UsageReport {
+    pub fn new(filter: &UsageFilter, buckets: Vec<UsageBucket>) -> Self {
+        let totals = buckets.iter().fold(UsageTotals::default(), |t, b| UsageTotals {
+            requests: t.requests + b.requests,
+            errors: t.errors + b.errors,
+            characters: t.characters + b.characters,
+            audio_ms: t.audio_ms + b.audio_ms,
+            bytes_out: t.bytes_out + b.bytes_out,
+        });
+        Self { from: filter.from, to: filter.to, totals, buckets }
+    }
+}

@@ -1,0 +1,118 @@
+//! Extractors whose every rejection is an [`ApiError`], with the path of the offending field.
+
+use std::sync::Arc;
+
+use axum::{
+    body::Bytes,
+    extract::{rejection::BytesRejection, FromRef, FromRequest, FromRequestParts, Request},
+    http::{header, request::Parts, StatusCode},
+};
+use serde::de::DeserializeOwned;
+
+use super::problem::ApiError;
+use crate::{
+    auth::Principal,
+    domain::{ApiKey, FieldError, PathSegment},
+};
+
+/// A JSON body. Malformed JSON is a 400 with line and column; a well-formed body of the wrong
+/// shape is a 422 whose `validation` names the field path; a body over the limit is a 413.
+pub struct ApiJson<T>(pub T);
+
+/// The largest request body the server accepts, in bytes (`server.max_body_bytes`).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T>
+where
+    BodyLimit: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let limit = BodyLimit::from_ref(state);
+        let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        if !(essence == "application/json" || essence.ends_with("+json")) {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "expected `Content-Type: application/json`, got {:?}",
+                content_type
+            )));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| body_rejection(rejection, limit))?;
+        let deserializer = &mut serde_json::Deserializer::from_slice(&bytes);
+        let value = serde_path_to_error::deserialize(deserializer).map_err(|err| {
+            let path = path_segments(err.path());
+            let inner = err.into_inner();
+            match inner.classify() {
+                serde_json::error::Category::Data => {
+                    ApiError::Validation(vec![FieldError { path, message: strip_position(&inner.to_string()) }])
+                }
+                serde_json::error::Category::Syntax
+                | serde_json::error::Category::Eof
+                | serde_json::error::Category::Io => ApiError::MalformedJson(inner.to_string()),
+            }
+        })?;
+        Ok(ApiJson(value))
+    }
+}
+
+fn body_rejection(rejection: BytesRejection, limit: BodyLimit) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge(limit.0)
+    } else {
+        ApiError::Http { status: rejection.status(), detail: rejection.body_text() }
+    }
+}
+
+/// Query parameters; a bad value is a 422 naming the parameter.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(deserializer).map(ApiQuery).map_err(|err| {
+            let path = path_segments(err.path());
+            ApiError::Validation(vec![FieldError { path, message: err.into_inner().to_string() }])
+        })
+    }
+}
+
+/// The API key making the request. Routes that act "as the caller" take this.
+pub struct Caller(pub Arc<ApiKey>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        match parts.extensions.get::<Principal>() {
+            Some(Principal::Key(key)) => Ok(Caller(key.clone())),
+            Some(Principal::Admin) | None => {
+                Err(ApiError::Unauthorized("this route needs a gateway API key".to_owned()))
+            }
+        }
+    }
+}
+
+fn path_segments(path: &serde_path_to_error::Path) -> Vec<PathSegment> {
+    use serde_path_to_error::Segment;
+    path.iter()
+        .filter_map(|segment| match segment {
+            Segment::Seq { index } => Some(PathSegment::Index(*index)),
+            Segment::Map { key } => Some(PathSegment::Field(key.clone())),
+            Segment::Enum { variant } => Some(PathSegment::Field(variant.clone())),
+            Segment::Unknown => None,
+        })
+        .collect()
+}
+
+/// serde_json appends " at line L column C" to data errors; the path says more.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(at) => message[..at].to_owned(),
+        None => message.to_owned(),
+    }
+}

@@ -1,0 +1,5 @@
+//! Thin handlers: extract, call one service function, map to a response.
+
+pub mod admin;
+pub mod ops;
+pub mod usage;

@@ -1,0 +1,67 @@
+//! Liveness, readiness, metrics and the OpenAPI document. All public.
+
+use axum::{
+    extract::State,
+    http::{header, HeaderValue},
+    response::IntoResponse,
+    Json,
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::http::{problem::ApiError, AppState};
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// `ok` when the process is serving, `ready` when its dependencies answer too.
+    status: &'static str,
+}
+
+/// Liveness: the process is up and serving HTTP.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+pub async fn get_healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// Readiness: the database answers. Load balancers should route only to ready replicas.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, body = Health),
+        (status = 503, description = "The database does not answer", body = crate::http::problem::Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn get_readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+    state.store.ping().await.map_err(|e| ApiError::DatabaseUnavailable(e.to_string()))?;
+    Ok(Json(Health { status: "ready" }))
+}
+
+/// Prometheus metrics in the OpenMetrics text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "OpenMetrics text", body = String, content_type = "application/openmetrics-text"))
+)]
+pub async fn get_metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        )],
+        state.metrics.render(),
+    )
+}
+
+/// This OpenAPI document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3.1 document", body = Object))
+)]
+pub async fn get_openapi(State(state): State<AppState>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], state.openapi_json.clone())
+}

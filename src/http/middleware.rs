@@ -1,0 +1,247 @@
+//! The cross-cutting layers, in the order `router()` stacks them (outermost first):
+//! observe → authenticate → meter → rate_limit → catch_panic → normalize_errors → route.
+
+use std::{
+    pin::Pin,
+    task::{Context, Poll},
+    time::Instant,
+};
+
+use axum::{
+    body::{Body, Bytes},
+    extract::{MatchedPath, Request, State},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use http_body::{Frame, SizeHint};
+use tracing::Instrument;
+
+use super::{
+    problem::{ApiError, ErrorCause, ErrorCode, REQUEST_ID},
+    AppState,
+};
+use crate::{
+    auth::Principal,
+    domain::Scope,
+    metrics::{ErrorLabels, RequestLabels},
+    service::usage::{Meter, MeterStart},
+};
+
+/// Routes anyone may call. Every other route needs a credential (default deny).
+pub const PUBLIC_ROUTES: &[&str] =
+    &["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/", "/docs/{*rest}"];
+
+/// Routes under this prefix take the admin token (or a key with the `admin` scope).
+pub const ADMIN_PREFIX: &str = "/admin/";
+
+/// The request's id, from a well-formed `x-request-id` or freshly generated.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+fn route_of(req: &Request) -> String {
+    req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned())
+}
+
+fn accept_request_id(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get("x-request-id")?.to_str().ok()?;
+    let ok = !value.is_empty()
+        && value.len() <= 128
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    ok.then(|| value.to_owned())
+}
+
+/// Decrements the in-flight gauge even when the request future is dropped.
+struct InFlight<'a>(&'a prometheus_client::metrics::gauge::Gauge);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Outermost: request id (task-local for problem bodies, echoed in `x-request-id`), the request
+/// span, metrics, and one log line per request — the only place failures are logged.
+pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let request_id = accept_request_id(req.headers()).unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    req.extensions_mut().insert(RequestId(request_id.clone()));
+    let route = route_of(&req);
+    let method = req.method().as_str().to_owned();
+    let span = tracing::info_span!("request", request_id = %request_id, %method, %route);
+    let started = Instant::now();
+    state.metrics.in_flight.inc();
+    let _in_flight = InFlight(&state.metrics.in_flight);
+
+    let mut response = REQUEST_ID.scope(request_id.clone(), next.run(req)).instrument(span.clone()).await;
+
+    let elapsed = started.elapsed();
+    let status = response.status();
+    let labels = RequestLabels { method, route: route.clone(), status: status.as_u16() };
+    state.metrics.requests.get_or_create(&labels).inc();
+    state.metrics.request_duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
+    let code = response.extensions().get::<ErrorCode>().map(|c| c.0);
+    if let Some(code) = code {
+        state.metrics.errors.get_or_create(&ErrorLabels { route, code: code.to_owned() }).inc();
+    }
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    span.in_scope(|| match response.extensions().get::<ErrorCause>() {
+        Some(cause) => tracing::error!(status = status.as_u16(), code, latency_ms, cause = %cause.0, "request failed"),
+        None if status.is_server_error() => {
+            tracing::error!(status = status.as_u16(), code, latency_ms, "request failed")
+        }
+        None if status.is_client_error() => {
+            tracing::warn!(status = status.as_u16(), code, latency_ms, "request rejected")
+        }
+        None => tracing::info!(status = status.as_u16(), latency_ms, "request served"),
+    });
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+/// The credential a request carries: `Authorization: Bearer`, or the vendor-style
+/// `xi-api-key` / `X-API-Key` headers that the facades' SDKs send.
+fn credential(headers: &HeaderMap) -> Option<&str> {
+    if let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let (scheme, token) = value.trim().split_once(' ')?;
+        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim());
+    }
+    ["xi-api-key", "x-api-key"].iter().find_map(|name| headers.get(*name)?.to_str().ok()).map(str::trim)
+}
+
+/// Default deny: every matched route that is not in [`PUBLIC_ROUTES`] needs a valid credential.
+/// Unmatched paths fall through to the 404 fallback (the route table is public in the OpenAPI
+/// document anyway).
+pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Result<Response, ApiError> {
+    let Some(route) = req.extensions().get::<MatchedPath>() else {
+        return Ok(next.run(req).await);
+    };
+    if PUBLIC_ROUTES.contains(&route.as_str()) {
+        return Ok(next.run(req).await);
+    }
+    let admin_route = route.as_str().starts_with(ADMIN_PREFIX);
+    let principal = state.auth.authenticate(credential(req.headers()), admin_route).await?;
+    req.extensions_mut().insert(principal);
+    Ok(next.run(req).await)
+}
+
+/// One usage event for every authenticated request, emitted when its body ends or is dropped.
+pub async fn meter(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(principal) = req.extensions().get::<Principal>() else {
+        return next.run(req).await;
+    };
+    let mut meter = Meter::new(
+        state.usage.clone(),
+        MeterStart {
+            request_id: req.extensions().get::<RequestId>().map(|id| id.0.clone()).unwrap_or_default(),
+            key_id: principal.key_id().map(str::to_owned),
+            route: route_of(&req),
+            method: req.method().as_str().to_owned(),
+            started: Instant::now(),
+        },
+    );
+    // If the client goes away now, this future is dropped and so is `meter`, which records it.
+    let response = next.run(req).await;
+    meter.respond(response.status().as_u16(), response.extensions().get::<ErrorCode>().map(|c| c.0.to_owned()));
+    response.map(|body| {
+        if http_body::Body::is_end_stream(&body) {
+            meter.finish();
+            body
+        } else {
+            Body::new(MeteredBody { inner: body, meter })
+        }
+    })
+}
+
+pin_project_lite::pin_project! {
+    /// Counts the bytes and first-byte time of a response body and finishes its meter.
+    struct MeteredBody {
+        #[pin]
+        inner: Body,
+        meter: Meter,
+    }
+}
+
+impl http_body::Body for MeteredBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.project();
+        let mut inner = this.inner;
+        let polled = inner.as_mut().poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.meter.sent(data.len());
+                }
+                // hyper stops polling a body that says it has ended, so finish here, not at `None`.
+                if inner.is_end_stream() {
+                    this.meter.finish();
+                }
+            }
+            // An error mid-body leaves the meter unfinished; dropping it records the interruption.
+            Poll::Ready(Some(Err(_))) | Poll::Pending => return polled,
+            Poll::Ready(None) => this.meter.finish(),
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The key's per-minute request limit. Inside `meter`, so a limited request is still metered.
+pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
+    if let Some(Principal::Key(key)) = req.extensions().get::<Principal>() {
+        state.auth.check_rate(key).map_err(ApiError::RateLimited)?;
+    }
+    Ok(next.run(req).await)
+}
+
+/// Route-group guard: the caller must hold `scope`.
+pub async fn require_scope(State(scope): State<Scope>, req: Request, next: Next) -> Result<Response, ApiError> {
+    match req.extensions().get::<Principal>() {
+        Some(principal) if principal.has_scope(scope) => Ok(next.run(req).await),
+        Some(_) => Err(ApiError::InsufficientScope(scope)),
+        None => Err(ApiError::Unauthorized("this route needs a credential".to_owned())),
+    }
+}
+
+/// Innermost: turns the framework's own error responses (405 from the method router, and any
+/// other bare 4xx/5xx) into problem+json, so no client ever sees a plain-text error.
+pub async fn normalize_errors(req: Request, next: Next) -> Response {
+    let method = req.method().as_str().to_owned();
+    let response = next.run(req).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) || response.extensions().get::<ErrorCode>().is_some() {
+        return response;
+    }
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        let allow = response.headers().get(header::ALLOW).cloned();
+        let mut replaced = ApiError::MethodNotAllowed(method).into_response();
+        if let Some(allow) = allow {
+            replaced.headers_mut().insert(header::ALLOW, allow);
+        }
+        return replaced;
+    }
+    let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap_or_default();
+    let detail = String::from_utf8_lossy(&body).trim().to_owned();
+    ApiError::Http { status, detail: if detail.is_empty() { status.to_string() } else { detail } }.into_response()
+}
+
+/// The body of a response to a panicking handler.
+pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned());
+    ApiError::Internal(format!("handler panicked: {message}")).into_response()
+}

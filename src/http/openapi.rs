@@ -1,0 +1,44 @@
+//! The document's fixed parts. Paths and schemas are added by the router table, route by route
+//! (`utoipa_axum::routes!`), so a route cannot exist without its entry.
+
+use utoipa::{
+    openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
+    Modify, OpenApi,
+};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "speechgate",
+        description = "A self-hosted, unified text-to-speech gateway. Every error is `application/problem+json` (RFC 9457).",
+        license(name = "GPL-3.0-or-later")
+    ),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "usage", description = "The calling key's usage"),
+        (name = "admin", description = "Keys and usage across keys; needs the admin token"),
+        (name = "operations", description = "Health, readiness, metrics and this document")
+    )
+)]
+pub struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("A gateway key `sg_<id>_<secret>`; on `/admin/v1`, also the admin token"))
+                    .build(),
+            ),
+        );
+        components
+            .add_security_scheme("xiApiKey", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("xi-api-key"))));
+        components
+            .add_security_scheme("xApiKey", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))));
+    }
+}

@@ -1,0 +1,245 @@
+//! The one error type at the HTTP boundary and its one body: `application/problem+json`
+//! (RFC 9457). Every failure a client can see — extractor rejections, auth, unknown routes,
+//! panics — becomes an [`ApiError`] and is rendered here. Rendering has no side effects: the
+//! error slug and any internal cause travel in response extensions to the observe middleware,
+//! which logs each failure once.
+
+use std::time::Duration;
+
+use axum::{
+    http::{header, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::{
+    auth::AuthError,
+    domain::{FieldError, Scope},
+    service::ServiceError,
+    store::StoreError,
+};
+
+tokio::task_local! {
+    /// The current request's id, set by the observe middleware so every problem body carries it.
+    pub static REQUEST_ID: String;
+}
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("the request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("the request is not valid")]
+    Validation(Vec<FieldError>),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("this API key lacks the `{}` scope", .0.as_str())]
+    InsufficientScope(Scope),
+    #[error("the admin API is disabled: set SPEECHGATE_ADMIN_TOKEN to enable it")]
+    AdminDisabled,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("no route for {method} {path}")]
+    RouteNotFound { method: String, path: String },
+    #[error("this route does not accept the {0} method")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the request body exceeds the limit of {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("rate limit exceeded; retry in {} s", retry_after_secs(*.0))]
+    RateLimited(Duration),
+    #[error("the database is unavailable; retry shortly")]
+    DatabaseUnavailable(String),
+    /// A status the framework produced that no other variant covers.
+    #[error("{detail}")]
+    Http { status: StatusCode, detail: String },
+    /// A bug or an unexpected failure. The cause is logged, never sent.
+    #[error("an internal error occurred; quote the request id when reporting it")]
+    Internal(String),
+}
+
+fn retry_after_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::InsufficientScope(_) | ApiError::AdminDisabled => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) | ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Http { status, .. } => *status,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable machine slug: the `code` member, and the label on error metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::MalformedJson(_) => "malformed_json",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::Validation(_) => "validation_failed",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::InsufficientScope(_) => "insufficient_scope",
+            ApiError::AdminDisabled => "admin_api_disabled",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::RouteNotFound { .. } => "route_not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::RateLimited(_) => "rate_limited",
+            ApiError::DatabaseUnavailable(_) => "database_unavailable",
+            ApiError::Http { .. } => "http_error",
+            ApiError::Internal(_) => "internal_error",
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            ApiError::MalformedJson(_) => "Malformed JSON",
+            ApiError::UnsupportedMediaType(_) => "Unsupported media type",
+            ApiError::Validation(_) => "Validation failed",
+            ApiError::Unauthorized(_) => "Unauthorized",
+            ApiError::InsufficientScope(_) => "Insufficient scope",
+            ApiError::AdminDisabled => "Admin API disabled",
+            ApiError::NotFound(_) => "Not found",
+            ApiError::RouteNotFound { .. } => "Route not found",
+            ApiError::MethodNotAllowed(_) => "Method not allowed",
+            ApiError::Conflict(_) => "Conflict",
+            ApiError::PayloadTooLarge(_) => "Payload too large",
+            ApiError::RateLimited(_) => "Rate limited",
+            ApiError::DatabaseUnavailable(_) => "Service unavailable",
+            ApiError::Http { status, .. } => status.canonical_reason().unwrap_or("HTTP error"),
+            ApiError::Internal(_) => "Internal error",
+        }
+    }
+
+    /// The cause to log (never sent to the client).
+    fn cause(&self) -> Option<&str> {
+        match self {
+            ApiError::DatabaseUnavailable(cause) | ApiError::Internal(cause) => Some(cause),
+            _ => None,
+        }
+    }
+
+    pub fn to_problem(&self) -> Problem {
+        let code = self.code();
+        Problem {
+            type_: format!("urn:speechgate:problem:{code}"),
+            title: self.title().to_owned(),
+            status: self.status().as_u16(),
+            detail: self.to_string(),
+            code: code.to_owned(),
+            request_id: REQUEST_ID.try_with(Clone::clone).ok(),
+            validation: match self {
+                ApiError::Validation(fields) => fields.clone(),
+                _ => Vec::new(),
+            },
+        }
+    }
+}
+
+/// RFC 9457 problem details, as every error response carries them.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({
+    "type": "urn:speechgate:problem:validation_failed",
+    "title": "Validation failed",
+    "status": 422,
+    "detail": "the request is not valid",
+    "code": "validation_failed",
+    "requestId": "01933c52-7f0e-7b3a-9c1e-2f4d5a6b7c8d",
+    "validation": [{"path": ["scopes", 0], "message": "unknown variant `speak`"}]
+}))]
+pub struct Problem {
+    /// A URI naming the kind of problem: `urn:speechgate:problem:<code>`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub title: String,
+    pub status: u16,
+    /// What went wrong, for people.
+    pub detail: String,
+    /// Stable machine slug, e.g. `validation_failed`, `unauthorized`, `rate_limited`.
+    pub code: String,
+    /// The `x-request-id` of the request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// One entry per invalid field, located by its path in the request.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub validation: Vec<FieldError>,
+}
+
+/// Response extension: the error slug of a failed response, for metrics, usage and logs.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
+
+/// Response extension: an internal cause to log once.
+#[derive(Debug, Clone)]
+pub struct ErrorCause(pub String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = self.to_problem();
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response =
+            (self.status(), [(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON))], body).into_response();
+        if let ApiError::Unauthorized(_) = self {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let ApiError::RateLimited(wait) = self {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs(wait)));
+        }
+        response.extensions_mut().insert(ErrorCode(self.code()));
+        if let Some(cause) = self.cause() {
+            response.extensions_mut().insert(ErrorCause(cause.to_owned()));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Conflict(what) => ApiError::Conflict(format!("a resource with this {what} already exists")),
+            StoreError::Database(
+                e @ (sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_)),
+            ) => ApiError::DatabaseUnavailable(e.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(err: ServiceError) -> Self {
+        match err {
+            ServiceError::Validation(fields) => ApiError::Validation(fields),
+            ServiceError::NotFound { .. } => ApiError::NotFound(err.to_string()),
+            ServiceError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::Missing | AuthError::Invalid | AuthError::Revoked | AuthError::Expired => {
+                ApiError::Unauthorized(err.to_string())
+            }
+            AuthError::AdminDisabled => ApiError::AdminDisabled,
+            AuthError::Store(e) => e.into(),
+        }
+    }
+}

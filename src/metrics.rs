@@ -1,0 +1,90 @@
+//! Prometheus metrics. One registry per running app (not a global), so tests can run many apps
+//! in one process. Labels are low-cardinality: route templates, status codes and error slugs.
+
+use prometheus_client::{
+    encoding::{text::encode, EncodeLabelSet},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub route: String,
+    pub code: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_duration: Family<RequestLabels, Histogram>,
+    pub errors: Family<ErrorLabels, Counter>,
+    pub in_flight: Gauge,
+    pub usage_queue_depth: Gauge,
+    pub usage_written: Counter,
+    pub usage_write_failures: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("speechgate");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let request_duration = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
+        });
+        let errors = Family::<ErrorLabels, Counter>::default();
+        let in_flight = Gauge::default();
+        let usage_queue_depth = Gauge::default();
+        let usage_written = Counter::default();
+        let usage_write_failures = Counter::default();
+        registry.register("http_requests", "HTTP requests answered", requests.clone());
+        registry.register(
+            "http_request_duration_seconds",
+            "Time from request to response headers",
+            request_duration.clone(),
+        );
+        registry.register("http_errors", "Error responses by stable error code", errors.clone());
+        registry.register("http_requests_in_flight", "Requests being handled now", in_flight.clone());
+        registry.register(
+            "usage_writer_queue_depth",
+            "Usage events waiting to be written to the database",
+            usage_queue_depth.clone(),
+        );
+        registry.register("usage_events_written", "Usage events written to the database", usage_written.clone());
+        registry.register(
+            "usage_write_failures",
+            "Failed attempts to write a batch of usage events",
+            usage_write_failures.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            request_duration,
+            errors,
+            in_flight,
+            usage_queue_depth,
+            usage_written,
+            usage_write_failures,
+        }
+    }
+
+    /// The OpenMetrics text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,72 @@
+//! API key lifecycle, shared by the admin API and the CLI.
+
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+
+use super::ServiceError;
+use crate::{
+    auth,
+    domain::{ApiKey, FieldError, NewApiKey, Scope},
+    store::Store,
+};
+
+pub struct CreateKey {
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub rate_limit_per_minute: Option<u32>,
+}
+
+/// A stored key and its full key string, which exists only here and is shown once.
+pub struct CreatedKey {
+    pub key: ApiKey,
+    pub token: SecretString,
+}
+
+pub const MAX_NAME_LEN: usize = 200;
+
+pub async fn create(store: &dyn Store, request: CreateKey) -> Result<CreatedKey, ServiceError> {
+    let mut problems = Vec::new();
+    let name = request.name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
+        problems.push(FieldError::new("name", format!("must be 1 to {MAX_NAME_LEN} characters")));
+    }
+    if request.scopes.is_empty() {
+        problems.push(FieldError::new("scopes", "must name at least one scope"));
+    }
+    let now = Utc::now();
+    if request.expires_at.is_some_and(|at| at <= now) {
+        problems.push(FieldError::new("expiresAt", "must be in the future"));
+    }
+    if request.rate_limit_per_minute == Some(0) {
+        problems.push(FieldError::new("rateLimitPerMinute", "must be at least 1, or null for no limit"));
+    }
+    if !problems.is_empty() {
+        return Err(ServiceError::Validation(problems));
+    }
+    let mut scopes = request.scopes;
+    scopes.sort_by_key(|s| s.as_str());
+    scopes.dedup();
+    let minted = auth::mint();
+    let key = store
+        .insert_key(&NewApiKey {
+            id: minted.id,
+            name: name.to_owned(),
+            scopes,
+            rate_limit_per_minute: request.rate_limit_per_minute,
+            expires_at: request.expires_at,
+            secret_sha256: minted.secret_sha256,
+            created_at: now,
+        })
+        .await?;
+    Ok(CreatedKey { key, token: minted.token })
+}
+
+pub async fn get(store: &dyn Store, id: &str) -> Result<ApiKey, ServiceError> {
+    store.get_key(id).await?.ok_or_else(|| ServiceError::NotFound { what: "API key", id: id.to_owned() })
+}
+
+/// Revokes a key; revoking twice is not an error and keeps the first revocation time.
+pub async fn revoke(store: &dyn Store, id: &str) -> Result<ApiKey, ServiceError> {
+    store.revoke_key(id, Utc::now()).await?.ok_or_else(|| ServiceError::NotFound { what: "API key", id: id.to_owned() })
+}

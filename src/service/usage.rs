@@ -1,0 +1,280 @@
+//! Usage metering. Every authenticated request yields exactly one [`UsageEvent`], emitted by a
+//! [`Meter`] when the response body ends, or when it is dropped early (client gone, task
+//! cancelled). Events go through an unbounded queue to one background writer that inserts them in
+//! batches, off the request path; at shutdown the writer drains the queue before it stops.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use super::ServiceError;
+use crate::{
+    domain::{FieldError, LogPage, UsageEvent, UsageFilter, UsageRecord, UsageReport},
+    metrics::Metrics,
+    store::Store,
+};
+
+/// Where requests hand their usage events; cheap to clone.
+#[derive(Clone)]
+pub struct UsageSink {
+    tx: mpsc::UnboundedSender<UsageEvent>,
+    metrics: Arc<Metrics>,
+}
+
+impl UsageSink {
+    pub fn record(&self, event: UsageEvent) {
+        if self.tx.send(event).is_ok() {
+            self.metrics.usage_queue_depth.inc();
+        } else {
+            tracing::error!(target: "speechgate::usage", "usage writer has stopped; event dropped");
+        }
+    }
+}
+
+/// Starts the background writer on `tracker`. It stops once `shutdown` is cancelled and the
+/// queue is empty.
+pub fn spawn_writer(
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    batch_size: usize,
+    tracker: &TaskTracker,
+    shutdown: CancellationToken,
+) -> UsageSink {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tracker.spawn(run_writer(store, metrics.clone(), batch_size, rx, shutdown));
+    UsageSink { tx, metrics }
+}
+
+async fn run_writer(
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    batch_size: usize,
+    mut rx: mpsc::UnboundedReceiver<UsageEvent>,
+    shutdown: CancellationToken,
+) {
+    let mut batch = Vec::with_capacity(batch_size);
+    loop {
+        let received = tokio::select! {
+            n = rx.recv_many(&mut batch, batch_size) => n,
+            () = shutdown.cancelled() => {
+                // No new events are accepted; whatever is queued is still written below.
+                rx.close();
+                rx.recv_many(&mut batch, batch_size).await
+            }
+        };
+        if received == 0 {
+            break;
+        }
+        write_batch(store.as_ref(), &metrics, &mut batch, &shutdown).await;
+    }
+    tracing::info!(target: "speechgate::usage", "usage writer drained");
+}
+
+/// Writes one batch, retrying with backoff while the database is unavailable. After shutdown
+/// has begun it makes a bounded number of attempts, then reports the loss.
+async fn write_batch(store: &dyn Store, metrics: &Metrics, batch: &mut Vec<UsageEvent>, shutdown: &CancellationToken) {
+    let mut delay = Duration::from_millis(50);
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match store.insert_usage(batch).await {
+            Ok(()) => {
+                let n = batch.len() as u64;
+                metrics.usage_written.inc_by(n);
+                metrics.usage_queue_depth.dec_by(n as i64);
+                batch.clear();
+                return;
+            }
+            Err(err) => {
+                metrics.usage_write_failures.inc();
+                if shutdown.is_cancelled() && attempts >= 5 {
+                    tracing::error!(target: "speechgate::usage", error = %err, lost = batch.len(), "giving up on usage batch at shutdown");
+                    metrics.usage_queue_depth.dec_by(batch.len() as i64);
+                    batch.clear();
+                    return;
+                }
+                tracing::warn!(target: "speechgate::usage", error = %err, attempts, "usage batch write failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// What is known about a request when its metering starts.
+pub struct MeterStart {
+    pub request_id: String,
+    pub key_id: Option<String>,
+    pub route: String,
+    pub method: String,
+    pub started: Instant,
+}
+
+/// Follows one request to its end and emits its usage event exactly once: from [`Meter::finish`]
+/// when the body completes, or from `Drop` when the request is abandoned.
+pub struct Meter {
+    sink: UsageSink,
+    start: MeterStart,
+    created_at: DateTime<Utc>,
+    status: Option<u16>,
+    error_code: Option<String>,
+    first_byte: Option<Duration>,
+    bytes_out: u64,
+    done: bool,
+}
+
+/// The slug recorded when the client went away before the response was complete.
+pub const CLIENT_DISCONNECTED: &str = "client_disconnected";
+
+impl Meter {
+    pub fn new(sink: UsageSink, start: MeterStart) -> Self {
+        Self {
+            sink,
+            start,
+            created_at: Utc::now(),
+            status: None,
+            error_code: None,
+            first_byte: None,
+            bytes_out: 0,
+            done: false,
+        }
+    }
+
+    /// The response head is about to be sent.
+    pub fn respond(&mut self, status: u16, error_code: Option<String>) {
+        self.status = Some(status);
+        self.error_code = error_code;
+    }
+
+    /// Body bytes are being handed to the client.
+    pub fn sent(&mut self, bytes: usize) {
+        if self.first_byte.is_none() && bytes > 0 {
+            self.first_byte = Some(self.start.started.elapsed());
+        }
+        self.bytes_out += bytes as u64;
+    }
+
+    /// The body ended normally.
+    pub fn finish(&mut self) {
+        self.emit(None);
+    }
+
+    fn emit(&mut self, override_code: Option<&str>) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        let millis = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        self.sink.record(UsageEvent {
+            request_id: std::mem::take(&mut self.start.request_id),
+            key_id: self.start.key_id.take(),
+            route: std::mem::take(&mut self.start.route),
+            method: std::mem::take(&mut self.start.method),
+            provider: None,
+            model: None,
+            voice: None,
+            characters: 0,
+            audio_ms: 0,
+            bytes_out: i64::try_from(self.bytes_out).unwrap_or(i64::MAX),
+            // 499: the client closed the request before any response was sent.
+            status: self.status.unwrap_or(499),
+            error_code: override_code.map(str::to_owned).or_else(|| self.error_code.take()),
+            latency_ms: millis(self.start.started.elapsed()),
+            ttfb_ms: self.first_byte.map(millis),
+            created_at: self.created_at,
+        });
+    }
+}
+
+impl Drop for Meter {
+    fn drop(&mut self) {
+        self.emit(Some(CLIENT_DISCONNECTED));
+    }
+}
+
+/// Longest range one usage query may cover.
+const MAX_RANGE_DAYS: i64 = 366;
+
+/// Usage per day, provider and model in `[from, to)`, defaulting to the last 30 days.
+pub async fn summary(
+    store: &dyn Store,
+    key_id: Option<String>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+) -> Result<UsageReport, ServiceError> {
+    let to = to.unwrap_or_else(Utc::now);
+    let from = from.unwrap_or(to - chrono::Duration::days(30));
+    if from >= to {
+        return Err(ServiceError::Validation(vec![FieldError::new("from", "must be earlier than `to`")]));
+    }
+    if to - from > chrono::Duration::days(MAX_RANGE_DAYS) {
+        return Err(ServiceError::Validation(vec![FieldError::new(
+            "from",
+            format!("the range may cover at most {MAX_RANGE_DAYS} days"),
+        )]));
+    }
+    let filter = UsageFilter { key_id, from, to };
+    let buckets = store.usage_summary(&filter).await?;
+    Ok(UsageReport::new(&filter, buckets))
+}
+
+pub const MAX_LOG_PAGE: u32 = 200;
+
+/// One page of the usage log, newest first, with the cursor of the next page if there is one.
+pub async fn log_page(
+    store: &dyn Store,
+    key_id: Option<&str>,
+    cursor: Option<&str>,
+    limit: Option<u32>,
+) -> Result<(Vec<UsageRecord>, Option<String>), ServiceError> {
+    let limit = limit.unwrap_or(50);
+    if !(1..=MAX_LOG_PAGE).contains(&limit) {
+        return Err(ServiceError::Validation(vec![FieldError::new(
+            "limit",
+            format!("must be between 1 and {MAX_LOG_PAGE}"),
+        )]));
+    }
+    let before = cursor
+        .map(|c| {
+            decode_cursor(c).ok_or_else(|| {
+                ServiceError::Validation(vec![FieldError::new("cursor", "is not a cursor this API returned")])
+            })
+        })
+        .transpose()?;
+    // One extra row tells whether another page follows.
+    let mut rows = store.list_usage(key_id, LogPage { before, limit: limit + 1 }).await?;
+    let next = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| encode_cursor(r.seq))
+    } else {
+        None
+    };
+    Ok((rows, next))
+}
+
+fn encode_cursor(seq: i64) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("u{seq}"))
+}
+
+fn decode_cursor(cursor: &str) -> Option<i64> {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).ok()?;
+    std::str::from_utf8(&raw).ok()?.strip_prefix('u')?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        assert_eq!(decode_cursor(&encode_cursor(42)), Some(42));
+        assert_eq!(decode_cursor("not-a-cursor"), None);
+        assert_eq!(decode_cursor(""), None);
+    }
+}

@@ -1,0 +1,81 @@
+//! Persistence. One [`Store`] trait with a SQLite implementation (the embedded default) and a
+//! PostgreSQL one (production, shared by many replicas). Both use runtime-checked sqlx queries;
+//! the statements they share live in `sql.rs`, the dialect-specific ones in each backend module.
+
+mod postgres;
+mod sql;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::domain::{ApiKey, KeyCredential, LogPage, NewApiKey, UsageBucket, UsageEvent, UsageFilter, UsageRecord};
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("a row with this {0} already exists")]
+    Conflict(&'static str),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+    /// Applies pending migrations for this backend.
+    async fn migrate(&self) -> Result<(), StoreError>;
+    /// A cheap round trip, for readiness checks.
+    async fn ping(&self) -> Result<(), StoreError>;
+    async fn close(&self);
+
+    async fn insert_key(&self, key: &NewApiKey) -> Result<ApiKey, StoreError>;
+    async fn get_key(&self, id: &str) -> Result<Option<ApiKey>, StoreError>;
+    async fn get_key_credential(&self, id: &str) -> Result<Option<KeyCredential>, StoreError>;
+    /// All keys, newest first.
+    async fn list_keys(&self) -> Result<Vec<ApiKey>, StoreError>;
+    /// Marks a key revoked. Returns `None` when no such key exists.
+    async fn revoke_key(&self, id: &str, at: DateTime<Utc>) -> Result<Option<ApiKey>, StoreError>;
+
+    /// Writes a batch of usage events in one transaction and advances the keys' `last_used_at`.
+    async fn insert_usage(&self, events: &[UsageEvent]) -> Result<(), StoreError>;
+    /// Sums usage per UTC day, key, provider and model.
+    async fn usage_summary(&self, filter: &UsageFilter) -> Result<Vec<UsageBucket>, StoreError>;
+    /// Usage events newest first, optionally for one key.
+    async fn list_usage(&self, key_id: Option<&str>, page: LogPage) -> Result<Vec<UsageRecord>, StoreError>;
+}
+
+/// Opens the store a database URL names: `sqlite:` (file created if missing) or `postgres:`.
+pub async fn connect(url: &str, max_connections: u32) -> Result<Arc<dyn Store>, StoreError> {
+    match backend_of(url) {
+        Some(Backend::Sqlite) => Ok(Arc::new(SqliteStore::connect(url, max_connections).await?)),
+        Some(Backend::Postgres) => Ok(Arc::new(PostgresStore::connect(url, max_connections).await?)),
+        None => Err(StoreError::Database(sqlx::Error::Configuration(
+            "database url must start with sqlite: or postgres:".into(),
+        ))),
+    }
+}
+
+pub fn backend_of(url: &str) -> Option<Backend> {
+    if url.starts_with("sqlite:") {
+        Some(Backend::Sqlite)
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Some(Backend::Postgres)
+    } else {
+        None
+    }
+}

@@ -1,0 +1,352 @@
+//! What the two SQL backends share: row types, the statements that read the same in both
+//! dialects (sqlx binds `$N` parameters on SQLite too), and the one body of the `Store`
+//! methods, stamped out for each backend's pool type by [`impl_store!`].
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::StoreError;
+use crate::domain::{ApiKey, KeyCredential, Scope, UsageBucket, UsageEvent, UsageRecord};
+
+pub(super) const KEY_COLUMNS: &str =
+    "id, name, scopes, secret_sha256, rate_limit_per_minute, created_at, expires_at, revoked_at, last_used_at";
+
+pub(super) const INSERT_KEY: &str = "INSERT INTO api_keys (id, name, scopes, secret_sha256, rate_limit_per_minute, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+pub(super) const TOUCH_KEY: &str =
+    "UPDATE api_keys SET last_used_at = $2 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)";
+
+pub(super) const INSERT_USAGE: &str = "INSERT INTO usage_events (request_id, key_id, route, method, provider, model, voice, characters, audio_ms, bytes_out, status, error_code, latency_ms, ttfb_ms, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
+
+pub(super) const LIST_USAGE: &str = "SELECT seq, request_id, key_id, route, method, provider, model, voice, characters, audio_ms, bytes_out, status, error_code, latency_ms, ttfb_ms, created_at FROM usage_events WHERE ($1 IS NULL OR key_id = $1) AND ($2 IS NULL OR seq < $2) ORDER BY seq DESC LIMIT $3";
+
+/// The usage aggregate; only the expression that turns a millisecond time into a UTC
+/// `YYYY-MM-DD` day differs between dialects.
+macro_rules! usage_summary_sql {
+    ($day:literal) => {
+        concat!(
+            "SELECT ",
+            $day,
+            " AS day, key_id, provider, model, COUNT(*) AS requests, ",
+            "CAST(SUM(CASE WHEN status >= 400 OR error_code IS NOT NULL THEN 1 ELSE 0 END) AS BIGINT) AS errors, ",
+            "CAST(SUM(characters) AS BIGINT) AS characters, CAST(SUM(audio_ms) AS BIGINT) AS audio_ms, ",
+            "CAST(SUM(bytes_out) AS BIGINT) AS bytes_out ",
+            "FROM usage_events WHERE created_at >= $1 AND created_at < $2 AND ($3 IS NULL OR key_id = $3) ",
+            "GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+        )
+    };
+}
+pub(super) use usage_summary_sql;
+
+pub(super) fn to_ms(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+fn from_ms(ms: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_millis(ms).ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms} out of range")))
+}
+
+fn opt_from_ms(ms: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    ms.map(from_ms).transpose()
+}
+
+pub(super) fn join_scopes(scopes: &[Scope]) -> String {
+    scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct KeyRow {
+    id: String,
+    name: String,
+    scopes: String,
+    secret_sha256: Vec<u8>,
+    rate_limit_per_minute: Option<i64>,
+    created_at: i64,
+    expires_at: Option<i64>,
+    revoked_at: Option<i64>,
+    last_used_at: Option<i64>,
+}
+
+impl KeyRow {
+    pub(super) fn into_credential(self) -> Result<KeyCredential, StoreError> {
+        let scopes = self
+            .scopes
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| Scope::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown scope {s:?}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let rate_limit_per_minute = self
+            .rate_limit_per_minute
+            .map(u32::try_from)
+            .transpose()
+            .map_err(|_| StoreError::Corrupt("rate limit out of range".into()))?;
+        Ok(KeyCredential {
+            key: ApiKey {
+                id: self.id,
+                name: self.name,
+                scopes,
+                rate_limit_per_minute,
+                created_at: from_ms(self.created_at)?,
+                expires_at: opt_from_ms(self.expires_at)?,
+                revoked_at: opt_from_ms(self.revoked_at)?,
+                last_used_at: opt_from_ms(self.last_used_at)?,
+            },
+            secret_sha256: self.secret_sha256,
+        })
+    }
+
+    pub(super) fn into_key(self) -> Result<ApiKey, StoreError> {
+        self.into_credential().map(|c| c.key)
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct UsageRow {
+    seq: i64,
+    request_id: String,
+    key_id: Option<String>,
+    route: String,
+    method: String,
+    provider: Option<String>,
+    model: Option<String>,
+    voice: Option<String>,
+    characters: i64,
+    audio_ms: i64,
+    bytes_out: i64,
+    status: i64,
+    error_code: Option<String>,
+    latency_ms: i64,
+    ttfb_ms: Option<i64>,
+    created_at: i64,
+}
+
+impl UsageRow {
+    pub(super) fn into_record(self) -> Result<UsageRecord, StoreError> {
+        Ok(UsageRecord {
+            seq: self.seq,
+            event: UsageEvent {
+                request_id: self.request_id,
+                key_id: self.key_id,
+                route: self.route,
+                method: self.method,
+                provider: self.provider,
+                model: self.model,
+                voice: self.voice,
+                characters: self.characters,
+                audio_ms: self.audio_ms,
+                bytes_out: self.bytes_out,
+                status: u16::try_from(self.status).map_err(|_| StoreError::Corrupt("status out of range".into()))?,
+                error_code: self.error_code,
+                latency_ms: self.latency_ms,
+                ttfb_ms: self.ttfb_ms,
+                created_at: from_ms(self.created_at)?,
+            },
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct BucketRow {
+    day: String,
+    key_id: Option<String>,
+    provider: Option<String>,
+    model: Option<String>,
+    requests: i64,
+    errors: i64,
+    characters: i64,
+    audio_ms: i64,
+    bytes_out: i64,
+}
+
+impl BucketRow {
+    pub(super) fn into_bucket(self) -> Result<UsageBucket, StoreError> {
+        Ok(UsageBucket {
+            day: NaiveDate::parse_from_str(&self.day, "%Y-%m-%d")
+                .map_err(|e| StoreError::Corrupt(format!("day {:?}: {e}", self.day)))?,
+            key_id: self.key_id,
+            provider: self.provider,
+            model: self.model,
+            requests: self.requests,
+            errors: self.errors,
+            characters: self.characters,
+            audio_ms: self.audio_ms,
+            bytes_out: self.bytes_out,
+        })
+    }
+}
+
+pub(super) fn map_unique(err: sqlx::Error, what: &'static str) -> StoreError {
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what),
+        _ => StoreError::Database(err),
+    }
+}
+
+/// The `Store` methods, identical for both backends but for the pool type, the migrator and the
+/// aggregate statement. A macro rather than a generic so that each backend keeps its concrete,
+/// readable sqlx types.
+macro_rules! impl_store {
+    ($store:ty, $backend:expr, $migrator:expr, $summary_sql:expr) => {
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $store {
+            fn backend(&self) -> $crate::store::Backend {
+                $backend
+            }
+
+            async fn migrate(&self) -> Result<(), $crate::store::StoreError> {
+                $migrator.run(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn ping(&self) -> Result<(), $crate::store::StoreError> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn close(&self) {
+                self.pool.close().await;
+            }
+
+            async fn insert_key(
+                &self,
+                key: &$crate::domain::NewApiKey,
+            ) -> Result<$crate::domain::ApiKey, $crate::store::StoreError> {
+                use $crate::store::sql;
+                sqlx::query(sql::INSERT_KEY)
+                    .bind(&key.id)
+                    .bind(&key.name)
+                    .bind(sql::join_scopes(&key.scopes))
+                    .bind(key.secret_sha256.as_slice())
+                    .bind(key.rate_limit_per_minute.map(i64::from))
+                    .bind(sql::to_ms(key.created_at))
+                    .bind(key.expires_at.map(sql::to_ms))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| sql::map_unique(e, "key id"))?;
+                self.get_key(&key.id)
+                    .await?
+                    .ok_or_else(|| $crate::store::StoreError::Corrupt("inserted key not found".into()))
+            }
+
+            async fn get_key(&self, id: &str) -> Result<Option<$crate::domain::ApiKey>, $crate::store::StoreError> {
+                Ok(self.get_key_credential(id).await?.map(|c| c.key))
+            }
+
+            async fn get_key_credential(
+                &self,
+                id: &str,
+            ) -> Result<Option<$crate::domain::KeyCredential>, $crate::store::StoreError> {
+                use $crate::store::sql;
+                let query = format!("SELECT {} FROM api_keys WHERE id = $1", sql::KEY_COLUMNS);
+                sqlx::query_as::<_, sql::KeyRow>(&query)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .map(sql::KeyRow::into_credential)
+                    .transpose()
+            }
+
+            async fn list_keys(&self) -> Result<Vec<$crate::domain::ApiKey>, $crate::store::StoreError> {
+                use $crate::store::sql;
+                let query = format!("SELECT {} FROM api_keys ORDER BY created_at DESC, id", sql::KEY_COLUMNS);
+                sqlx::query_as::<_, sql::KeyRow>(&query)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .into_iter()
+                    .map(sql::KeyRow::into_key)
+                    .collect()
+            }
+
+            async fn revoke_key(
+                &self,
+                id: &str,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Option<$crate::domain::ApiKey>, $crate::store::StoreError> {
+                use $crate::store::sql;
+                let query = format!(
+                    "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 RETURNING {}",
+                    sql::KEY_COLUMNS
+                );
+                sqlx::query_as::<_, sql::KeyRow>(&query)
+                    .bind(id)
+                    .bind(sql::to_ms(at))
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .map(sql::KeyRow::into_key)
+                    .transpose()
+            }
+
+            async fn insert_usage(
+                &self,
+                events: &[$crate::domain::UsageEvent],
+            ) -> Result<(), $crate::store::StoreError> {
+                use $crate::store::sql;
+                let mut last_used = std::collections::HashMap::<&str, i64>::new();
+                let mut tx = self.pool.begin().await?;
+                for e in events {
+                    let created_at = sql::to_ms(e.created_at);
+                    sqlx::query(sql::INSERT_USAGE)
+                        .bind(&e.request_id)
+                        .bind(e.key_id.as_deref())
+                        .bind(&e.route)
+                        .bind(&e.method)
+                        .bind(e.provider.as_deref())
+                        .bind(e.model.as_deref())
+                        .bind(e.voice.as_deref())
+                        .bind(e.characters)
+                        .bind(e.audio_ms)
+                        .bind(e.bytes_out)
+                        .bind(i64::from(e.status))
+                        .bind(e.error_code.as_deref())
+                        .bind(e.latency_ms)
+                        .bind(e.ttfb_ms)
+                        .bind(created_at)
+                        .execute(&mut *tx)
+                        .await?;
+                    if let Some(key_id) = e.key_id.as_deref() {
+                        let at = last_used.entry(key_id).or_insert(created_at);
+                        *at = (*at).max(created_at);
+                    }
+                }
+                for (key_id, at) in last_used {
+                    sqlx::query(sql::TOUCH_KEY).bind(key_id).bind(at).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn usage_summary(
+                &self,
+                filter: &$crate::domain::UsageFilter,
+            ) -> Result<Vec<$crate::domain::UsageBucket>, $crate::store::StoreError> {
+                use $crate::store::sql;
+                sqlx::query_as::<_, sql::BucketRow>($summary_sql)
+                    .bind(sql::to_ms(filter.from))
+                    .bind(sql::to_ms(filter.to))
+                    .bind(filter.key_id.as_deref())
+                    .fetch_all(&self.pool)
+                    .await?
+                    .into_iter()
+                    .map(sql::BucketRow::into_bucket)
+                    .collect()
+            }
+
+            async fn list_usage(
+                &self,
+                key_id: Option<&str>,
+                page: $crate::domain::LogPage,
+            ) -> Result<Vec<$crate::domain::UsageRecord>, $crate::store::StoreError> {
+                use $crate::store::sql;
+                sqlx::query_as::<_, sql::UsageRow>(sql::LIST_USAGE)
+                    .bind(key_id)
+                    .bind(page.before)
+                    .bind(i64::from(page.limit))
+                    .fetch_all(&self.pool)
+                    .await?
+                    .into_iter()
+                    .map(sql::UsageRow::into_record)
+                    .collect()
+            }
+        }
+    };
+}
+pub(super) use impl_store;
