@@ -40,18 +40,13 @@ where
             )));
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| body_rejection(rejection, limit))?;
-        let deserializer = &mut serde_json::Deserializer::from_slice(&bytes);
-        let value = serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        // Two steps, so that syntax and shape errors are told apart reliably: serde_json reports
+        // some shape errors (an enum given a number) as syntax errors when deserializing directly.
+        let document: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|err| ApiError::MalformedJson(err.to_string()))?;
+        let value = serde_path_to_error::deserialize(document).map_err(|err| {
             let path = path_segments(err.path());
-            let inner = err.into_inner();
-            match inner.classify() {
-                serde_json::error::Category::Data => {
-                    ApiError::Validation(vec![FieldError { path, message: strip_position(&inner.to_string()) }])
-                }
-                serde_json::error::Category::Syntax
-                | serde_json::error::Category::Eof
-                | serde_json::error::Category::Io => ApiError::MalformedJson(inner.to_string()),
-            }
+            ApiError::Validation(vec![FieldError { path, message: err.into_inner().to_string() }])
         })?;
         Ok(ApiJson(value))
     }
@@ -107,12 +102,4 @@ fn path_segments(path: &serde_path_to_error::Path) -> Vec<PathSegment> {
             Segment::Unknown => None,
         })
         .collect()
-}
-
-/// serde_json appends " at line L column C" to data errors; the path says more.
-fn strip_position(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(at) => message[..at].to_owned(),
-        None => message.to_owned(),
-    }
 }

@@ -1,0 +1,187 @@
+//! Test harness: a real database per test (a fresh SQLite file, or a fresh PostgreSQL database
+//! on the server named by `SPEECHGATE_TEST_POSTGRES_URL`), the real app on a random loopback
+//! port, and a real HTTP client.
+
+#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
+#![allow(clippy::expect_used, clippy::panic, reason = "the harness fails tests by panicking")]
+#![allow(clippy::disallowed_methods, reason = "the test server task is joined by TestApp::stop")]
+
+use std::{net::SocketAddr, sync::Arc};
+
+use reqwest::{Client, Response};
+use serde_json::{json, Value};
+use speechgate::{app::App, config::Config, store::Store};
+use tokio::{sync::oneshot, task::JoinHandle};
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, empty database; the SQLite file lives as long as this value.
+pub struct TestDb {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub async fn test_db(db: Db) -> TestDb {
+    match db {
+        Db::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let url = format!("sqlite://{}", dir.path().join("speechgate.db").display());
+            TestDb { url, _dir: Some(dir) }
+        }
+        Db::Postgres => {
+            let admin_url = std::env::var("SPEECHGATE_TEST_POSTGRES_URL").expect(
+                "SPEECHGATE_TEST_POSTGRES_URL must name a PostgreSQL server whose role has CREATEDB \
+                 (the README's test command starts one and sets it)",
+            );
+            let name = format!("sg_test_{}", uuid::Uuid::now_v7().simple());
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url)
+                .await
+                .expect("connect to the test PostgreSQL server");
+            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create test database");
+            let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base);
+            TestDb { url: format!("{base}/{name}"), _dir: None }
+        }
+    }
+}
+
+impl TestDb {
+    /// Another handle on the same database, which the original keeps alive (a second replica).
+    pub fn shared(&self) -> TestDb {
+        TestDb { url: self.url.clone(), _dir: None }
+    }
+}
+
+pub async fn test_store(db: Db) -> (Arc<dyn Store>, TestDb) {
+    let test_db = test_db(db).await;
+    let store = speechgate::store::connect(&test_db.url, 5).await.expect("open store");
+    store.migrate().await.expect("migrate");
+    (store, test_db)
+}
+
+pub fn test_config(url: &str) -> Config {
+    let mut config = Config::default();
+    config.database.url = url.to_owned();
+    config.server.listen = "127.0.0.1:0".into();
+    config.auth.admin_token = Some(ADMIN_TOKEN.to_owned().into());
+    config
+}
+
+/// The gateway running on a loopback port.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: Client,
+    pub db: TestDb,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    pub async fn spawn(db: Db) -> Self {
+        Self::spawn_with(db, |_| {}).await
+    }
+
+    pub async fn spawn_with(db: Db, tweak: impl FnOnce(&mut Config)) -> Self {
+        let test_db = test_db(db).await;
+        let mut config = test_config(&test_db.url);
+        tweak(&mut config);
+        Self::start(config, test_db).await
+    }
+
+    pub async fn start(config: Config, db: TestDb) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = App::build(&config).await.expect("build app");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.serve(listener, async move {
+            let _ = stopped.await;
+        }));
+        TestApp { addr, client: Client::new(), db, stop: Some(stop), task: Some(task) }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn get(&self, path: &str, key: Option<&str>) -> Response {
+        let mut req = self.client.get(self.url(path));
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        req.send().await.expect("request")
+    }
+
+    pub async fn admin_post(&self, path: &str, body: Value) -> Response {
+        self.client.post(self.url(path)).bearer_auth(ADMIN_TOKEN).json(&body).send().await.expect("request")
+    }
+
+    /// Creates a key through the admin API and returns `(id, key string)`.
+    pub async fn create_key(&self, body: Value) -> (String, String) {
+        let response = self.admin_post("/admin/v1/keys", body).await;
+        assert_eq!(response.status(), 201, "create key");
+        let created: Value = response.json().await.expect("json");
+        (created["id"].as_str().expect("id").to_owned(), created["key"].as_str().expect("key").to_owned())
+    }
+
+    pub async fn speech_key(&self) -> (String, String) {
+        self.create_key(json!({"name": "test"})).await
+    }
+
+    /// Stops the server gracefully: in-flight requests finish and the usage queue is drained.
+    pub async fn stop(mut self) -> TestDb {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task").expect("server result");
+        }
+        std::mem::replace(&mut self.db, TestDb { url: String::new(), _dir: None })
+    }
+
+    /// Waits until the usage writer has caught up with everything answered so far.
+    pub async fn settle(&self, store: &dyn Store, expected_events: usize) {
+        for _ in 0..200 {
+            let page = store
+                .list_usage(None, speechgate::domain::LogPage { before: None, limit: 1000 })
+                .await
+                .expect("list usage");
+            if page.len() >= expected_events {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("usage writer did not record {expected_events} events in time");
+    }
+}
+
+pub async fn problem(response: Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let body: Value = response.json().await.expect("problem body is JSON");
+    assert_eq!(content_type, "application/problem+json", "status {status}: {body}");
+    assert_eq!(body["status"], status, "{body}");
+    assert!(body["code"].is_string() && body["detail"].is_string() && body["requestId"].is_string(), "{body}");
+    (status, body)
+}
+
+/// Runs one async test body against both databases, as two test functions.
+#[macro_export]
+macro_rules! both_databases {
+    ($($name:ident),+ $(,)?) => {
+        $(mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::common::Db::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::common::Db::Postgres).await
+            }
+        })+
+    };
+}
