@@ -61,6 +61,10 @@ impl App {
         self.state.store.backend()
     }
 
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
     pub fn router(&self) -> axum::Router {
         http::router(self.state.clone())
     }

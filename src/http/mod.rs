@@ -68,8 +68,15 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The complete application: routes, docs UI, fallback and the layer stack.
 pub fn router(state: AppState) -> Router {
-    let (api, _) = api_routes().split_for_parts();
-    let docs = utoipa_swagger_ui::SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json"));
+    assemble(api_routes(), state)
+}
+
+fn assemble(routes: OpenApiRouter<AppState>, state: AppState) -> Router {
+    let (api, _) = routes.split_for_parts();
+    // Assets are compiled in (the crate's `vendored` feature); the validator badge, which would
+    // call a public service from the browser, is off. The page works with no network.
+    let docs = utoipa_swagger_ui::SwaggerUi::new("/docs")
+        .config(utoipa_swagger_ui::Config::from("/openapi.json").validator_url("none").persist_authorization(true));
 
     // Outermost first. Position matters for each layer, as noted.
     let layers = ServiceBuilder::new()
@@ -98,4 +105,59 @@ pub fn router(state: AppState) -> Router {
 
 async fn fallback(req: Request) -> ApiError {
     ApiError::RouteNotFound { method: req.method().to_string(), path: req.uri().path().to_owned() }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::{body::Body, http::Request, routing::get};
+    use secrecy::ExposeSecret;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::{app::App, config::Config, domain::LogPage, service::keys};
+
+    /// A panicking handler yields a 500 problem that does not leak the panic, and is still metered.
+    #[tokio::test]
+    async fn panics_become_metered_problems() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.database.url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let app = App::build(&config).await.unwrap();
+        let state = app.state();
+        let created = keys::create(
+            state.store.as_ref(),
+            keys::CreateKey {
+                name: "t".into(),
+                scopes: vec![Scope::Speech],
+                expires_at: None,
+                rate_limit_per_minute: None,
+            },
+        )
+        .await
+        .unwrap();
+        let routes = api_routes().route("/boom", get(|| async { panic!("secret internals") as &str }));
+        let response = assemble(routes, state.clone())
+            .oneshot(
+                Request::get("/boom")
+                    .header("authorization", format!("Bearer {}", created.token.expose_secret()))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 500);
+        assert_eq!(response.headers()["content-type"], problem::PROBLEM_JSON);
+        let body = axum::body::to_bytes(response.into_body(), 10_000).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["code"], "internal_error");
+        assert!(!body.to_string().contains("secret internals"), "{body}");
+        assert!(body["requestId"].is_string());
+
+        app.drain().await;
+        let store = crate::store::connect(&config.database.url, 1).await.unwrap();
+        let events = store.list_usage(None, LogPage { before: None, limit: 10 }).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].event.status, 500);
+        assert_eq!(events[0].event.error_code.as_deref(), Some("internal_error"));
+    }
 }

@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 
 use crate::{
     auth::AuthError,
-    domain::{FieldError, Scope},
+    domain::{FieldError, PathSegment, Scope},
     service::ServiceError,
     store::StoreError,
 };
@@ -33,7 +33,7 @@ pub enum ApiError {
     MalformedJson(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
-    #[error("the request is not valid")]
+    #[error("{}", describe_fields(.0))]
     Validation(Vec<FieldError>),
     #[error("{0}")]
     Unauthorized(String),
@@ -61,6 +61,29 @@ pub enum ApiError {
     /// A bug or an unexpected failure. The cause is logged, never sent.
     #[error("an internal error occurred; quote the request id when reporting it")]
     Internal(String),
+}
+
+/// `name: must be ...` for one field; the first and a count for several.
+fn describe_fields(fields: &[FieldError]) -> String {
+    let Some(first) = fields.first() else {
+        return "the request is not valid".to_owned();
+    };
+    let mut path = String::new();
+    for segment in &first.path {
+        match segment {
+            PathSegment::Field(name) if path.is_empty() => path.push_str(name),
+            PathSegment::Field(name) => {
+                path.push('.');
+                path.push_str(name);
+            }
+            PathSegment::Index(i) => path.push_str(&format!("[{i}]")),
+        }
+    }
+    let path = if path.is_empty() { "body".to_owned() } else { path };
+    match fields.len() {
+        1 => format!("{path}: {}", first.message),
+        n => format!("{path}: {} (and {} more)", first.message, n - 1),
+    }
 }
 
 fn retry_after_secs(d: Duration) -> u64 {

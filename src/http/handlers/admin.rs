@@ -56,11 +56,11 @@ pub struct CreatedKey {
     request_body = CreateKeyRequest,
     security(("bearer" = [])),
     responses(
-        (status = 201, body = CreatedKey),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")
+        (status = 201, description = "The new key, with its secret shown this once", body = CreatedKey),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid, expired or revoked credential", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The credential lacks the scope, or the admin API is disabled", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field or parameter is invalid; `validation` names it", body = Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn create_key(
@@ -93,9 +93,9 @@ pub struct KeyList {
     tag = "admin",
     security(("bearer" = [])),
     responses(
-        (status = 200, body = KeyList),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json")
+        (status = 200, description = "All keys", body = KeyList),
+        (status = 401, description = "Missing, invalid, expired or revoked credential", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The credential lacks the scope, or the admin API is disabled", body = Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn list_keys(State(state): State<AppState>) -> Result<Json<KeyList>, ApiError> {
@@ -110,9 +110,9 @@ pub async fn list_keys(State(state): State<AppState>) -> Result<Json<KeyList>, A
     params(("id" = String, Path, description = "The key's public id")),
     security(("bearer" = [])),
     responses(
-        (status = 200, body = ApiKey),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")
+        (status = 200, description = "The key", body = ApiKey),
+        (status = 401, description = "Missing, invalid, expired or revoked credential", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource", body = Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn get_key(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<ApiKey>, ApiError> {
@@ -129,8 +129,8 @@ pub async fn get_key(State(state): State<AppState>, Path(id): Path<String>) -> R
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Revoked"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")
+        (status = 401, description = "Missing, invalid, expired or revoked credential", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource", body = Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn delete_key(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
@@ -159,9 +159,9 @@ pub struct AdminUsageParams {
     params(AdminUsageParams),
     security(("bearer" = [])),
     responses(
-        (status = 200, body = UsageReport),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")
+        (status = 200, description = "Usage totals and buckets", body = UsageReport),
+        (status = 401, description = "Missing, invalid, expired or revoked credential", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field or parameter is invalid; `validation` names it", body = Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn get_admin_usage(

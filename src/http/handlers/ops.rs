@@ -9,7 +9,10 @@ use axum::{
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::http::{problem::ApiError, AppState};
+use crate::http::{
+    problem::{ApiError, Problem},
+    AppState,
+};
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
@@ -18,7 +21,7 @@ pub struct Health {
 }
 
 /// Liveness: the process is up and serving HTTP.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Healthy", body = Health)))]
 pub async fn get_healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
@@ -29,8 +32,8 @@ pub async fn get_healthz() -> Json<Health> {
     path = "/readyz",
     tag = "operations",
     responses(
-        (status = 200, body = Health),
-        (status = 503, description = "The database does not answer", body = crate::http::problem::Problem, content_type = "application/problem+json")
+        (status = 200, description = "Healthy", body = Health),
+        (status = 503, description = "The database does not answer", body = Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn get_readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {

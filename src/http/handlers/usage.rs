@@ -33,9 +33,9 @@ pub struct UsageParams {
     params(UsageParams),
     security(("bearer" = [])),
     responses(
-        (status = 200, body = UsageReport),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")
+        (status = 200, description = "Usage totals and buckets", body = UsageReport),
+        (status = 401, description = "Missing, invalid, expired or revoked credential", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field or parameter is invalid; `validation` names it", body = Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn get_usage(
@@ -74,9 +74,9 @@ pub struct LogPage {
     params(LogParams),
     security(("bearer" = [])),
     responses(
-        (status = 200, body = LogPage),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")
+        (status = 200, description = "A page of usage events", body = LogPage),
+        (status = 401, description = "Missing, invalid, expired or revoked credential", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field or parameter is invalid; `validation` names it", body = Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn get_logs(
