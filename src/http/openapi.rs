@@ -10,8 +10,7 @@ use utoipa::{
 #[openapi(
     info(
         title = "speechgate",
-        description = "A self-hosted, unified text-to-speech gateway. Every error is `application/problem+json` (RFC 9457).",
-        license(name = "GPL-3.0-or-later")
+        description = "A self-hosted, unified text-to-speech gateway. Every error is `application/problem+json` (RFC 9457)."
     ),
     modifiers(&SecuritySchemes),
     tags(
@@ -26,6 +25,8 @@ struct SecuritySchemes;
 
 impl Modify for SecuritySchemes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        // utoipa fills an empty license from Cargo metadata; the package declares none.
+        openapi.info.license = None;
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",

@@ -1,0 +1,30 @@
+# syntax=docker/dockerfile:1
+# Build: a full Rust toolchain; the result is one static-ish binary.
+FROM rust:1.95-slim-bookworm AS build
+WORKDIR /src
+COPY rust-toolchain.toml Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY migrations ./migrations
+# Registry and target caches survive between builds; the binary is copied out of the cache mount.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked \
+    && cp target/release/speechgate /usr/local/bin/speechgate
+
+# Runtime: a small Debian with CA certificates (for HTTPS to providers) and a non-root user.
+FROM debian:bookworm-slim AS runtime
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --user-group --home-dir /var/lib/speechgate --create-home speechgate
+COPY --from=build /usr/local/bin/speechgate /usr/local/bin/speechgate
+USER 10001:10001
+WORKDIR /var/lib/speechgate
+ENV SPEECHGATE_LISTEN=0.0.0.0:8080 \
+    SPEECHGATE_DATABASE_URL=sqlite:///var/lib/speechgate/speechgate.db
+EXPOSE 8080
+VOLUME ["/var/lib/speechgate"]
+# SIGTERM starts a graceful shutdown: in-flight requests finish and usage is written.
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/local/bin/speechgate"]
+CMD ["serve"]
