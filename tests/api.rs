@@ -196,17 +196,17 @@ async fn logs_paginate_with_cursors(db: Db) {
     assert!(seen.len() >= 5, "{seen:?}");
 
     let (status, body) = problem(app.get("/v1/logs?cursor=garbage", Some(&key)).await).await;
-    assert_eq!(status, 422);
+    assert_eq!(status, 400);
     assert_eq!(body["validation"][0]["path"], json!(["cursor"]));
     let (status, body) = problem(app.get("/v1/logs?limit=0", Some(&key)).await).await;
-    assert_eq!((status, &body["validation"][0]["path"]), (422, &json!(["limit"])));
+    assert_eq!((status, &body["validation"][0]["path"]), (400, &json!(["limit"])));
     let (status, body) = problem(app.get("/v1/logs?limit=many", Some(&key)).await).await;
-    assert_eq!((status, &body["validation"][0]["path"]), (422, &json!(["limit"])));
+    assert_eq!((status, &body["validation"][0]["path"]), (400, &json!(["limit"])));
     let (status, body) = problem(app.get("/v1/usage?from=yesterday", Some(&key)).await).await;
-    assert_eq!((status, &body["validation"][0]["path"]), (422, &json!(["from"])));
+    assert_eq!((status, &body["validation"][0]["path"]), (400, &json!(["from"])));
     let (status, _) =
         problem(app.get("/v1/usage?from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z", Some(&key)).await).await;
-    assert_eq!(status, 422);
+    assert_eq!(status, 400);
     app.stop().await;
 }
 
@@ -244,19 +244,19 @@ async fn bad_input_is_always_problem_json(db: Db) {
     assert!(body["detail"].as_str().unwrap().contains("line 1"), "{body}");
 
     let (status, body) = problem(post("{\"name\": 5}", "application/json").await.unwrap()).await;
-    assert_eq!((status, body["code"].as_str()), (422, Some("validation_failed")));
+    assert_eq!((status, body["code"].as_str()), (400, Some("validation_failed")));
     assert_eq!(body["validation"][0]["path"], json!(["name"]));
 
     let (status, body) =
         problem(post("{\"name\": \"x\", \"scopes\": [\"speech\", 7]}", "application/json").await.unwrap()).await;
-    assert_eq!((status, &body["validation"][0]["path"]), (422, &json!(["scopes", 1])));
+    assert_eq!((status, &body["validation"][0]["path"]), (400, &json!(["scopes", 1])));
 
     let (status, body) = problem(post("{\"name\": \"x\", \"colour\": 1}", "application/json").await.unwrap()).await;
-    assert_eq!(status, 422);
+    assert_eq!(status, 400);
     assert!(body["validation"][0]["message"].as_str().unwrap().contains("colour"), "{body}");
 
     let (status, body) = problem(post("{\"name\": \"  \", \"scopes\": []}", "application/json").await.unwrap()).await;
-    assert_eq!(status, 422);
+    assert_eq!(status, 400);
     let paths: Vec<_> = body["validation"].as_array().unwrap().iter().map(|v| v["path"].clone()).collect();
     assert_eq!(paths, [json!(["name"]), json!(["scopes"])]);
 

@@ -16,7 +16,8 @@ use crate::{
 };
 
 /// A JSON body. Malformed JSON is a 400 with line and column; a well-formed body of the wrong
-/// shape is a 422 whose `validation` names the field path; a body over the limit is a 413.
+/// shape is a 400 `validation_failed` whose `validation` names the field path; a body over the
+/// limit is a 413.
 pub struct ApiJson<T>(pub T);
 
 /// The largest request body the server accepts, in bytes (`server.max_body_bytes`).
@@ -60,7 +61,7 @@ fn body_rejection(rejection: BytesRejection, limit: BodyLimit) -> ApiError {
     }
 }
 
-/// Query parameters; a bad value is a 422 naming the parameter.
+/// Query parameters; a bad value is a 400 naming the parameter.
 pub struct ApiQuery<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {

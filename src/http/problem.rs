@@ -95,7 +95,7 @@ impl ApiError {
         match self {
             ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Validation(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::InsufficientScope(_) | ApiError::AdminDisabled => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) | ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
@@ -181,7 +181,7 @@ impl ApiError {
 #[schema(example = json!({
     "type": "urn:speechgate:problem:validation_failed",
     "title": "Validation failed",
-    "status": 422,
+    "status": 400,
     "detail": "the request is not valid",
     "code": "validation_failed",
     "requestId": "01933c52-7f0e-7b3a-9c1e-2f4d5a6b7c8d",

@@ -57,10 +57,9 @@ pub struct CreatedKey {
     security(("bearer" = [])),
     responses(
         (status = 201, description = "The new key, with its secret shown this once", body = CreatedKey),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing, invalid, expired or revoked credential", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The credential lacks the scope, or the admin API is disabled", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field or parameter is invalid; `validation` names it", body = Problem, content_type = "application/problem+json")
+        (status = 400, description = "Malformed JSON, or an invalid field or parameter (`validation` names it)", body = Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn create_key(
@@ -161,7 +160,7 @@ pub struct AdminUsageParams {
     responses(
         (status = 200, description = "Usage totals and buckets", body = UsageReport),
         (status = 401, description = "Missing, invalid, expired or revoked credential", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field or parameter is invalid; `validation` names it", body = Problem, content_type = "application/problem+json")
+        (status = 400, description = "Malformed JSON, or an invalid field or parameter (`validation` names it)", body = Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn get_admin_usage(

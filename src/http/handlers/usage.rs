@@ -35,7 +35,7 @@ pub struct UsageParams {
     responses(
         (status = 200, description = "Usage totals and buckets", body = UsageReport),
         (status = 401, description = "Missing, invalid, expired or revoked credential", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field or parameter is invalid; `validation` names it", body = Problem, content_type = "application/problem+json")
+        (status = 400, description = "Malformed JSON, or an invalid field or parameter (`validation` names it)", body = Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn get_usage(
@@ -76,7 +76,7 @@ pub struct LogPage {
     responses(
         (status = 200, description = "A page of usage events", body = LogPage),
         (status = 401, description = "Missing, invalid, expired or revoked credential", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field or parameter is invalid; `validation` names it", body = Problem, content_type = "application/problem+json")
+        (status = 400, description = "Malformed JSON, or an invalid field or parameter (`validation` names it)", body = Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn get_logs(
