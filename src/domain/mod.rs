@@ -1,5 +1,7 @@
 //! Plain domain types shared by every layer. Nothing here knows about HTTP, SQL or vendors.
 
+pub mod audio;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
