@@ -3,7 +3,7 @@
 //! `SPEECHGATE_LISTEN`, `SPEECHGATE_DATABASE_URL` and `SPEECHGATE_ADMIN_TOKEN`.
 //! Validated once at start; every message names the field it is about.
 
-use std::{net::SocketAddr, path::Path};
+use std::{collections::BTreeMap, net::SocketAddr, path::Path};
 
 use figment::{
     providers::{Env, Format, Serialized, Toml},
@@ -22,6 +22,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub usage: UsageConfig,
     pub log: LogConfig,
+    pub providers: ProvidersConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -60,6 +61,84 @@ pub struct AuthConfig {
 pub struct UsageConfig {
     /// Most events written in one transaction.
     pub batch_size: usize,
+}
+
+/// Providers. A vendor is enabled when its credential is set (usually from the vendor's own
+/// variable: `OPENAI_API_KEY`, `ELEVENLABS_API_KEY`, `CARTESIA_API_KEY`, `DEEPGRAM_API_KEY`;
+/// base URLs from `OPENAI_BASE_URL`, ...).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProvidersConfig {
+    pub openai: VendorConfig,
+    pub elevenlabs: VendorConfig,
+    pub cartesia: VendorConfig,
+    pub deepgram: VendorConfig,
+    pub local: LocalConfig,
+    /// OpenAI-compatible servers (Kokoro, LocalAI, speaches...), by the provider id to use.
+    pub compatible: BTreeMap<String, CompatibleConfig>,
+    /// Model aliases: `alias = "provider/model"`. `tts-1`, `tts-1-hd` and `gpt-4o-mini-tts`
+    /// point at `openai/...` unless set here.
+    pub aliases: BTreeMap<String, String>,
+    /// How long to wait for a provider's response head, in seconds.
+    pub timeout_secs: u64,
+    /// How long a gap between two audio chunks may last before the stream counts as broken.
+    pub idle_timeout_secs: u64,
+    /// How long a provider's voice catalogue is cached.
+    pub voice_cache_secs: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VendorConfig {
+    #[serde(serialize_with = "serialize_redacted")]
+    pub api_key: Option<SecretString>,
+    /// Overrides the vendor's public API address (tests, proxies, regional hosts).
+    pub base_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LocalConfig {
+    /// Serve the offline `local` provider (in builds that have it).
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompatibleConfig {
+    /// Base URL including the API version path, e.g. `http://kokoro:8880/v1`.
+    pub base_url: String,
+    #[serde(serialize_with = "serialize_redacted")]
+    pub api_key: Option<SecretString>,
+    /// Models the server serves; the first is the default.
+    pub models: Vec<String>,
+    /// Voices the server offers, for the voice catalogue.
+    pub voices: Vec<String>,
+    /// Longest input, in characters.
+    pub max_characters: Option<usize>,
+}
+
+impl Default for ProvidersConfig {
+    fn default() -> Self {
+        Self {
+            openai: VendorConfig::default(),
+            elevenlabs: VendorConfig::default(),
+            cartesia: VendorConfig::default(),
+            deepgram: VendorConfig::default(),
+            local: LocalConfig::default(),
+            compatible: BTreeMap::new(),
+            aliases: BTreeMap::new(),
+            timeout_secs: 30,
+            idle_timeout_secs: 30,
+            voice_cache_secs: 600,
+        }
+    }
+}
+
+impl Default for LocalConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,11 +186,33 @@ impl Default for LogConfig {
     }
 }
 
+fn is_http_url(url: &str) -> bool {
+    (url.starts_with("http://") || url.starts_with("https://")) && url.len() > "https://".len()
+}
+
 fn serialize_redacted<S: serde::Serializer>(value: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
     match value {
         Some(_) => s.serialize_some("[redacted]"),
         None => s.serialize_none(),
     }
+}
+
+/// The vendors' own variables: `OPENAI_API_KEY` → `providers.openai.api_key`, and so on.
+fn vendor_env() -> Env {
+    const VARS: [(&str, &str); 8] = [
+        ("OPENAI_API_KEY", "providers.openai.api_key"),
+        ("OPENAI_BASE_URL", "providers.openai.base_url"),
+        ("ELEVENLABS_API_KEY", "providers.elevenlabs.api_key"),
+        ("ELEVENLABS_BASE_URL", "providers.elevenlabs.base_url"),
+        ("CARTESIA_API_KEY", "providers.cartesia.api_key"),
+        ("CARTESIA_BASE_URL", "providers.cartesia.base_url"),
+        ("DEEPGRAM_API_KEY", "providers.deepgram.api_key"),
+        ("DEEPGRAM_BASE_URL", "providers.deepgram.base_url"),
+    ];
+    Env::raw().only(&VARS.map(|(var, _)| var)).map(|var| {
+        let key = VARS.iter().find(|(v, _)| v.eq_ignore_ascii_case(var.as_str())).map_or("", |(_, key)| *key);
+        key.into()
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +237,7 @@ impl Config {
             .merge(Env::raw().only(&["SPEECHGATE_LISTEN"]).map(|_| "server.listen".into()))
             .merge(Env::raw().only(&["SPEECHGATE_DATABASE_URL"]).map(|_| "database.url".into()))
             .merge(Env::raw().only(&["SPEECHGATE_ADMIN_TOKEN"]).map(|_| "auth.admin_token".into()))
+            .merge(vendor_env())
     }
 
     pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
@@ -165,6 +267,31 @@ impl Config {
         }
         if self.usage.batch_size == 0 {
             return invalid("usage.batch_size", "must be greater than 0");
+        }
+        let vendors = [
+            ("providers.openai.base_url", &self.providers.openai),
+            ("providers.elevenlabs.base_url", &self.providers.elevenlabs),
+            ("providers.cartesia.base_url", &self.providers.cartesia),
+            ("providers.deepgram.base_url", &self.providers.deepgram),
+        ];
+        for (field, vendor) in vendors {
+            if vendor.base_url.as_deref().is_some_and(|url| !is_http_url(url)) {
+                return invalid(field, "must be an http:// or https:// URL");
+            }
+        }
+        for (name, instance) in &self.providers.compatible {
+            if !is_http_url(&instance.base_url) {
+                return invalid(
+                    "providers.compatible.<name>.base_url",
+                    &format!("{name}: must be an http:// or https:// URL"),
+                );
+            }
+            if instance.models.is_empty() {
+                return invalid("providers.compatible.<name>.models", &format!("{name}: must list at least one model"));
+            }
+        }
+        if self.providers.timeout_secs == 0 || self.providers.idle_timeout_secs == 0 {
+            return invalid("providers.timeout_secs", "timeouts must be greater than 0");
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {
             return invalid("log.filter", "is not a valid tracing filter directive");
@@ -200,6 +327,25 @@ mod tests {
                 config.auth.admin_token.as_ref().map(|t| t.expose_secret().to_owned()),
                 Some("a-long-enough-admin-token".to_owned())
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn vendor_variables_configure_providers() {
+        Jail::expect_with(|jail| {
+            jail.set_env("OPENAI_API_KEY", "sk-test");
+            jail.set_env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1");
+            jail.set_env("DEEPGRAM_API_KEY", "dg");
+            let config = Config::load(Path::new("none.toml")).map_err(|e| e.to_string())?;
+            let openai = &config.providers.openai;
+            assert_eq!(openai.api_key.as_ref().map(|k| k.expose_secret().to_owned()), Some("sk-test".to_owned()));
+            assert_eq!(openai.base_url.as_deref(), Some("http://127.0.0.1:9/v1"));
+            assert!(config.providers.deepgram.api_key.is_some());
+            assert!(config.providers.elevenlabs.api_key.is_none());
+            jail.set_env("ELEVENLABS_BASE_URL", "ftp://nope");
+            let err = Config::load(Path::new("none.toml")).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains("providers.elevenlabs.base_url"), "{err}");
             Ok(())
         });
     }

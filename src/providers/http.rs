@@ -1,0 +1,168 @@
+//! What every HTTP adapter shares: sending with a deadline for the response head, turning a
+//! vendor's error reply into a [`ProviderError`] (through the adapter's own error parser), and
+//! turning a streamed body into audio events with an idle timeout between chunks.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use reqwest::{header::RETRY_AFTER, RequestBuilder, Response};
+
+use super::{EventStream, ProviderError, SynthesisEvent};
+
+/// Longest vendor error text passed on to clients.
+const MAX_DETAIL: usize = 300;
+/// Largest error body read from a vendor.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// A vendor's error body, parsed: its machine code (if any) and its message.
+pub type ErrorParser = fn(&[u8]) -> (Option<String>, Option<String>);
+
+/// Sends `request`; waits at most `timeout` for the response head. A non-2xx answer becomes
+/// the matching `ProviderError`, with the vendor's code and a sanitised message.
+pub async fn send(
+    provider: &str,
+    request: RequestBuilder,
+    timeout: Duration,
+    parse_error: ErrorParser,
+) -> Result<Response, ProviderError> {
+    let response = match tokio::time::timeout(timeout, request.send()).await {
+        Err(_) => return Err(ProviderError::Timeout { provider: provider.to_owned(), timeout }),
+        Ok(Err(err)) if err.is_timeout() => {
+            return Err(ProviderError::Timeout { provider: provider.to_owned(), timeout });
+        }
+        Ok(Err(err)) => {
+            return Err(ProviderError::Unavailable {
+                provider: provider.to_owned(),
+                status: None,
+                code: None,
+                detail: sanitize(&format!("cannot reach the provider: {}", without_url(&err))),
+            });
+        }
+        Ok(Ok(response)) => response,
+    };
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|secs| secs.is_finite() && *secs >= 0.0)
+        .map(Duration::from_secs_f64);
+    let body = read_bounded(response, timeout).await;
+    let (code, message) = parse_error(&body);
+    let detail = message.unwrap_or_else(|| {
+        let text = String::from_utf8_lossy(&body).trim().to_owned();
+        if text.is_empty() {
+            format!("HTTP {status}")
+        } else {
+            text
+        }
+    });
+    Err(ProviderError::from_status(provider, status, code, sanitize(&detail), retry_after))
+}
+
+async fn read_bounded(response: Response, timeout: Duration) -> Vec<u8> {
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    let read = async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            let room = MAX_ERROR_BODY.saturating_sub(body.len());
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if body.len() >= MAX_ERROR_BODY {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(timeout, read).await;
+    body
+}
+
+/// The body of a successful reply as audio events. A gap longer than `idle` between chunks, or
+/// a transport error, ends the stream with `Interrupted`.
+pub fn audio_stream(provider: &str, response: Response, idle: Duration) -> EventStream {
+    let provider = provider.to_owned();
+    let chunks = response.bytes_stream();
+    Box::pin(futures::stream::unfold(Some(chunks), move |state| {
+        let provider = provider.clone();
+        async move {
+            let mut chunks = state?;
+            match tokio::time::timeout(idle, chunks.next()).await {
+                Ok(Some(Ok(bytes))) => Some((Ok(SynthesisEvent::Audio(bytes)), Some(chunks))),
+                Ok(None) => None,
+                Ok(Some(Err(err))) => {
+                    let detail = sanitize(&without_url(&err).to_string());
+                    Some((Err(ProviderError::Interrupted { provider, detail }), None))
+                }
+                Err(_) => {
+                    let detail = format!("no data for {} s", idle.as_secs());
+                    Some((Err(ProviderError::Interrupted { provider, detail }), None))
+                }
+            }
+        }
+    }))
+}
+
+fn without_url(err: &reqwest::Error) -> String {
+    // reqwest errors print the URL, which may carry a credential in its query.
+    let mut text = String::new();
+    let mut source: Option<&dyn std::error::Error> = Some(err);
+    while let Some(e) = source {
+        let part = e.to_string();
+        if !part.contains("://") {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+        source = e.source();
+    }
+    if text.is_empty() {
+        "transport error".to_owned()
+    } else {
+        text
+    }
+}
+
+/// Shortens vendor text and masks anything shaped like a credential (long tokens with digits
+/// and letters, `sk-…`, `Bearer …`), so a vendor echoing our key never forwards it.
+pub fn sanitize(text: &str) -> String {
+    let mut out = Vec::new();
+    let mut redact_next = false;
+    for word in text.split_whitespace() {
+        let bare = word.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_');
+        let looks_secret = bare.starts_with("sk-")
+            || bare.starts_with("sg_")
+            || (bare.len() >= 20
+                && bare.chars().any(|c| c.is_ascii_digit())
+                && bare.chars().any(|c| c.is_ascii_alphabetic())
+                && bare.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        if redact_next || looks_secret {
+            out.push("[redacted]".to_owned());
+        } else {
+            out.push(word.to_owned());
+        }
+        redact_next = word.eq_ignore_ascii_case("bearer") || word.eq_ignore_ascii_case("token");
+    }
+    let mut joined = out.join(" ");
+    if joined.chars().count() > MAX_DETAIL {
+        joined = joined.chars().take(MAX_DETAIL).collect::<String>() + "…";
+    }
+    joined
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitize_masks_credentials_and_shortens() {
+        let text = "Incorrect API key provided: sk-proj-abc123. Header was Bearer abcdef and key 4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c";
+        let clean = sanitize(text);
+        assert!(!clean.contains("sk-proj") && !clean.contains("abcdef") && !clean.contains("4f9a8b7c"), "{clean}");
+        assert!(clean.starts_with("Incorrect API key provided:"));
+        assert!(sanitize(&"word ".repeat(200)).chars().count() <= MAX_DETAIL + 1);
+    }
+}

@@ -1,0 +1,193 @@
+//! Speech providers. Each vendor is one adapter behind [`SpeechProvider`]; what an adapter can do
+//! is data ([`Capabilities`]), so the service plans a request without knowing which vendor it is.
+//! The registry (`registry.rs`) is the only place that knows the kinds of provider.
+
+mod http;
+pub mod openai;
+pub mod registry;
+
+use std::{pin::Pin, time::Duration};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::Stream;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::domain::audio::{AudioFormat, AudioSpec};
+
+pub use registry::Registry;
+
+/// One model a provider serves.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelInfo {
+    /// The provider's own model id, e.g. `tts-1` or `eleven_multilingual_v2`.
+    pub id: String,
+    /// Longest input the model accepts, in characters.
+    pub max_characters: usize,
+    /// Whether free-form style `instructions` are honoured.
+    pub supports_instructions: bool,
+}
+
+/// Formats a provider produces itself, each at a set of sample rates.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NativeFormat {
+    pub format: AudioFormat,
+    pub sample_rates: Vec<u32>,
+}
+
+/// What a provider can do, as data.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Capabilities {
+    pub models: Vec<ModelInfo>,
+    pub default_model: String,
+    /// Formats and rates the provider can return; `pcm` must be among them, so that the gateway
+    /// can transcode to anything else.
+    pub formats: Vec<NativeFormat>,
+    /// Audio arrives incrementally (the first bytes long before the last).
+    pub streaming: bool,
+    /// The provider reports word or character timings itself.
+    pub native_timestamps: bool,
+    /// The provider can voice a multi-speaker dialogue in one request.
+    pub native_dialogue: bool,
+    /// `GET /v1/audio/providers/{id}/voices` can list the provider's catalogue.
+    pub voices_listable: bool,
+    /// Accepted `speed` range, when the provider supports speed at all.
+    pub speed_range: Option<(f32, f32)>,
+}
+
+impl Capabilities {
+    pub fn model(&self, id: &str) -> Option<&ModelInfo> {
+        self.models.iter().find(|m| m.id == id)
+    }
+
+    /// Whether the provider returns `spec` itself (bitrate is not part of the match).
+    pub fn produces(&self, format: AudioFormat, sample_rate: u32) -> bool {
+        self.formats.iter().any(|f| f.format == format && f.sample_rates.contains(&sample_rate))
+    }
+
+    /// The rates at which the provider produces `format`, ascending.
+    pub fn rates(&self, format: AudioFormat) -> Vec<u32> {
+        let mut rates: Vec<u32> =
+            self.formats.iter().filter(|f| f.format == format).flat_map(|f| f.sample_rates.iter().copied()).collect();
+        rates.sort_unstable();
+        rates.dedup();
+        rates
+    }
+}
+
+/// A request as an adapter receives it: everything resolved and validated.
+#[derive(Debug, Clone)]
+pub struct SynthesisRequest {
+    pub model: String,
+    pub voice: String,
+    pub text: String,
+    /// What the adapter must return (one of its native formats).
+    pub output: AudioSpec,
+    pub speed: Option<f32>,
+    pub instructions: Option<String>,
+    pub language: Option<String>,
+    pub seed: Option<u64>,
+    /// Vendor-specific options, merged into the vendor request verbatim.
+    pub provider_options: serde_json::Map<String, serde_json::Value>,
+    /// Ask for word timings too, when the provider has them.
+    pub timestamps: bool,
+}
+
+/// A word and when it is spoken, in seconds from the start of the clip.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct WordTiming {
+    pub text: String,
+    pub start: f64,
+    pub end: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SynthesisEvent {
+    /// Encoded audio in the requested output format.
+    Audio(Bytes),
+    /// Timings for words spoken so far.
+    Words(Vec<WordTiming>),
+}
+
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<SynthesisEvent, ProviderError>> + Send>>;
+
+/// A voice from a provider's own catalogue.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderVoice {
+    pub id: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gender: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+#[async_trait]
+pub trait SpeechProvider: Send + Sync + 'static {
+    /// The id users write in `model` strings (`openai`, or a configured instance name).
+    fn id(&self) -> &str;
+    fn capabilities(&self) -> &Capabilities;
+    /// Starts synthesis. Errors the vendor reports before any audio come back here (or as the
+    /// stream's first item); errors after audio has started come as a later stream item.
+    async fn synthesize(&self, request: SynthesisRequest) -> Result<EventStream, ProviderError>;
+    /// The provider's voice catalogue (only called when `voices_listable`).
+    async fn voices(&self) -> Result<Vec<ProviderVoice>, ProviderError>;
+}
+
+/// Why a provider call failed. `detail` is already sanitised: it never carries credentials.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProviderError {
+    /// The vendor refused the request as invalid (bad voice, text, option): the client's doing.
+    #[error("{provider} rejected the request: {detail}")]
+    Rejected { provider: String, status: u16, code: Option<String>, detail: String },
+    /// The vendor refused our credential: the operator's misconfiguration.
+    #[error("{provider} refused the gateway's credential: {detail}")]
+    Unauthorized { provider: String, status: u16, code: Option<String>, detail: String },
+    #[error("{provider} is rate limiting: {detail}")]
+    RateLimited { provider: String, code: Option<String>, retry_after: Option<Duration>, detail: String },
+    /// The vendor failed (5xx), or answered something that is not its protocol.
+    #[error("{provider} is unavailable: {detail}")]
+    Unavailable { provider: String, status: Option<u16>, code: Option<String>, detail: String },
+    #[error("{provider} did not answer within {}s", .timeout.as_secs())]
+    Timeout { provider: String, timeout: Duration },
+    /// The audio stream broke off after it had started.
+    #[error("{provider}'s audio stream broke off: {detail}")]
+    Interrupted { provider: String, detail: String },
+}
+
+impl ProviderError {
+    pub fn provider(&self) -> &str {
+        match self {
+            ProviderError::Rejected { provider, .. }
+            | ProviderError::Unauthorized { provider, .. }
+            | ProviderError::RateLimited { provider, .. }
+            | ProviderError::Unavailable { provider, .. }
+            | ProviderError::Timeout { provider, .. }
+            | ProviderError::Interrupted { provider, .. } => provider,
+        }
+    }
+
+    /// Sorts a vendor's HTTP error into the right kind.
+    pub fn from_status(
+        provider: &str,
+        status: u16,
+        code: Option<String>,
+        detail: String,
+        retry_after: Option<Duration>,
+    ) -> Self {
+        let provider = provider.to_owned();
+        match status {
+            401 | 403 => ProviderError::Unauthorized { provider, status, code, detail },
+            429 => ProviderError::RateLimited { provider, code, retry_after, detail },
+            400..=499 => ProviderError::Rejected { provider, status, code, detail },
+            _ => ProviderError::Unavailable { provider, status: Some(status), code, detail },
+        }
+    }
+}

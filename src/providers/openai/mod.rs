@@ -1,0 +1,170 @@
+//! OpenAI text-to-speech, and any server that speaks its wire format (Kokoro, LocalAI,
+//! speaches...) as a named "compatible" instance with its own base URL, key and models.
+
+mod wire;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{
+    http, Capabilities, EventStream, ModelInfo, NativeFormat, ProviderError, ProviderVoice, SpeechProvider,
+    SynthesisRequest,
+};
+use crate::domain::audio::AudioFormat;
+
+pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+/// OpenAI returns every format at 24 kHz; `pcm` is headerless s16le mono.
+const NATIVE_RATE: u32 = 24_000;
+const MAX_INPUT: usize = 4096;
+
+pub struct OpenAi {
+    id: String,
+    base_url: String,
+    api_key: Option<SecretString>,
+    http: reqwest::Client,
+    timeout: Duration,
+    idle: Duration,
+    voices: Vec<String>,
+    capabilities: Capabilities,
+}
+
+fn formats() -> Vec<NativeFormat> {
+    [AudioFormat::Mp3, AudioFormat::Opus, AudioFormat::Aac, AudioFormat::Flac, AudioFormat::Wav, AudioFormat::Pcm]
+        .into_iter()
+        .map(|format| NativeFormat { format, sample_rates: vec![NATIVE_RATE] })
+        .collect()
+}
+
+fn model(id: &str, max_characters: usize, supports_instructions: bool) -> ModelInfo {
+    ModelInfo { id: id.to_owned(), max_characters, supports_instructions }
+}
+
+/// Timeouts and the shared HTTP client every adapter instance gets.
+#[derive(Clone)]
+pub struct Transport {
+    pub http: reqwest::Client,
+    pub timeout: Duration,
+    pub idle: Duration,
+}
+
+impl OpenAi {
+    /// The OpenAI API itself.
+    pub fn official(base_url: Option<&str>, api_key: SecretString, transport: Transport) -> Self {
+        let capabilities = Capabilities {
+            models: vec![
+                model("gpt-4o-mini-tts", MAX_INPUT, true),
+                model("gpt-4o-mini-tts-2025-12-15", MAX_INPUT, true),
+                model("gpt-4o-mini-tts-2025-03-20", MAX_INPUT, true),
+                model("tts-1", MAX_INPUT, false),
+                model("tts-1-hd", MAX_INPUT, false),
+            ],
+            default_model: "gpt-4o-mini-tts".to_owned(),
+            formats: formats(),
+            streaming: true,
+            native_timestamps: false,
+            native_dialogue: false,
+            voices_listable: true,
+            speed_range: Some((0.25, 4.0)),
+        };
+        Self::new(
+            "openai",
+            base_url.unwrap_or(DEFAULT_BASE_URL),
+            Some(api_key),
+            wire::VOICES.map(String::from).to_vec(),
+            capabilities,
+            transport,
+        )
+    }
+
+    /// A self-hosted server speaking OpenAI's wire format.
+    pub fn compatible(
+        id: &str,
+        base_url: &str,
+        api_key: Option<SecretString>,
+        models: &[String],
+        voices: &[String],
+        max_characters: Option<usize>,
+        transport: Transport,
+    ) -> Self {
+        let max = max_characters.unwrap_or(MAX_INPUT);
+        let capabilities = Capabilities {
+            models: models.iter().map(|m| model(m, max, true)).collect(),
+            default_model: models.first().cloned().unwrap_or_default(),
+            formats: formats(),
+            streaming: true,
+            native_timestamps: false,
+            native_dialogue: false,
+            voices_listable: !voices.is_empty(),
+            speed_range: Some((0.25, 4.0)),
+        };
+        Self::new(id, base_url, api_key, voices.to_vec(), capabilities, transport)
+    }
+
+    fn new(
+        id: &str,
+        base_url: &str,
+        api_key: Option<SecretString>,
+        voices: Vec<String>,
+        capabilities: Capabilities,
+        transport: Transport,
+    ) -> Self {
+        Self {
+            id: id.to_owned(),
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            api_key,
+            http: transport.http,
+            timeout: transport.timeout,
+            idle: transport.idle,
+            voices,
+            capabilities,
+        }
+    }
+}
+
+#[async_trait]
+impl SpeechProvider for OpenAi {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    async fn synthesize(&self, request: SynthesisRequest) -> Result<EventStream, ProviderError> {
+        let response_format = wire::response_format(request.output.format).ok_or_else(|| ProviderError::Rejected {
+            provider: self.id.clone(),
+            status: 400,
+            code: None,
+            detail: format!("{} is not an output format of this provider", request.output.format.as_str()),
+        })?;
+        let body = wire::SpeechBody {
+            model: &request.model,
+            input: &request.text,
+            voice: &request.voice,
+            response_format,
+            speed: request.speed,
+            instructions: request.instructions.as_deref(),
+        };
+        let mut body = serde_json::to_value(&body).unwrap_or_default();
+        if let Some(object) = body.as_object_mut() {
+            object.extend(request.provider_options);
+        }
+        let mut builder = self.http.post(format!("{}/audio/speech", self.base_url)).json(&body);
+        if let Some(key) = &self.api_key {
+            builder = builder.bearer_auth(key.expose_secret());
+        }
+        let response = http::send(&self.id, builder, self.timeout, wire::parse_error).await?;
+        Ok(http::audio_stream(&self.id, response, self.idle))
+    }
+
+    async fn voices(&self) -> Result<Vec<ProviderVoice>, ProviderError> {
+        Ok(self
+            .voices
+            .iter()
+            .map(|v| ProviderVoice { id: v.clone(), name: v.clone(), gender: None, language: None, description: None })
+            .collect())
+    }
+}
