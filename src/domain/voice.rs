@@ -32,7 +32,7 @@ impl Gender {
     }
 }
 
-/// A saved voice as the API shows it. The owner is not part of it: only the owner ever sees it.
+/// A saved voice. Only the API key that saved it can see, use or change it.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Voice {
