@@ -70,6 +70,13 @@ async fn problem_bodies() {
         ("key_not_found", app.get("/admin/v1/keys/aaaaaaaaaaaa", Some(ADMIN_TOKEN)).await),
         ("route_not_found", app.get("/v2/speech", None).await),
         ("method_not_allowed", app.client.delete(app.url("/v1/usage")).bearer_auth(&key).send().await.unwrap()),
+        ("duplicate_title", {
+            // Within the 64-byte body limit of this app.
+            let voice = json!({"title": "Narrator", "provider": "openai", "voiceId": "alloy"});
+            let create = || app.client.post(app.url("/v1/voices")).bearer_auth(&key).json(&voice).send();
+            assert_eq!(create().await.unwrap().status(), 201);
+            create().await.unwrap()
+        }),
         ("rate_limited", {
             app.get("/v1/logs", Some(&limited)).await;
             app.get("/v1/logs", Some(&limited)).await

@@ -5,9 +5,10 @@ mod common;
 
 use chrono::{Duration, TimeZone, Utc};
 use common::{test_store, Db};
+use serde_json::json;
 use speechgate::{
-    domain::{LogPage, NewApiKey, Scope, UsageEvent, UsageFilter},
-    store::StoreError,
+    domain::{Gender, LogPage, NewApiKey, Scope, UsageEvent, UsageFilter, Voice, VoiceCursor, VoicePage, VoicePatch},
+    store::{Store, StoreError},
 };
 
 fn new_key(id: &str) -> NewApiKey {
@@ -131,6 +132,147 @@ async fn usage_is_written_summed_and_paged(db: Db) {
     assert_eq!(store.list_usage(None, LogPage { before: None, limit: 100 }).await.unwrap().len(), 6);
 }
 
+fn voice(id: &str, title: &str, at: chrono::DateTime<Utc>) -> Voice {
+    Voice {
+        id: id.to_owned(),
+        title: title.to_owned(),
+        provider: "openai".into(),
+        model: Some("gpt-4o-mini-tts".into()),
+        voice_id: "alloy".into(),
+        tags: vec!["warm".into(), "narration".into()],
+        gender: Some(Gender::Female),
+        description: Some("Calm, for audiobooks".into()),
+        provider_options: json!({"instructions": "speak slowly", "nested": {"n": [1, 2.5, null, true]}, "ü": "ß"})
+            .as_object()
+            .unwrap()
+            .clone(),
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+async fn voices_store(db: Db) -> (std::sync::Arc<dyn Store>, common::TestDb) {
+    let (store, test_db) = test_store(db).await;
+    store.insert_key(&new_key("aaaaaaaaaaaa")).await.unwrap();
+    store.insert_key(&new_key("bbbbbbbbbbbb")).await.unwrap();
+    (store, test_db)
+}
+
+async fn voices_round_trip_and_stay_with_their_owner(db: Db) {
+    let (store, _db) = voices_store(db).await;
+    let at = Utc.with_ymd_and_hms(2026, 4, 1, 12, 0, 0).unwrap() + Duration::milliseconds(123);
+    let saved = store.insert_voice("aaaaaaaaaaaa", &voice("v1", "Narrator", at)).await.unwrap();
+    assert_eq!(saved, voice("v1", "Narrator", at), "what is stored is what was given, JSON options included");
+    assert_eq!(store.get_voice("aaaaaaaaaaaa", "v1").await.unwrap(), Some(saved.clone()));
+
+    let mut bare = voice("v2", "Bare", at);
+    (bare.model, bare.gender, bare.description) = (None, None, None);
+    bare.tags.clear();
+    bare.provider_options.clear();
+    assert_eq!(store.insert_voice("aaaaaaaaaaaa", &bare).await.unwrap(), bare);
+
+    assert_eq!(store.get_voice("bbbbbbbbbbbb", "v1").await.unwrap(), None, "another owner never sees it");
+    assert_eq!(store.get_voice("aaaaaaaaaaaa", "missing").await.unwrap(), None);
+    let page = VoicePage { after: None, limit: 10 };
+    assert!(store.list_voices("bbbbbbbbbbbb", &page).await.unwrap().is_empty());
+    assert!(store.update_voice("bbbbbbbbbbbb", "v1", &VoicePatch::default(), at).await.unwrap().is_none());
+    assert!(!store.delete_voice("bbbbbbbbbbbb", "v1").await.unwrap());
+    assert_eq!(store.get_voice("aaaaaaaaaaaa", "v1").await.unwrap(), Some(saved));
+
+    assert!(store.delete_voice("aaaaaaaaaaaa", "v1").await.unwrap());
+    assert!(!store.delete_voice("aaaaaaaaaaaa", "v1").await.unwrap(), "deleting twice finds nothing");
+    assert_eq!(store.get_voice("aaaaaaaaaaaa", "v1").await.unwrap(), None);
+}
+
+async fn voice_titles_are_unique_per_owner(db: Db) {
+    let (store, _db) = voices_store(db).await;
+    let at = Utc.with_ymd_and_hms(2026, 4, 1, 12, 0, 0).unwrap();
+    store.insert_voice("aaaaaaaaaaaa", &voice("v1", "Narrator", at)).await.unwrap();
+    let duplicate = store.insert_voice("aaaaaaaaaaaa", &voice("v2", "Narrator", at)).await;
+    assert!(matches!(duplicate, Err(StoreError::Conflict("title"))), "{duplicate:?}");
+    store.insert_voice("bbbbbbbbbbbb", &voice("v3", "Narrator", at)).await.unwrap();
+
+    store.insert_voice("aaaaaaaaaaaa", &voice("v4", "Host", at)).await.unwrap();
+    let rename = VoicePatch { title: Some("Narrator".into()), ..VoicePatch::default() };
+    let taken = store.update_voice("aaaaaaaaaaaa", "v4", &rename, at).await;
+    assert!(matches!(taken, Err(StoreError::Conflict("title"))), "{taken:?}");
+    assert_eq!(store.get_voice("aaaaaaaaaaaa", "v4").await.unwrap().unwrap().title, "Host", "unchanged");
+    let own_title = VoicePatch { title: Some("Narrator".into()), ..VoicePatch::default() };
+    assert!(store.update_voice("aaaaaaaaaaaa", "v1", &own_title, at).await.unwrap().is_some(), "keeping a title");
+}
+
+async fn voices_page_newest_first(db: Db) {
+    let (store, _db) = voices_store(db).await;
+    let base = Utc.with_ymd_and_hms(2026, 4, 1, 12, 0, 0).unwrap();
+    // Two voices share a creation time: the id breaks the tie, so no page repeats or skips one.
+    let times = [("v1", 0), ("v2", 1), ("v3", 2), ("v4", 2), ("v5", 3)];
+    for (id, offset) in times {
+        let at = base + Duration::milliseconds(offset);
+        store.insert_voice("aaaaaaaaaaaa", &voice(id, &format!("title {id}"), at)).await.unwrap();
+    }
+    store.insert_voice("bbbbbbbbbbbb", &voice("other", "title other", base + Duration::days(1))).await.unwrap();
+
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.list_voices("aaaaaaaaaaaa", &VoicePage { after: after.clone(), limit: 2 }).await.unwrap();
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        after = Some(VoiceCursor { created_at: last.created_at, id: last.id.clone() });
+        seen.extend(page.into_iter().map(|v| v.id));
+    }
+    assert_eq!(seen, ["v5", "v4", "v3", "v2", "v1"], "newest first, ties by id, another owner's voice absent");
+}
+
+async fn voice_patches_change_only_what_they_name(db: Db) {
+    let (store, _db) = voices_store(db).await;
+    let at = Utc.with_ymd_and_hms(2026, 4, 1, 12, 0, 0).unwrap();
+    let original = store.insert_voice("aaaaaaaaaaaa", &voice("v1", "Narrator", at)).await.unwrap();
+    let later = at + Duration::minutes(5);
+
+    let untouched = store.update_voice("aaaaaaaaaaaa", "v1", &VoicePatch::default(), later).await.unwrap().unwrap();
+    assert_eq!(untouched, Voice { updated_at: later, ..original.clone() });
+
+    let options = json!({"speed": 1.2}).as_object().unwrap().clone();
+    let patch = VoicePatch {
+        title: Some("Host".into()),
+        model: Some(None),
+        tags: Some(vec!["bright".into()]),
+        gender: Some(Some(Gender::Neutral)),
+        description: Some(None),
+        provider_options: Some(options.clone()),
+        ..VoicePatch::default()
+    };
+    let patched = store.update_voice("aaaaaaaaaaaa", "v1", &patch, later).await.unwrap().unwrap();
+    let expected = Voice {
+        title: "Host".into(),
+        model: None,
+        tags: vec!["bright".into()],
+        gender: Some(Gender::Neutral),
+        description: None,
+        provider_options: options,
+        updated_at: later,
+        ..original.clone()
+    };
+    assert_eq!(patched, expected);
+    assert_eq!(store.get_voice("aaaaaaaaaaaa", "v1").await.unwrap().unwrap(), expected);
+
+    let patch = VoicePatch {
+        provider: Some("elevenlabs".into()),
+        voice_id: Some("21m00Tcm4TlvDq8ikWAM".into()),
+        model: Some(Some("eleven_v3".into())),
+        gender: Some(None),
+        ..VoicePatch::default()
+    };
+    let patched = store.update_voice("aaaaaaaaaaaa", "v1", &patch, later).await.unwrap().unwrap();
+    assert_eq!(
+        (patched.provider.as_str(), patched.voice_id.as_str(), patched.model.as_deref(), patched.gender),
+        ("elevenlabs", "21m00Tcm4TlvDq8ikWAM", Some("eleven_v3"), None)
+    );
+    assert_eq!((patched.title.as_str(), patched.created_at), ("Host", original.created_at));
+    assert!(store.update_voice("aaaaaaaaaaaa", "nope", &patch, later).await.unwrap().is_none());
+}
+
 async fn migrations_are_idempotent_and_ping_works(db: Db) {
     let (store, _db) = test_store(db).await;
     store.migrate().await.unwrap();
@@ -141,5 +283,9 @@ both_databases!(
     keys_round_trip,
     revoking_is_idempotent,
     usage_is_written_summed_and_paged,
-    migrations_are_idempotent_and_ping_works
+    migrations_are_idempotent_and_ping_works,
+    voices_round_trip_and_stay_with_their_owner,
+    voice_titles_are_unique_per_owner,
+    voices_page_newest_first,
+    voice_patches_change_only_what_they_name,
 );

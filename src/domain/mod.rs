@@ -1,10 +1,13 @@
 //! Plain domain types shared by every layer. Nothing here knows about HTTP, SQL or vendors.
 
 pub mod audio;
+pub mod voice;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+
+pub use voice::{Gender, Voice, VoiceCursor, VoicePage, VoicePatch};
 
 /// What an API key may do. Routes declare the scope they need in the router table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]

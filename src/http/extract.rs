@@ -104,3 +104,13 @@ fn path_segments(path: &serde_path_to_error::Path) -> Vec<PathSegment> {
         })
         .collect()
 }
+
+/// For the members of a PATCH body, with `#[serde(default, deserialize_with = "patch_member")]`:
+/// an absent member is `None`, `null` is `Some(None)`, any other value `Some(Some(value))`.
+pub fn patch_member<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(deserializer).map(Some)
+}

@@ -51,6 +51,11 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::get_admin_usage))
         .route_layer(from_fn_with_state(Scope::Admin, middleware::require_scope));
 
+    let voices = OpenApiRouter::new()
+        .routes(routes!(voices::create_voice, voices::list_voices))
+        .routes(routes!(voices::get_voice, voices::update_voice, voices::delete_voice))
+        .route_layer(from_fn_with_state(Scope::Voices, middleware::require_scope));
+
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(ops::get_healthz))
         .routes(routes!(ops::get_readyz))
@@ -58,6 +63,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(ops::get_openapi))
         .routes(routes!(usage::get_usage))
         .routes(routes!(usage::get_logs))
+        .merge(voices)
         .merge(admin)
 }
 

@@ -2,6 +2,7 @@
 
 pub mod keys;
 pub mod usage;
+pub mod voices;
 
 use crate::{domain::FieldError, store::StoreError};
 

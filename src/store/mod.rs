@@ -11,7 +11,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::domain::{ApiKey, KeyCredential, LogPage, NewApiKey, UsageBucket, UsageEvent, UsageFilter, UsageRecord};
+use crate::domain::{
+    ApiKey, KeyCredential, LogPage, NewApiKey, UsageBucket, UsageEvent, UsageFilter, UsageRecord, Voice, VoicePage,
+    VoicePatch,
+};
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -57,6 +60,24 @@ pub trait Store: Send + Sync + 'static {
     async fn usage_summary(&self, filter: &UsageFilter) -> Result<Vec<UsageBucket>, StoreError>;
     /// Usage events newest first, optionally for one key.
     async fn list_usage(&self, key_id: Option<&str>, page: LogPage) -> Result<Vec<UsageRecord>, StoreError>;
+
+    /// Saves a new voice for `owner`. A title the owner already uses is `Conflict("title")`.
+    async fn insert_voice(&self, owner: &str, voice: &Voice) -> Result<Voice, StoreError>;
+    /// One of `owner`'s voices; `None` when there is no such voice or it belongs to another key.
+    async fn get_voice(&self, owner: &str, id: &str) -> Result<Option<Voice>, StoreError>;
+    /// `owner`'s voices, newest first (by creation time, then id).
+    async fn list_voices(&self, owner: &str, page: &VoicePage) -> Result<Vec<Voice>, StoreError>;
+    /// Applies `patch` in one statement and sets `updated_at`. `None` when `owner` has no such
+    /// voice; a title the owner already uses is `Conflict("title")`.
+    async fn update_voice(
+        &self,
+        owner: &str,
+        id: &str,
+        patch: &VoicePatch,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Voice>, StoreError>;
+    /// Deletes one of `owner`'s voices; `false` when there was none.
+    async fn delete_voice(&self, owner: &str, id: &str) -> Result<bool, StoreError>;
 }
 
 /// Opens the store a database URL names: `sqlite:` (file created if missing) or `postgres:`.

@@ -2,8 +2,13 @@
 //! dialects (sqlx binds `$N` parameters on SQLite too), and the one body of the `Store`
 //! methods, stamped out for each backend's pool type by [`impl_store!`].
 
+mod voices;
+
 use chrono::{DateTime, NaiveDate, Utc};
 
+pub(super) use self::voices::{
+    options_json, tags_json, VoiceRow, DELETE_VOICE, GET_VOICE, INSERT_VOICE, LIST_VOICES, UPDATE_VOICE,
+};
 use super::StoreError;
 use crate::domain::{ApiKey, KeyCredential, Scope, UsageBucket, UsageEvent, UsageRecord};
 
@@ -345,6 +350,100 @@ macro_rules! impl_store {
                     .into_iter()
                     .map(sql::UsageRow::into_record)
                     .collect()
+            }
+
+            async fn insert_voice(
+                &self,
+                owner: &str,
+                voice: &$crate::domain::Voice,
+            ) -> Result<$crate::domain::Voice, $crate::store::StoreError> {
+                use $crate::store::sql;
+                sqlx::query_as::<_, sql::VoiceRow>(sql::INSERT_VOICE)
+                    .bind(&voice.id)
+                    .bind(owner)
+                    .bind(&voice.title)
+                    .bind(&voice.provider)
+                    .bind(voice.model.as_deref())
+                    .bind(&voice.voice_id)
+                    .bind(sql::tags_json(&voice.tags))
+                    .bind(voice.gender.map(|g| g.as_str()))
+                    .bind(voice.description.as_deref())
+                    .bind(sql::options_json(&voice.provider_options))
+                    .bind(sql::to_ms(voice.created_at))
+                    .bind(sql::to_ms(voice.updated_at))
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(|e| sql::map_unique(e, "title"))?
+                    .into_voice()
+            }
+
+            async fn get_voice(
+                &self,
+                owner: &str,
+                id: &str,
+            ) -> Result<Option<$crate::domain::Voice>, $crate::store::StoreError> {
+                use $crate::store::sql;
+                sqlx::query_as::<_, sql::VoiceRow>(sql::GET_VOICE)
+                    .bind(owner)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .map(sql::VoiceRow::into_voice)
+                    .transpose()
+            }
+
+            async fn list_voices(
+                &self,
+                owner: &str,
+                page: &$crate::domain::VoicePage,
+            ) -> Result<Vec<$crate::domain::Voice>, $crate::store::StoreError> {
+                use $crate::store::sql;
+                sqlx::query_as::<_, sql::VoiceRow>(sql::LIST_VOICES)
+                    .bind(owner)
+                    .bind(page.after.as_ref().map(|c| sql::to_ms(c.created_at)))
+                    .bind(page.after.as_ref().map(|c| c.id.as_str()))
+                    .bind(i64::from(page.limit))
+                    .fetch_all(&self.pool)
+                    .await?
+                    .into_iter()
+                    .map(sql::VoiceRow::into_voice)
+                    .collect()
+            }
+
+            async fn update_voice(
+                &self,
+                owner: &str,
+                id: &str,
+                patch: &$crate::domain::VoicePatch,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Option<$crate::domain::Voice>, $crate::store::StoreError> {
+                use $crate::store::sql;
+                sqlx::query_as::<_, sql::VoiceRow>(sql::UPDATE_VOICE)
+                    .bind(owner)
+                    .bind(id)
+                    .bind(patch.title.as_deref())
+                    .bind(patch.provider.as_deref())
+                    .bind(patch.model.is_some())
+                    .bind(patch.model.as_ref().and_then(Option::as_deref))
+                    .bind(patch.voice_id.as_deref())
+                    .bind(patch.tags.as_deref().map(sql::tags_json))
+                    .bind(patch.gender.is_some())
+                    .bind(patch.gender.flatten().map(|g| g.as_str()))
+                    .bind(patch.description.is_some())
+                    .bind(patch.description.as_ref().and_then(Option::as_deref))
+                    .bind(patch.provider_options.as_ref().map(sql::options_json))
+                    .bind(sql::to_ms(at))
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|e| sql::map_unique(e, "title"))?
+                    .map(sql::VoiceRow::into_voice)
+                    .transpose()
+            }
+
+            async fn delete_voice(&self, owner: &str, id: &str) -> Result<bool, $crate::store::StoreError> {
+                use $crate::store::sql;
+                let done = sqlx::query(sql::DELETE_VOICE).bind(owner).bind(id).execute(&self.pool).await?;
+                Ok(done.rows_affected() > 0)
             }
         }
     };
