@@ -3,6 +3,7 @@
 //! Layers point downwards only: `http` → `service` → `store`/`auth` → `domain`.
 
 pub mod app;
+pub mod audio;
 pub mod auth;
 pub mod cli;
 pub mod config;
