@@ -14,6 +14,7 @@ use crate::{
     config::Config,
     http::{self, extract::BodyLimit, AppState},
     metrics::Metrics,
+    providers::Registry,
     service::usage,
     store::{self, Store},
 };
@@ -32,10 +33,11 @@ impl App {
         if config.database.migrate_on_start {
             store.migrate().await.context("applying database migrations")?;
         }
-        Ok(Self::with_store(config, store))
+        let registry = Registry::from_config(&config.providers).context("building the provider registry")?;
+        Ok(Self::with_parts(config, store, Arc::new(registry)))
     }
 
-    pub fn with_store(config: &Config, store: Arc<dyn Store>) -> Self {
+    pub fn with_parts(config: &Config, store: Arc<dyn Store>, registry: Arc<Registry>) -> Self {
         let metrics = Arc::new(Metrics::new());
         let tracker = TaskTracker::new();
         let stop_background = CancellationToken::new();
@@ -52,8 +54,15 @@ impl App {
             Duration::from_secs(config.auth.cache_ttl_secs),
         ));
         let openapi_json = serde_json::to_vec(&http::openapi()).unwrap_or_default().into();
-        let state =
-            AppState { store, auth, usage, metrics, body_limit: BodyLimit(config.server.max_body_bytes), openapi_json };
+        let state = AppState {
+            store,
+            registry,
+            auth,
+            usage,
+            metrics,
+            body_limit: BodyLimit(config.server.max_body_bytes),
+            openapi_json,
+        };
         Self { state, tracker, stop_background, shutdown_grace: Duration::from_secs(config.server.shutdown_grace_secs) }
     }
 

@@ -45,6 +45,13 @@ where
         // some shape errors (an enum given a number) as syntax errors when deserializing directly.
         let document: serde_json::Value =
             serde_json::from_slice(&bytes).map_err(|err| ApiError::MalformedJson(err.to_string()))?;
+        // serde would fill a struct from an array by position; every body here is an object.
+        if !document.is_object() {
+            return Err(ApiError::Validation(vec![FieldError {
+                path: Vec::new(),
+                message: "the body must be a JSON object".to_owned(),
+            }]));
+        }
         let value = serde_path_to_error::deserialize(document).map_err(|err| {
             let path = path_segments(err.path());
             ApiError::Validation(vec![FieldError { path, message: err.into_inner().to_string() }])

@@ -25,7 +25,7 @@ use crate::{
     auth::Principal,
     domain::Scope,
     metrics::{ErrorLabels, RequestLabels},
-    service::usage::{Meter, MeterStart},
+    service::usage::{Meter, MeterStart, UsageDetails},
 };
 
 /// Routes anyone may call. Every other route needs a credential (default deny).
@@ -127,10 +127,11 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
 }
 
 /// One usage event for every authenticated request, emitted when its body ends or is dropped.
-pub async fn meter(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn meter(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let Some(principal) = req.extensions().get::<Principal>() else {
         return next.run(req).await;
     };
+    let details = UsageDetails::default();
     let mut meter = Meter::new(
         state.usage.clone(),
         MeterStart {
@@ -140,7 +141,9 @@ pub async fn meter(State(state): State<AppState>, req: Request, next: Next) -> R
             method: req.method().as_str().to_owned(),
             started: Instant::now(),
         },
+        details.clone(),
     );
+    req.extensions_mut().insert(details);
     // If the client goes away now, this future is dropped and so is `meter`, which records it.
     let response = next.run(req).await;
     meter.respond(response.status().as_u16(), response.extensions().get::<ErrorCode>().map(|c| c.0.to_owned()));

@@ -22,12 +22,15 @@ use utoipa::OpenApi;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use self::{extract::BodyLimit, handlers::*, problem::ApiError};
-use crate::{auth::Authenticator, domain::Scope, metrics::Metrics, service::usage::UsageSink, store::Store};
+use crate::{
+    auth::Authenticator, domain::Scope, metrics::Metrics, providers::Registry, service::usage::UsageSink, store::Store,
+};
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    pub registry: Arc<Registry>,
     pub auth: Arc<Authenticator>,
     pub usage: UsageSink,
     pub metrics: Arc<Metrics>,
@@ -45,6 +48,13 @@ impl FromRef<AppState> for BodyLimit {
 /// The route table. Each group's guard says which scope its routes need; routes outside any
 /// group need only a valid credential, unless listed in `middleware::PUBLIC_ROUTES`.
 fn api_routes() -> OpenApiRouter<AppState> {
+    let speech = OpenApiRouter::new()
+        .routes(routes!(speech::create_speech))
+        .routes(routes!(catalog::list_providers))
+        .routes(routes!(catalog::list_models))
+        .routes(routes!(catalog::list_provider_voices))
+        .route_layer(from_fn_with_state(Scope::Speech, middleware::require_scope));
+
     let admin = OpenApiRouter::new()
         .routes(routes!(admin::create_key, admin::list_keys))
         .routes(routes!(admin::get_key, admin::delete_key))
@@ -63,6 +73,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(ops::get_openapi))
         .routes(routes!(usage::get_usage))
         .routes(routes!(usage::get_logs))
+        .merge(speech)
         .merge(voices)
         .merge(admin)
 }

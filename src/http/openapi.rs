@@ -14,6 +14,7 @@ use utoipa::{
     ),
     modifiers(&SecuritySchemes),
     tags(
+        (name = "speech", description = "Synthesis, providers, models and provider voices"),
         (name = "voices", description = "The calling key's saved voices; needs the `voices` scope"),
         (name = "usage", description = "The calling key's usage"),
         (name = "admin", description = "Keys and usage across keys; needs the admin token"),

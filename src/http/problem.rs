@@ -16,6 +16,7 @@ use utoipa::ToSchema;
 use crate::{
     auth::AuthError,
     domain::{FieldError, PathSegment, Scope},
+    providers::ProviderError,
     service::ServiceError,
     store::StoreError,
 };
@@ -55,6 +56,12 @@ pub enum ApiError {
     RateLimited(Duration),
     #[error("the database is unavailable; retry shortly")]
     DatabaseUnavailable(String),
+    #[error("{0}")]
+    UnknownModel(String),
+    /// A provider failed; the status says whose fault it is (a vendor refusing the gateway's
+    /// own credential is the operator's misconfiguration: 502, not 401).
+    #[error("{0}")]
+    Provider(ProviderError),
     /// A status the framework produced that no other variant covers.
     #[error("{detail}")]
     Http { status: StatusCode, detail: String },
@@ -68,17 +75,7 @@ fn describe_fields(fields: &[FieldError]) -> String {
     let Some(first) = fields.first() else {
         return "the request is not valid".to_owned();
     };
-    let mut path = String::new();
-    for segment in &first.path {
-        match segment {
-            PathSegment::Field(name) if path.is_empty() => path.push_str(name),
-            PathSegment::Field(name) => {
-                path.push('.');
-                path.push_str(name);
-            }
-            PathSegment::Index(i) => path.push_str(&format!("[{i}]")),
-        }
-    }
+    let path = dotted(&first.path);
     let path = if path.is_empty() { "body".to_owned() } else { path };
     match fields.len() {
         1 => format!("{path}: {}", first.message),
@@ -104,6 +101,15 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::UnknownModel(_) => StatusCode::NOT_FOUND,
+            ApiError::Provider(e) => match e {
+                ProviderError::Rejected { status: 404, .. } => StatusCode::NOT_FOUND,
+                ProviderError::Rejected { .. } => StatusCode::BAD_REQUEST,
+                ProviderError::Unauthorized { .. } | ProviderError::Interrupted { .. } => StatusCode::BAD_GATEWAY,
+                ProviderError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+                ProviderError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                ProviderError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            },
             ApiError::Http { status, .. } => *status,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -125,6 +131,16 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::RateLimited(_) => "rate_limited",
             ApiError::DatabaseUnavailable(_) => "database_unavailable",
+            ApiError::UnknownModel(_) => "unknown_model",
+            ApiError::Provider(e) => match e {
+                ProviderError::Rejected { status: 404, .. } => "upstream_not_found",
+                ProviderError::Rejected { .. } => "upstream_rejected",
+                ProviderError::Unauthorized { .. } => "provider_auth_failed",
+                ProviderError::RateLimited { .. } => "upstream_rate_limited",
+                ProviderError::Unavailable { .. } => "provider_unavailable",
+                ProviderError::Timeout { .. } => "provider_timeout",
+                ProviderError::Interrupted { .. } => "upstream_stream_failed",
+            },
             ApiError::Http { .. } => "http_error",
             ApiError::Internal(_) => "internal_error",
         }
@@ -145,6 +161,8 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "Payload too large",
             ApiError::RateLimited(_) => "Rate limited",
             ApiError::DatabaseUnavailable(_) => "Service unavailable",
+            ApiError::UnknownModel(_) => "Unknown model",
+            ApiError::Provider(_) => "Provider error",
             ApiError::Http { status, .. } => status.canonical_reason().unwrap_or("HTTP error"),
             ApiError::Internal(_) => "Internal error",
         }
@@ -160,6 +178,37 @@ impl ApiError {
 
     pub fn to_problem(&self) -> Problem {
         let code = self.code();
+        let (provider, upstream_status, upstream_code) = match self {
+            ApiError::Provider(e) => {
+                let (status, code) = match e {
+                    ProviderError::Rejected { status, code, .. } | ProviderError::Unauthorized { status, code, .. } => {
+                        (Some(*status), code.clone())
+                    }
+                    ProviderError::RateLimited { code, .. } => (Some(429), code.clone()),
+                    ProviderError::Unavailable { status, code, .. } => (*status, code.clone()),
+                    ProviderError::Timeout { .. } | ProviderError::Interrupted { .. } => (None, None),
+                };
+                (Some(e.provider().to_owned()), status, code)
+            }
+            _ => (None, None, None),
+        };
+        let validation = match self {
+            ApiError::Validation(fields) => fields.clone(),
+            _ => Vec::new(),
+        };
+        let status = self.status();
+        let error = OpenAiError {
+            message: self.to_string(),
+            kind: match status.as_u16() {
+                401 => "authentication_error",
+                403 => "permission_error",
+                429 => "rate_limit_error",
+                500..=599 => "server_error",
+                _ => "invalid_request_error",
+            },
+            param: validation.first().map(|f| dotted(&f.path)),
+            code,
+        };
         Problem {
             type_: format!("urn:speechgate:problem:{code}"),
             title: self.title().to_owned(),
@@ -167,10 +216,11 @@ impl ApiError {
             detail: self.to_string(),
             code: code.to_owned(),
             request_id: REQUEST_ID.try_with(Clone::clone).ok(),
-            validation: match self {
-                ApiError::Validation(fields) => fields.clone(),
-                _ => Vec::new(),
-            },
+            validation,
+            provider,
+            upstream_status,
+            upstream_code,
+            error,
         }
     }
 }
@@ -203,6 +253,44 @@ pub struct Problem {
     /// One entry per invalid field, located by its path in the request.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub validation: Vec<FieldError>,
+    /// The provider that failed, for upstream errors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// The provider's HTTP status.
+    #[serde(rename = "upstream_status", skip_serializing_if = "Option::is_none")]
+    pub upstream_status: Option<u16>,
+    /// The provider's own error code.
+    #[serde(rename = "upstream_code", skip_serializing_if = "Option::is_none")]
+    pub upstream_code: Option<String>,
+    /// The same error in OpenAI's shape, so OpenAI SDKs pointed at the gateway report it.
+    pub error: OpenAiError,
+}
+
+/// `{"message", "type", "param", "code"}` as OpenAI's SDKs read it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OpenAiError {
+    pub message: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The first invalid field, dotted (`voice`, `output.sampleRate`).
+    pub param: Option<String>,
+    pub code: &'static str,
+}
+
+/// `scopes[1]`, `output.sampleRate`.
+fn dotted(path: &[PathSegment]) -> String {
+    let mut out = String::new();
+    for segment in path {
+        match segment {
+            PathSegment::Field(name) if out.is_empty() => out.push_str(name),
+            PathSegment::Field(name) => {
+                out.push('.');
+                out.push_str(name);
+            }
+            PathSegment::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
 }
 
 /// Response extension: the error slug of a failed response, for metrics, usage and logs.
@@ -222,7 +310,12 @@ impl IntoResponse for ApiError {
         if let ApiError::Unauthorized(_) = self {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if let ApiError::RateLimited(wait) = self {
+        let wait = match &self {
+            ApiError::RateLimited(wait) => Some(*wait),
+            ApiError::Provider(ProviderError::RateLimited { retry_after, .. }) => *retry_after,
+            _ => None,
+        };
+        if let Some(wait) = wait {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs(wait)));
         }
         response.extensions_mut().insert(ErrorCode(self.code()));
@@ -251,6 +344,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::Validation(fields) => ApiError::Validation(fields),
             ServiceError::NotFound { .. } => ApiError::NotFound(err.to_string()),
             ServiceError::Store(e) => e.into(),
+            ServiceError::UnknownModel(detail) => ApiError::UnknownModel(detail),
+            ServiceError::Provider(e) => ApiError::Provider(e),
+            ServiceError::Internal(cause) => ApiError::Internal(cause),
         }
     }
 }

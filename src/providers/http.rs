@@ -9,6 +9,16 @@ use reqwest::{header::RETRY_AFTER, RequestBuilder, Response};
 
 use super::{EventStream, ProviderError, SynthesisEvent};
 
+/// The shared HTTP client and timeouts every adapter instance gets.
+#[derive(Clone)]
+pub struct Transport {
+    pub http: reqwest::Client,
+    /// Longest wait for a response head.
+    pub timeout: Duration,
+    /// Longest gap between two chunks of a streamed body.
+    pub idle: Duration,
+}
+
 /// Longest vendor error text passed on to clients.
 const MAX_DETAIL: usize = 300;
 /// Largest error body read from a vendor.
@@ -18,12 +28,14 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 pub type ErrorParser = fn(&[u8]) -> (Option<String>, Option<String>);
 
 /// Sends `request`; waits at most `timeout` for the response head. A non-2xx answer becomes
-/// the matching `ProviderError`, with the vendor's code and a sanitised message.
+/// the matching `ProviderError`, with the vendor's code and a sanitised message from which
+/// `secret` (the credential the request carried) is removed wherever the vendor echoed it.
 pub async fn send(
     provider: &str,
     request: RequestBuilder,
     timeout: Duration,
     parse_error: ErrorParser,
+    secret: Option<&str>,
 ) -> Result<Response, ProviderError> {
     let response = match tokio::time::timeout(timeout, request.send()).await {
         Err(_) => return Err(ProviderError::Timeout { provider: provider.to_owned(), timeout }),
@@ -61,6 +73,10 @@ pub async fn send(
             text
         }
     });
+    let detail = match secret.filter(|s| !s.is_empty()) {
+        Some(secret) => detail.replace(secret, "[redacted]"),
+        None => detail,
+    };
     Err(ProviderError::from_status(provider, status, code, sanitize(&detail), retry_after))
 }
 
@@ -103,6 +119,77 @@ pub fn audio_stream(provider: &str, response: Response, idle: Duration) -> Event
             }
         }
     }))
+}
+
+/// Splits a streamed body into text lines (for NDJSON and SSE). A last line without its
+/// newline still counts.
+pub fn lines(body: EventStream) -> futures::stream::BoxStream<'static, Result<String, ProviderError>> {
+    struct State {
+        body: EventStream,
+        buffer: Vec<u8>,
+        ready: std::collections::VecDeque<String>,
+        ended: bool,
+    }
+    let state = State { body, buffer: Vec::new(), ready: Default::default(), ended: false };
+    futures::stream::unfold(state, |mut s| async move {
+        loop {
+            if let Some(line) = s.ready.pop_front() {
+                return Some((Ok(line), s));
+            }
+            if s.ended {
+                return None;
+            }
+            match s.body.next().await {
+                Some(Ok(SynthesisEvent::Audio(bytes))) => s.buffer.extend_from_slice(&bytes),
+                Some(Ok(SynthesisEvent::Words(_))) => {}
+                Some(Err(err)) => {
+                    s.ended = true;
+                    return Some((Err(err), s));
+                }
+                None => {
+                    s.ended = true;
+                    s.buffer.push(b'\n');
+                }
+            }
+            while let Some(end) = s.buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = s.buffer.drain(..=end).collect();
+                let line = String::from_utf8_lossy(&line).trim().to_owned();
+                if !line.is_empty() {
+                    s.ready.push_back(line);
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
+/// Adds a request's `providerOptions` to a vendor body; the options win where both set a key.
+pub fn with_options(
+    mut body: serde_json::Value,
+    options: serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Value {
+    if let Some(object) = body.as_object_mut() {
+        object.extend(options);
+    }
+    body
+}
+
+/// The first error item of a FastAPI-style 422 (`{"detail": [{"loc", "msg", "type"}]}`) or a
+/// `{"detail": {"status", "message"}}` business error, as `(code, message)`.
+pub fn parse_detail_error(body: &[u8]) -> (Option<String>, Option<String>) {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return (None, None);
+    };
+    let detail = &value["detail"];
+    if let Some(first) = detail.as_array().and_then(|items| items.first()) {
+        let loc: Vec<String> = first["loc"]
+            .as_array()
+            .map(|l| l.iter().map(|p| p.as_str().map_or_else(|| p.to_string(), str::to_owned)).collect())
+            .unwrap_or_default();
+        let message = format!("{}: {}", loc.join("."), first["msg"].as_str().unwrap_or("invalid"));
+        return (first["type"].as_str().map(str::to_owned), Some(message));
+    }
+    (detail["status"].as_str().map(str::to_owned), detail["message"].as_str().map(str::to_owned))
 }
 
 fn without_url(err: &reqwest::Error) -> String {

@@ -2,6 +2,9 @@
 //! is data ([`Capabilities`]), so the service plans a request without knowing which vendor it is.
 //! The registry (`registry.rs`) is the only place that knows the kinds of provider.
 
+pub mod cartesia;
+pub mod deepgram;
+pub mod elevenlabs;
 mod http;
 pub mod openai;
 pub mod registry;
@@ -36,6 +39,9 @@ pub struct ModelInfo {
 pub struct NativeFormat {
     pub format: AudioFormat,
     pub sample_rates: Vec<u32>,
+    /// Bitrates (kbit/s) the provider lets a caller choose; empty when it picks itself.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bitrates_kbps: Vec<u32>,
 }
 
 /// What a provider can do, as data.
@@ -64,9 +70,13 @@ impl Capabilities {
         self.models.iter().find(|m| m.id == id)
     }
 
-    /// Whether the provider returns `spec` itself (bitrate is not part of the match).
-    pub fn produces(&self, format: AudioFormat, sample_rate: u32) -> bool {
-        self.formats.iter().any(|f| f.format == format && f.sample_rates.contains(&sample_rate))
+    /// Whether the provider returns `spec` itself; a requested bitrate must be one it offers.
+    pub fn produces(&self, spec: AudioSpec) -> bool {
+        self.formats.iter().any(|f| {
+            f.format == spec.format
+                && f.sample_rates.contains(&spec.sample_rate)
+                && spec.bitrate_kbps.is_none_or(|b| f.bitrates_kbps.contains(&b))
+        })
     }
 
     /// The rates at which the provider produces `format`, ascending.

@@ -7,8 +7,21 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{openai::OpenAi, openai::Transport, ModelInfo, ProviderError, ProviderVoice, SpeechProvider};
+use super::{
+    cartesia::Cartesia, deepgram::Deepgram, elevenlabs::ElevenLabs, http::Transport, openai::OpenAi, ModelInfo,
+    ProviderError, ProviderVoice, SpeechProvider,
+};
 use crate::config::ProvidersConfig;
+
+/// Every kind of provider this build can serve, enabled or not.
+const KINDS: &[&str] = &[
+    "openai",
+    "elevenlabs",
+    "cartesia",
+    "deepgram",
+    #[cfg(feature = "local")]
+    "local",
+];
 
 /// Aliases every deployment has unless its config says otherwise.
 const DEFAULT_ALIASES: [(&str, &str); 3] =
@@ -54,6 +67,27 @@ impl Registry {
                 transport.clone(),
             )));
         }
+        if let Some(key) = &config.elevenlabs.api_key {
+            providers.push(Arc::new(ElevenLabs::new(
+                config.elevenlabs.base_url.as_deref(),
+                key.clone(),
+                transport.clone(),
+            )));
+        }
+        if let Some(key) = &config.cartesia.api_key {
+            providers.push(Arc::new(Cartesia::new(
+                config.cartesia.base_url.as_deref(),
+                key.clone(),
+                transport.clone(),
+            )));
+        }
+        if let Some(key) = &config.deepgram.api_key {
+            providers.push(Arc::new(Deepgram::new(
+                config.deepgram.base_url.as_deref(),
+                key.clone(),
+                transport.clone(),
+            )));
+        }
         for (id, instance) in &config.compatible {
             providers.push(Arc::new(OpenAi::compatible(
                 id,
@@ -86,6 +120,11 @@ impl Registry {
 
     pub fn providers(&self) -> impl Iterator<Item = &Arc<dyn SpeechProvider>> {
         self.providers.values()
+    }
+
+    /// Provider kinds this build knows but this deployment has not enabled.
+    pub fn disabled_kinds(&self) -> impl Iterator<Item = &'static str> + '_ {
+        KINDS.iter().copied().filter(|kind| !self.providers.contains_key(*kind))
     }
 
     pub fn get(&self, id: &str) -> Option<&Arc<dyn SpeechProvider>> {

@@ -106,6 +106,47 @@ async fn write_batch(store: &dyn Store, metrics: &Metrics, batch: &mut Vec<Usage
     }
 }
 
+/// What a handler learns about its request while serving it (provider, model, voice, size),
+/// shared with the request's [`Meter`]. Handlers get it from the request extensions; a streaming
+/// body keeps a clone and adds to it as audio flows.
+#[derive(Clone, Default)]
+pub struct UsageDetails(Arc<std::sync::Mutex<Details>>);
+
+#[derive(Default, Clone)]
+struct Details {
+    provider: Option<String>,
+    model: Option<String>,
+    voice: Option<String>,
+    characters: i64,
+    audio_ms: i64,
+    error_code: Option<&'static str>,
+}
+
+impl UsageDetails {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Details> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Who serves the request, as soon as it is known (so even a failed request names them).
+    pub fn serving(&self, provider: &str, model: &str, voice: &str, characters: usize) {
+        let mut d = self.lock();
+        d.provider = Some(provider.to_owned());
+        d.model = Some(model.to_owned());
+        d.voice = Some(voice.to_owned());
+        d.characters = i64::try_from(characters).unwrap_or(i64::MAX);
+    }
+
+    pub fn add_audio_ms(&self, ms: u64) {
+        let mut d = self.lock();
+        d.audio_ms = d.audio_ms.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX));
+    }
+
+    /// Marks the response as failed after its head was sent (e.g. the upstream stream broke).
+    pub fn fail(&self, code: &'static str) {
+        self.lock().error_code = Some(code);
+    }
+}
+
 /// What is known about a request when its metering starts.
 pub struct MeterStart {
     pub request_id: String,
@@ -120,6 +161,7 @@ pub struct MeterStart {
 pub struct Meter {
     sink: UsageSink,
     start: MeterStart,
+    details: UsageDetails,
     created_at: DateTime<Utc>,
     status: Option<u16>,
     error_code: Option<String>,
@@ -132,10 +174,11 @@ pub struct Meter {
 pub const CLIENT_DISCONNECTED: &str = "client_disconnected";
 
 impl Meter {
-    pub fn new(sink: UsageSink, start: MeterStart) -> Self {
+    pub fn new(sink: UsageSink, start: MeterStart, details: UsageDetails) -> Self {
         Self {
             sink,
             start,
+            details,
             created_at: Utc::now(),
             status: None,
             error_code: None,
@@ -169,20 +212,22 @@ impl Meter {
             return;
         }
         let millis = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let details = self.details.lock().clone();
         self.sink.record(UsageEvent {
             request_id: std::mem::take(&mut self.start.request_id),
             key_id: self.start.key_id.take(),
             route: std::mem::take(&mut self.start.route),
             method: std::mem::take(&mut self.start.method),
-            provider: None,
-            model: None,
-            voice: None,
-            characters: 0,
-            audio_ms: 0,
+            provider: details.provider,
+            model: details.model,
+            voice: details.voice,
+            characters: details.characters,
+            audio_ms: details.audio_ms,
             bytes_out: i64::try_from(self.bytes_out).unwrap_or(i64::MAX),
             // 499: the client closed the request before any response was sent.
             status: self.status.unwrap_or(499),
-            error_code: override_code.map(str::to_owned).or_else(|| self.error_code.take()),
+            // A failure the body reported beats "the client went away", which beats the head's code.
+            error_code: details.error_code.or(override_code).map(str::to_owned).or_else(|| self.error_code.take()),
             latency_ms: millis(self.start.started.elapsed()),
             ttfb_ms: self.first_byte.map(millis),
             created_at: self.created_at,

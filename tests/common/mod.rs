@@ -185,3 +185,72 @@ macro_rules! both_databases {
         })+
     };
 }
+
+/// A one-route HTTP/1.1 upstream on a random port that answers every request with a chunked
+/// body it sends piece by piece: the first chunk at once, the rest only after `release()`; and,
+/// if `truncate`, it then drops the connection without the closing chunk.
+pub struct StreamingUpstream {
+    pub uri: String,
+    release: Arc<tokio::sync::Notify>,
+}
+
+impl StreamingUpstream {
+    pub async fn start(content_type: &'static str, first: Vec<u8>, rest: Vec<u8>, truncate: bool) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let uri = format!("http://{}", listener.local_addr().expect("addr"));
+        let release = Arc::new(tokio::sync::Notify::new());
+        let gate = release.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let (first, rest, gate) = (first.clone(), rest.clone(), gate.clone());
+                tokio::spawn(async move {
+                    // Read the request head and body (the body is small; one read past the head).
+                    let mut buf = vec![0u8; 65536];
+                    let mut seen = Vec::new();
+                    loop {
+                        let n = socket.read(&mut buf).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        seen.extend_from_slice(&buf[..n]);
+                        if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&seen[..end]).to_ascii_lowercase();
+                            let length: usize = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+                                .unwrap_or(0);
+                            if seen.len() >= end + 4 + length {
+                                break;
+                            }
+                        }
+                    }
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ntransfer-encoding: chunked\r\n\r\n"
+                    );
+                    let chunk = |data: &[u8]| {
+                        let mut out = format!("{:x}\r\n", data.len()).into_bytes();
+                        out.extend_from_slice(data);
+                        out.extend_from_slice(b"\r\n");
+                        out
+                    };
+                    let _ = socket.write_all(head.as_bytes()).await;
+                    let _ = socket.write_all(&chunk(&first)).await;
+                    let _ = socket.flush().await;
+                    gate.notified().await;
+                    let _ = socket.write_all(&chunk(&rest)).await;
+                    if !truncate {
+                        let _ = socket.write_all(b"0\r\n\r\n").await;
+                    }
+                    let _ = socket.flush().await;
+                    let _ = socket.shutdown().await;
+                });
+            }
+        });
+        StreamingUpstream { uri, release }
+    }
+
+    pub fn release(&self) {
+        self.release.notify_one();
+    }
+}

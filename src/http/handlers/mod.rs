@@ -1,6 +1,8 @@
 //! Thin handlers: extract, call one service function, map to a response.
 
 pub mod admin;
+pub mod catalog;
 pub mod ops;
+pub mod speech;
 pub mod usage;
 pub mod voices;

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{
-    http, Capabilities, EventStream, ModelInfo, NativeFormat, ProviderError, ProviderVoice, SpeechProvider,
-    SynthesisRequest,
+    http::{self, Transport},
+    Capabilities, EventStream, ModelInfo, NativeFormat, ProviderError, ProviderVoice, SpeechProvider, SynthesisRequest,
 };
 use crate::domain::audio::AudioFormat;
 
@@ -33,20 +33,12 @@ pub struct OpenAi {
 fn formats() -> Vec<NativeFormat> {
     [AudioFormat::Mp3, AudioFormat::Opus, AudioFormat::Aac, AudioFormat::Flac, AudioFormat::Wav, AudioFormat::Pcm]
         .into_iter()
-        .map(|format| NativeFormat { format, sample_rates: vec![NATIVE_RATE] })
+        .map(|format| NativeFormat { format, sample_rates: vec![NATIVE_RATE], bitrates_kbps: Vec::new() })
         .collect()
 }
 
 fn model(id: &str, max_characters: usize, supports_instructions: bool) -> ModelInfo {
     ModelInfo { id: id.to_owned(), max_characters, supports_instructions }
-}
-
-/// Timeouts and the shared HTTP client every adapter instance gets.
-#[derive(Clone)]
-pub struct Transport {
-    pub http: reqwest::Client,
-    pub timeout: Duration,
-    pub idle: Duration,
 }
 
 impl OpenAi {
@@ -148,15 +140,19 @@ impl SpeechProvider for OpenAi {
             speed: request.speed,
             instructions: request.instructions.as_deref(),
         };
-        let mut body = serde_json::to_value(&body).unwrap_or_default();
-        if let Some(object) = body.as_object_mut() {
-            object.extend(request.provider_options);
-        }
+        let body = http::with_options(serde_json::to_value(&body).unwrap_or_default(), request.provider_options);
         let mut builder = self.http.post(format!("{}/audio/speech", self.base_url)).json(&body);
         if let Some(key) = &self.api_key {
             builder = builder.bearer_auth(key.expose_secret());
         }
-        let response = http::send(&self.id, builder, self.timeout, wire::parse_error).await?;
+        let response = http::send(
+            &self.id,
+            builder,
+            self.timeout,
+            wire::parse_error,
+            self.api_key.as_ref().map(|k| k.expose_secret()),
+        )
+        .await?;
         Ok(http::audio_stream(&self.id, response, self.idle))
     }
 

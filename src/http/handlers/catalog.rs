@@ -1,0 +1,156 @@
+//! What this gateway can serve: providers, models (also in OpenAI's list shape) and each
+//! provider's own voice catalogue.
+
+use axum::{
+    extract::{Path, State},
+    Json,
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::{
+    http::{
+        problem::{ApiError, Problem},
+        AppState,
+    },
+    providers::{registry::VoicesError, Capabilities, ProviderVoice},
+};
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderEntry {
+    id: String,
+    /// Whether this gateway is configured to use the provider.
+    enabled: bool,
+    /// `provider/model` strings, usable as `model`.
+    models: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    capabilities: Option<Capabilities>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ProviderList {
+    data: Vec<ProviderEntry>,
+}
+
+/// Every provider kind this build knows, whether enabled, and what each enabled one can do.
+#[utoipa::path(
+    get,
+    path = "/v1/audio/providers",
+    tag = "speech",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Providers", body = ProviderList),
+        (status = 401, description = "Missing, invalid, expired or revoked credential", body = Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn list_providers(State(state): State<AppState>) -> Json<ProviderList> {
+    let mut data: Vec<ProviderEntry> = state
+        .registry
+        .providers()
+        .map(|p| ProviderEntry {
+            id: p.id().to_owned(),
+            enabled: true,
+            models: p.capabilities().models.iter().map(|m| format!("{}/{}", p.id(), m.id)).collect(),
+            capabilities: Some(p.capabilities().clone()),
+        })
+        .collect();
+    for id in state.registry.disabled_kinds() {
+        data.push(ProviderEntry { id: id.to_owned(), enabled: false, models: Vec::new(), capabilities: None });
+    }
+    Json(ProviderList { data })
+}
+
+/// A model in OpenAI's list shape, with the gateway's capability fields added.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelEntry {
+    /// `provider/model`.
+    id: String,
+    object: &'static str,
+    /// Unknown for provider models: always 0.
+    created: i64,
+    #[serde(rename = "owned_by")]
+    owned_by: String,
+    provider: String,
+    max_characters: usize,
+    supports_instructions: bool,
+    streaming: bool,
+    native_timestamps: bool,
+    native_dialogue: bool,
+    /// Formats the provider makes itself; every other format is converted by the gateway.
+    native_formats: Vec<&'static str>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ModelList {
+    object: &'static str,
+    data: Vec<ModelEntry>,
+}
+
+/// Every model this gateway serves (OpenAI's `GET /v1/models` shape).
+#[utoipa::path(
+    get,
+    path = "/v1/models",
+    tag = "speech",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Models", body = ModelList),
+        (status = 401, description = "Missing, invalid, expired or revoked credential", body = Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn list_models(State(state): State<AppState>) -> Json<ModelList> {
+    let data = state
+        .registry
+        .providers()
+        .flat_map(|p| {
+            let caps = p.capabilities();
+            caps.models.iter().map(move |m| ModelEntry {
+                id: format!("{}/{}", p.id(), m.id),
+                object: "model",
+                created: 0,
+                owned_by: p.id().to_owned(),
+                provider: p.id().to_owned(),
+                max_characters: m.max_characters,
+                supports_instructions: m.supports_instructions,
+                streaming: caps.streaming,
+                native_timestamps: caps.native_timestamps,
+                native_dialogue: caps.native_dialogue,
+                native_formats: caps.formats.iter().map(|f| f.format.as_str()).collect(),
+            })
+        })
+        .collect();
+    Json(ModelList { object: "list", data })
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VoiceList {
+    data: Vec<ProviderVoice>,
+}
+
+/// The provider's own voice catalogue (cached by the gateway).
+#[utoipa::path(
+    get,
+    path = "/v1/audio/providers/{id}/voices",
+    tag = "speech",
+    params(("id" = String, Path, description = "Provider id, e.g. `openai`")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Voices", body = VoiceList),
+        (status = 401, description = "Missing, invalid, expired or revoked credential", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown provider, or one without a catalogue", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The provider failed", body = Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn list_provider_voices(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<VoiceList>, ApiError> {
+    match state.registry.voices(&id).await {
+        Ok(voices) => Ok(Json(VoiceList { data: voices.as_ref().clone() })),
+        Err(e @ (VoicesError::UnknownProvider(_) | VoicesError::NotListable(_))) => {
+            Err(ApiError::NotFound(e.to_string()))
+        }
+        Err(VoicesError::Provider(e)) => Err(ApiError::Provider(e)),
+    }
+}

@@ -1,0 +1,226 @@
+//! `POST /v1/audio/speech`: one request shape in two dialects — Speechbase (`text`, `voiceId`,
+//! `output`) and OpenAI (`input`, `voice` as string or `{id}`, `response_format`,
+//! `stream_format: "sse"`) — mapped onto one service call.
+
+use axum::{
+    body::Body,
+    extract::State,
+    http::{header, HeaderValue},
+    response::{IntoResponse, Response},
+    Extension,
+};
+use base64::Engine;
+use bytes::Bytes;
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use utoipa::ToSchema;
+
+use crate::{
+    domain::{audio::AudioFormat, FieldError},
+    http::{
+        extract::{ApiJson, Caller},
+        problem::{ApiError, Problem},
+        AppState,
+    },
+    service::{
+        speech::{self, OutputRequest, SpeechInput},
+        usage::UsageDetails,
+    },
+};
+
+/// A voice by the provider's id, or OpenAI's `{"id": ...}` object form.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum VoiceField {
+    Name(String),
+    Object { id: String },
+}
+
+/// `"mp3"`, or `{format, sampleRate, bitrate}` (bitrate in kbit/s).
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum OutputField {
+    Format(String),
+    Spec(OutputSpec),
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OutputSpec {
+    format: Option<String>,
+    sample_rate: Option<u32>,
+    bitrate: Option<u32>,
+}
+
+#[derive(Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamFormat {
+    Audio,
+    Sse,
+}
+
+/// Exactly one of `voiceId` or `model` + `voice`; the text as `text` (or OpenAI's `input`).
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SpeechBody {
+    /// `provider/model`, a bare provider id (its default model), or an alias such as `tts-1`.
+    model: Option<String>,
+    voice: Option<VoiceField>,
+    /// A saved voice's id (`/v1/voices`).
+    voice_id: Option<String>,
+    text: Option<String>,
+    /// OpenAI's name for `text`.
+    input: Option<String>,
+    /// Default `wav` for Speechbase bodies (`text`), `mp3` for OpenAI ones (`input`).
+    output: Option<OutputField>,
+    /// OpenAI's name for `output`: mp3, opus, aac, flac, wav, pcm.
+    #[serde(rename = "response_format")]
+    response_format: Option<String>,
+    /// 0.25 to 4 (narrower where the provider says so).
+    speed: Option<f32>,
+    instructions: Option<String>,
+    language: Option<String>,
+    seed: Option<u64>,
+    /// Normalise the clip's peak to this level (-60 to 0). Needs the whole clip before the first
+    /// byte can be sent, so it adds latency.
+    volume_dbfs: Option<f32>,
+    /// Passed to the provider's API verbatim.
+    provider_options: Option<Map<String, Value>>,
+    /// `sse`: `text/event-stream` of `speech.audio.delta` / `speech.audio.done` events.
+    #[serde(rename = "stream_format")]
+    stream_format: Option<StreamFormat>,
+    /// Legacy Speechbase discriminator (`inline` / `voice`); accepted and ignored.
+    #[serde(rename = "mode")]
+    #[schema(ignore)]
+    _mode: Option<serde::de::IgnoredAny>,
+}
+
+impl SpeechBody {
+    fn into_input(self) -> Result<(SpeechInput, bool), ApiError> {
+        let mut problems = Vec::new();
+        let openai = self.input.is_some();
+        let (text, text_field) = match (self.text, self.input) {
+            (Some(text), None) => (text, "text"),
+            (None, Some(input)) => (input, "input"),
+            (Some(_), Some(_)) => {
+                problems.push(FieldError::new("input", "give `text` or `input`, not both"));
+                (String::new(), "text")
+            }
+            (None, None) => {
+                problems.push(FieldError::new("text", "is required"));
+                (String::new(), "text")
+            }
+        };
+        let mut output = OutputRequest {
+            default_format: if openai { AudioFormat::Mp3 } else { AudioFormat::Wav },
+            ..OutputRequest::default()
+        };
+        let format = |name: &str, field: &str, problems: &mut Vec<FieldError>| {
+            let parsed = AudioFormat::parse(name);
+            if parsed.is_none() {
+                let known: Vec<_> = AudioFormat::ALL.iter().map(|f| f.as_str()).collect();
+                problems.push(FieldError::new(field, format!("unknown format {name:?}; one of {}", known.join(", "))));
+            }
+            parsed
+        };
+        match (self.output, self.response_format) {
+            (Some(_), Some(_)) => {
+                problems.push(FieldError::new("response_format", "give `output` or `response_format`, not both"))
+            }
+            (Some(OutputField::Format(name)), None) => output.format = format(&name, "output", &mut problems),
+            (Some(OutputField::Spec(spec)), None) => {
+                output.format = spec.format.and_then(|name| format(&name, "output", &mut problems));
+                output.sample_rate = spec.sample_rate;
+                output.bitrate_kbps = spec.bitrate;
+            }
+            (None, Some(name)) => {
+                output.field = "response_format";
+                output.format = format(&name, "response_format", &mut problems);
+            }
+            (None, None) => {}
+        }
+        if !problems.is_empty() {
+            return Err(ApiError::Validation(problems));
+        }
+        let input = SpeechInput {
+            model: self.model,
+            voice: self.voice.map(|v| match v {
+                VoiceField::Name(name) => name,
+                VoiceField::Object { id } => id,
+            }),
+            voice_id: self.voice_id,
+            text,
+            text_field,
+            output,
+            speed: self.speed,
+            instructions: self.instructions,
+            language: self.language,
+            seed: self.seed,
+            volume_dbfs: self.volume_dbfs,
+            provider_options: self.provider_options.unwrap_or_default(),
+        };
+        Ok((input, self.stream_format == Some(StreamFormat::Sse)))
+    }
+}
+
+/// Synthesise one clip. Audio streams to the client as the provider produces it.
+#[utoipa::path(
+    post,
+    path = "/v1/audio/speech",
+    tag = "speech",
+    request_body = SpeechBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Audio in the requested format (or `text/event-stream` with `stream_format: sse`). Headers: `x-speech-provider`, `x-speech-model`, `x-speech-characters`.", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 400, description = "Malformed JSON, or an invalid field or parameter (`validation` names it)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid, expired or revoked credential", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown model (the detail lists the known ones), or the provider does not know the voice", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited, by the gateway or the provider", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The provider refused the gateway's credential or broke off", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The provider is unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "The provider did not answer in time", body = Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn create_speech(
+    State(state): State<AppState>,
+    Caller(key): Caller,
+    Extension(details): Extension<UsageDetails>,
+    ApiJson(body): ApiJson<SpeechBody>,
+) -> Result<Response, ApiError> {
+    let (input, sse) = body.into_input()?;
+    let prepared = speech::prepare(&state.registry, state.store.as_ref(), &key.id, input).await?;
+    let output = speech::synthesize(prepared, &details).await?;
+    let media_type = if sse { "text/event-stream" } else { output.output.format.media_type() };
+    let body = if sse { Body::from_stream(sse_events(output.body)) } else { Body::from_stream(output.body) };
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(media_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    for (name, value) in [
+        ("x-speech-provider", output.provider),
+        ("x-speech-model", output.model),
+        ("x-speech-characters", output.characters.to_string()),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+    Ok(response)
+}
+
+/// OpenAI's speech SSE: one `speech.audio.delta` per chunk, then `speech.audio.done`.
+fn sse_events(
+    audio: futures::stream::BoxStream<'static, Result<Bytes, std::io::Error>>,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
+    let deltas = audio.map(|chunk| {
+        chunk.map(|bytes| {
+            let event = json!({"type": "speech.audio.delta", "audio": base64::engine::general_purpose::STANDARD.encode(&bytes)});
+            Bytes::from(format!("data: {event}\n\n"))
+        })
+    });
+    // Token counts are OpenAI's billing unit; the gateway bills characters and reports none.
+    let done =
+        json!({"type": "speech.audio.done", "usage": {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}});
+    deltas.chain(futures::stream::once(async move { Ok(Bytes::from(format!("data: {done}\n\n"))) }))
+}

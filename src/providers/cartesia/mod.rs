@@ -1,0 +1,162 @@
+//! Cartesia: `/tts/bytes` streams audio; `/tts/sse` is used when word timestamps are wanted
+//! (base64 audio chunks and `word_timestamps` events). Bearer auth plus the version header.
+
+mod wire;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine;
+use bytes::Bytes;
+use futures::StreamExt;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{
+    http::{self, Transport},
+    Capabilities, EventStream, ModelInfo, NativeFormat, ProviderError, ProviderVoice, SpeechProvider, SynthesisEvent,
+    SynthesisRequest, WordTiming,
+};
+use crate::domain::audio::AudioFormat;
+
+pub const DEFAULT_BASE_URL: &str = "https://api.cartesia.ai";
+const ID: &str = "cartesia";
+const RATES: [u32; 6] = [8_000, 16_000, 22_050, 24_000, 44_100, 48_000];
+
+pub struct Cartesia {
+    base_url: String,
+    api_key: SecretString,
+    http: reqwest::Client,
+    timeout: Duration,
+    idle: Duration,
+    capabilities: Capabilities,
+}
+
+impl Cartesia {
+    pub fn new(base_url: Option<&str>, api_key: SecretString, transport: Transport) -> Self {
+        let model = |id: &str| ModelInfo { id: id.to_owned(), max_characters: 10_000, supports_instructions: false };
+        let native = |format, sample_rates: &[u32], bitrates_kbps: &[u32]| NativeFormat {
+            format,
+            sample_rates: sample_rates.to_vec(),
+            bitrates_kbps: bitrates_kbps.to_vec(),
+        };
+        let capabilities = Capabilities {
+            models: vec![model("sonic-3"), model("sonic-3.5"), model("sonic-latest"), model("sonic-2")],
+            default_model: "sonic-3".to_owned(),
+            formats: vec![
+                native(AudioFormat::Pcm, &RATES, &[]),
+                native(AudioFormat::Wav, &RATES, &[]),
+                native(AudioFormat::Mp3, &RATES, &[32, 64, 96, 128, 192]),
+                native(AudioFormat::Ulaw, &[8_000], &[]),
+                native(AudioFormat::Alaw, &[8_000], &[]),
+            ],
+            streaming: true,
+            native_timestamps: true,
+            native_dialogue: false,
+            voices_listable: false,
+            speed_range: Some((0.6, 1.5)),
+        };
+        Self {
+            base_url: base_url.unwrap_or(DEFAULT_BASE_URL).trim_end_matches('/').to_owned(),
+            api_key,
+            http: transport.http,
+            timeout: transport.timeout,
+            idle: transport.idle,
+            capabilities,
+        }
+    }
+}
+
+#[async_trait]
+impl SpeechProvider for Cartesia {
+    fn id(&self) -> &str {
+        ID
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    async fn synthesize(&self, request: SynthesisRequest) -> Result<EventStream, ProviderError> {
+        let output_format = wire::output_format(request.output).ok_or_else(|| ProviderError::Rejected {
+            provider: ID.to_owned(),
+            status: 400,
+            code: None,
+            detail: format!("{} is not an output format of Cartesia", request.output.format.as_str()),
+        })?;
+        // The SSE endpoint carries raw audio only; timestamps therefore imply raw output.
+        let sse = request.timestamps && request.output.format == AudioFormat::Pcm;
+        let body = wire::SpeechBody {
+            model_id: &request.model,
+            transcript: &request.text,
+            voice: wire::Voice { mode: "id", id: &request.voice },
+            output_format,
+            language: request.language.as_deref(),
+            generation_config: request.speed.map(|speed| serde_json::json!({"speed": speed})),
+            add_timestamps: sse,
+        };
+        let body = http::with_options(serde_json::to_value(&body).unwrap_or_default(), request.provider_options);
+        let route = if sse { "tts/sse" } else { "tts/bytes" };
+        let builder = self
+            .http
+            .post(format!("{}/{route}", self.base_url))
+            .bearer_auth(self.api_key.expose_secret())
+            .header("Cartesia-Version", wire::VERSION)
+            .json(&body);
+        let response =
+            http::send(ID, builder, self.timeout, wire::parse_error, Some(self.api_key.expose_secret())).await?;
+        let stream = http::audio_stream(ID, response, self.idle);
+        Ok(if sse { sse_events(stream) } else { stream })
+    }
+
+    async fn voices(&self) -> Result<Vec<ProviderVoice>, ProviderError> {
+        Ok(Vec::new())
+    }
+}
+
+/// Parses `data:` lines of the SSE body into audio and word events.
+fn sse_events(body: EventStream) -> EventStream {
+    let lines = http::lines(body);
+    Box::pin(lines.filter_map(|line| async move {
+        let line = match line {
+            Ok(line) => line,
+            Err(err) => return Some(Err(err)),
+        };
+        let data = line.strip_prefix("data:")?.trim();
+        let event: wire::Event = match serde_json::from_str(data) {
+            Ok(event) => event,
+            Err(_) => return None,
+        };
+        match event.kind.as_str() {
+            "chunk" => {
+                let audio = event.data?;
+                Some(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(audio)
+                        .map(|b| SynthesisEvent::Audio(Bytes::from(b)))
+                        .map_err(|e| ProviderError::Interrupted {
+                            provider: ID.to_owned(),
+                            detail: format!("bad base64 audio: {e}"),
+                        }),
+                )
+            }
+            "timestamps" => {
+                let w = event.word_timestamps?;
+                let words = w
+                    .words
+                    .into_iter()
+                    .zip(w.start.into_iter().zip(w.end))
+                    .map(|(text, (start, end))| WordTiming { text, start, end })
+                    .collect();
+                Some(Ok(SynthesisEvent::Words(words)))
+            }
+            "error" => Some(Err(ProviderError::from_status(
+                ID,
+                event.status_code.unwrap_or(500),
+                event.error_code,
+                http::sanitize(&event.message.or(event.title).unwrap_or_else(|| "stream error".to_owned())),
+                None,
+            ))),
+            _ => None,
+        }
+    }))
+}

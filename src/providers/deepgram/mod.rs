@@ -1,0 +1,145 @@
+//! Deepgram Aura: `POST /v1/speak` with everything but the text in the query string, and
+//! `Authorization: Token <key>`. The voice is part of Deepgram's model name
+//! (`aura-2-thalia-en`): the gateway's model is the family (`aura-2`), the voice the speaker.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{
+    http::{self, Transport},
+    Capabilities, EventStream, ModelInfo, NativeFormat, ProviderError, ProviderVoice, SpeechProvider, SynthesisRequest,
+};
+use crate::domain::audio::{AudioFormat, AudioSpec};
+
+pub const DEFAULT_BASE_URL: &str = "https://api.deepgram.com";
+const ID: &str = "deepgram";
+
+pub struct Deepgram {
+    base_url: String,
+    api_key: SecretString,
+    http: reqwest::Client,
+    timeout: Duration,
+    idle: Duration,
+    capabilities: Capabilities,
+}
+
+impl Deepgram {
+    pub fn new(base_url: Option<&str>, api_key: SecretString, transport: Transport) -> Self {
+        let model = |id: &str| ModelInfo { id: id.to_owned(), max_characters: 2_000, supports_instructions: false };
+        let native = |format, sample_rates: &[u32], bitrates_kbps: &[u32]| NativeFormat {
+            format,
+            sample_rates: sample_rates.to_vec(),
+            bitrates_kbps: bitrates_kbps.to_vec(),
+        };
+        let linear = [8_000, 16_000, 24_000, 32_000, 48_000];
+        let capabilities = Capabilities {
+            models: vec![model("aura-2"), model("aura")],
+            default_model: "aura-2".to_owned(),
+            formats: vec![
+                native(AudioFormat::Pcm, &linear, &[]),
+                native(AudioFormat::Wav, &linear, &[]),
+                native(AudioFormat::Ulaw, &[8_000], &[]),
+                native(AudioFormat::Alaw, &[8_000], &[]),
+                native(AudioFormat::Mp3, &[22_050], &[32, 48]),
+                native(AudioFormat::Opus, &[48_000], &[]),
+                native(AudioFormat::Aac, &[22_050], &[]),
+            ],
+            streaming: true,
+            native_timestamps: false,
+            native_dialogue: false,
+            voices_listable: false,
+            speed_range: None,
+        };
+        Self {
+            base_url: base_url.unwrap_or(DEFAULT_BASE_URL).trim_end_matches('/').to_owned(),
+            api_key,
+            http: transport.http,
+            timeout: transport.timeout,
+            idle: transport.idle,
+            capabilities,
+        }
+    }
+}
+
+/// `aura-2` + `thalia` → `aura-2-thalia-en`; a voice that is already a full model name stays.
+fn model_name(family: &str, voice: &str, language: Option<&str>) -> String {
+    if voice.starts_with("aura") {
+        return voice.to_owned();
+    }
+    let has_language = voice.rsplit_once('-').is_some_and(|(_, tail)| tail.len() == 2);
+    if has_language {
+        format!("{family}-{voice}")
+    } else {
+        format!("{family}-{voice}-{}", language.unwrap_or("en"))
+    }
+}
+
+/// The query parameters for a format: `encoding`, `container`, `sample_rate`, `bit_rate`.
+fn format_query(spec: AudioSpec) -> Vec<(String, String)> {
+    let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+    let rate = pair("sample_rate", &spec.sample_rate.to_string());
+    match spec.format {
+        AudioFormat::Pcm => vec![pair("encoding", "linear16"), pair("container", "none"), rate],
+        AudioFormat::Wav => vec![pair("encoding", "linear16"), pair("container", "wav"), rate],
+        AudioFormat::Ulaw => vec![pair("encoding", "mulaw"), pair("container", "none"), rate],
+        AudioFormat::Alaw => vec![pair("encoding", "alaw"), pair("container", "none"), rate],
+        AudioFormat::Mp3 => {
+            vec![pair("encoding", "mp3"), pair("bit_rate", &(spec.bitrate_kbps.unwrap_or(48) * 1000).to_string())]
+        }
+        AudioFormat::Opus => vec![pair("encoding", "opus"), pair("container", "ogg")],
+        AudioFormat::Aac => vec![pair("encoding", "aac")],
+        AudioFormat::Flac => vec![pair("encoding", "flac")],
+    }
+}
+
+/// `{"err_code", "err_msg"}` or the newer `{"category", "message", "details"}`.
+fn parse_error(body: &[u8]) -> (Option<String>, Option<String>) {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(v) => (
+            v["err_code"].as_str().or(v["category"].as_str()).map(str::to_owned),
+            v["err_msg"].as_str().or(v["message"].as_str()).map(str::to_owned),
+        ),
+        Err(_) => (None, None),
+    }
+}
+
+#[async_trait]
+impl SpeechProvider for Deepgram {
+    fn id(&self) -> &str {
+        ID
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    async fn synthesize(&self, request: SynthesisRequest) -> Result<EventStream, ProviderError> {
+        let mut query = format_query(request.output);
+        query.push(("model".to_owned(), model_name(&request.model, &request.voice, request.language.as_deref())));
+        // Deepgram takes options as query parameters; scalar providerOptions are passed on so.
+        let mut body = serde_json::json!({"text": request.text});
+        for (name, value) in request.provider_options {
+            match value {
+                serde_json::Value::String(s) => query.push((name, s)),
+                serde_json::Value::Number(_) | serde_json::Value::Bool(_) => query.push((name, value.to_string())),
+                other => {
+                    body[name] = other;
+                }
+            }
+        }
+        let builder = self
+            .http
+            .post(format!("{}/v1/speak", self.base_url))
+            .query(&query)
+            .header("Authorization", format!("Token {}", self.api_key.expose_secret()))
+            .json(&body);
+        let response = http::send(ID, builder, self.timeout, parse_error, Some(self.api_key.expose_secret())).await?;
+        Ok(http::audio_stream(ID, response, self.idle))
+    }
+
+    async fn voices(&self) -> Result<Vec<ProviderVoice>, ProviderError> {
+        Ok(Vec::new())
+    }
+}

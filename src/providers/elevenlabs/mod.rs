@@ -1,0 +1,251 @@
+//! ElevenLabs: `/v1/text-to-speech/{voice}/stream` for audio, `/stream/with-timestamps` when
+//! word timings are wanted (character alignment, folded into words here), `/v1/voices` for the
+//! catalogue. Auth is the `xi-api-key` header; the format is the `output_format` query.
+
+mod wire;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine;
+use bytes::Bytes;
+use futures::StreamExt;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{
+    http::{self, Transport},
+    Capabilities, EventStream, ModelInfo, NativeFormat, ProviderError, ProviderVoice, SpeechProvider, SynthesisEvent,
+    SynthesisRequest, WordTiming,
+};
+use crate::domain::audio::AudioFormat;
+
+pub const DEFAULT_BASE_URL: &str = "https://api.elevenlabs.io";
+const ID: &str = "elevenlabs";
+
+pub struct ElevenLabs {
+    base_url: String,
+    api_key: SecretString,
+    http: reqwest::Client,
+    timeout: Duration,
+    idle: Duration,
+    capabilities: Capabilities,
+}
+
+fn native(format: AudioFormat, sample_rates: &[u32], bitrates_kbps: &[u32]) -> NativeFormat {
+    NativeFormat { format, sample_rates: sample_rates.to_vec(), bitrates_kbps: bitrates_kbps.to_vec() }
+}
+
+impl ElevenLabs {
+    pub fn new(base_url: Option<&str>, api_key: SecretString, transport: Transport) -> Self {
+        let model =
+            |id: &str, max_characters| ModelInfo { id: id.to_owned(), max_characters, supports_instructions: false };
+        let capabilities = Capabilities {
+            models: vec![
+                model("eleven_multilingual_v2", 10_000),
+                model("eleven_v3", 3_000),
+                model("eleven_flash_v2_5", 40_000),
+                model("eleven_turbo_v2_5", 40_000),
+                model("eleven_flash_v2", 30_000),
+                model("eleven_turbo_v2", 30_000),
+                model("eleven_multilingual_v1", 10_000),
+                model("eleven_monolingual_v1", 10_000),
+            ],
+            default_model: "eleven_multilingual_v2".to_owned(),
+            formats: vec![
+                native(AudioFormat::Mp3, &[22_050], &[32]),
+                native(AudioFormat::Mp3, &[24_000], &[48]),
+                native(AudioFormat::Mp3, &[44_100], &[32, 64, 96, 128, 192]),
+                native(AudioFormat::Opus, &[48_000], &[32, 64, 96, 128, 192]),
+                native(AudioFormat::Pcm, &[8_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000], &[]),
+                native(AudioFormat::Ulaw, &[8_000], &[]),
+                native(AudioFormat::Alaw, &[8_000], &[]),
+            ],
+            streaming: true,
+            native_timestamps: true,
+            native_dialogue: false,
+            voices_listable: true,
+            speed_range: Some((0.7, 1.2)),
+        };
+        Self {
+            base_url: base_url.unwrap_or(DEFAULT_BASE_URL).trim_end_matches('/').to_owned(),
+            api_key,
+            http: transport.http,
+            timeout: transport.timeout,
+            idle: transport.idle,
+            capabilities,
+        }
+    }
+}
+
+#[async_trait]
+impl SpeechProvider for ElevenLabs {
+    fn id(&self) -> &str {
+        ID
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    async fn synthesize(&self, request: SynthesisRequest) -> Result<EventStream, ProviderError> {
+        let output_format = wire::output_format(request.output).ok_or_else(|| ProviderError::Rejected {
+            provider: ID.to_owned(),
+            status: 400,
+            code: None,
+            detail: format!("{} is not a streaming output format of ElevenLabs", request.output.format.as_str()),
+        })?;
+        let voice_settings = request.speed.map(|speed| {
+            let mut settings = serde_json::Map::new();
+            settings.insert("speed".to_owned(), speed.into());
+            settings
+        });
+        let body = wire::SpeechBody {
+            text: &request.text,
+            model_id: &request.model,
+            language_code: request.language.as_deref(),
+            seed: request.seed,
+            voice_settings,
+        };
+        let body = http::with_options(serde_json::to_value(&body).unwrap_or_default(), request.provider_options);
+        let route = if request.timestamps { "stream/with-timestamps" } else { "stream" };
+        let voice: String = url_segment(&request.voice);
+        let builder = self
+            .http
+            .post(format!("{}/v1/text-to-speech/{voice}/{route}", self.base_url))
+            .query(&[("output_format", output_format.as_str())])
+            .header("xi-api-key", self.api_key.expose_secret())
+            .json(&body);
+        let response =
+            http::send(ID, builder, self.timeout, http::parse_detail_error, Some(self.api_key.expose_secret())).await?;
+        let audio = http::audio_stream(ID, response, self.idle);
+        Ok(if request.timestamps { with_timestamps(audio) } else { audio })
+    }
+
+    async fn voices(&self) -> Result<Vec<ProviderVoice>, ProviderError> {
+        let builder =
+            self.http.get(format!("{}/v1/voices", self.base_url)).header("xi-api-key", self.api_key.expose_secret());
+        let response =
+            http::send(ID, builder, self.timeout, http::parse_detail_error, Some(self.api_key.expose_secret())).await?;
+        let parsed: wire::VoicesResponse = response.json().await.map_err(|e| ProviderError::Unavailable {
+            provider: ID.to_owned(),
+            status: None,
+            code: None,
+            detail: format!("unreadable voice list: {e}"),
+        })?;
+        let label = |v: &wire::Voice, name: &str| v.labels.get(name).and_then(|l| l.as_str()).map(str::to_owned);
+        Ok(parsed
+            .voices
+            .into_iter()
+            .map(|v| ProviderVoice {
+                gender: label(&v, "gender"),
+                language: label(&v, "language").or_else(|| label(&v, "accent")),
+                name: v.name.clone().unwrap_or_else(|| v.voice_id.clone()),
+                description: v.description.clone(),
+                id: v.voice_id,
+            })
+            .collect())
+    }
+}
+
+/// Keeps a path segment from escaping its place in the URL.
+fn url_segment(raw: &str) -> String {
+    raw.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// Turns the NDJSON of `/stream/with-timestamps` into audio and word events. Characters are
+/// folded into words at whitespace; a word may span two chunks.
+fn with_timestamps(body: EventStream) -> EventStream {
+    // The word in progress outlives the line stream: the last one is flushed when it ends.
+    let word = std::sync::Arc::new(std::sync::Mutex::new(None::<WordTiming>));
+    let last = word.clone();
+    let events = http::lines(body).map(move |line| -> Vec<Result<SynthesisEvent, ProviderError>> {
+        let interrupted = |detail: String| ProviderError::Interrupted { provider: ID.to_owned(), detail };
+        let chunk: wire::TimestampChunk = match line
+            .and_then(|l| serde_json::from_str(&l).map_err(|e| interrupted(format!("unreadable timestamp chunk: {e}"))))
+        {
+            Ok(chunk) => chunk,
+            Err(err) => return vec![Err(err)],
+        };
+        let mut out = Vec::new();
+        if let Some(audio) = chunk.audio_base64.filter(|a| !a.is_empty()) {
+            out.push(
+                base64::engine::general_purpose::STANDARD
+                    .decode(audio)
+                    .map(|b| SynthesisEvent::Audio(Bytes::from(b)))
+                    .map_err(|e| interrupted(format!("bad base64 audio: {e}"))),
+            );
+        }
+        if let Some(alignment) = chunk.alignment {
+            let mut current = word.lock().unwrap_or_else(|p| p.into_inner());
+            let words = fold_words(&mut current, &alignment);
+            if !words.is_empty() {
+                out.push(Ok(SynthesisEvent::Words(words)));
+            }
+        }
+        out
+    });
+    let flush = futures::stream::once(async move {
+        let pending = last.lock().unwrap_or_else(|p| p.into_inner()).take();
+        pending.map(|w| Ok(SynthesisEvent::Words(vec![w])))
+    })
+    .filter_map(futures::future::ready);
+    Box::pin(events.flat_map(futures::stream::iter).chain(flush))
+}
+
+/// Adds characters to the word in progress; returns the words they completed.
+fn fold_words(current: &mut Option<WordTiming>, alignment: &wire::Alignment) -> Vec<WordTiming> {
+    let mut done = Vec::new();
+    let times = alignment.character_start_times_seconds.iter().zip(&alignment.character_end_times_seconds);
+    for (ch, (start, end)) in alignment.characters.iter().zip(times) {
+        if ch.trim().is_empty() {
+            done.extend(current.take());
+            continue;
+        }
+        match current {
+            Some(word) => {
+                word.text.push_str(ch);
+                word.end = *end;
+            }
+            None => *current = Some(WordTiming { text: ch.clone(), start: *start, end: *end }),
+        }
+    }
+    done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn characters_fold_into_words_across_chunks() {
+        let chunk = |chars: &str, t0: f64| wire::Alignment {
+            characters: chars.chars().map(String::from).collect(),
+            character_start_times_seconds: (0..chars.len()).map(|i| t0 + i as f64 * 0.1).collect(),
+            character_end_times_seconds: (0..chars.len()).map(|i| t0 + (i + 1) as f64 * 0.1).collect(),
+        };
+        let mut word = None;
+        let first = fold_words(&mut word, &chunk("Hi the", 0.0));
+        assert_eq!(first, vec![WordTiming { text: "Hi".into(), start: 0.0, end: 0.2 }]);
+        let second = fold_words(&mut word, &chunk("re you", 0.6));
+        assert_eq!(second.len(), 1);
+        assert_eq!(second[0].text, "there");
+        assert!((second[0].start - 0.3).abs() < 1e-9 && (second[0].end - 0.8).abs() < 1e-9);
+        assert_eq!(word.map(|w| w.text), Some("you".to_owned()));
+    }
+
+    #[test]
+    fn output_formats_follow_the_vendor_naming() {
+        use crate::domain::audio::AudioSpec;
+        let spec = |format, sample_rate, bitrate_kbps| AudioSpec { format, sample_rate, bitrate_kbps };
+        assert_eq!(wire::output_format(spec(AudioFormat::Mp3, 44_100, None)).as_deref(), Some("mp3_44100_128"));
+        assert_eq!(wire::output_format(spec(AudioFormat::Mp3, 44_100, Some(192))).as_deref(), Some("mp3_44100_192"));
+        assert_eq!(wire::output_format(spec(AudioFormat::Pcm, 16_000, None)).as_deref(), Some("pcm_16000"));
+        assert_eq!(wire::output_format(spec(AudioFormat::Ulaw, 8_000, None)).as_deref(), Some("ulaw_8000"));
+        assert_eq!(wire::output_format(spec(AudioFormat::Wav, 8_000, None)), None);
+    }
+}

@@ -1,0 +1,323 @@
+//! The conformance suite every adapter must pass, each against a fake of its vendor that speaks
+//! the vendor's recorded wire shapes (wiremock, or a hand-rolled chunked server for streaming):
+//! every native format it claims, streaming, bad credential, unknown voice, rate limit, timeout
+//! and a stream that breaks off. Everything goes through the gateway's HTTP API.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail by panicking")]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{problem, Db, StreamingUpstream, TestApp};
+use serde_json::{json, Value};
+use speechgate::config::{Config, VendorConfig};
+use wiremock::{matchers::method, Mock, MockServer, Request, ResponseTemplate};
+
+const SECRET: &str = "vendor-secret-0000";
+
+/// What the suite needs to know about one vendor.
+struct Vendor {
+    id: &'static str,
+    voice: &'static str,
+    /// Points the gateway's config for this vendor at `uri`.
+    configure: fn(&mut Config, String),
+    /// The vendor's error body for (status, code, message).
+    error: fn(u16, &str, &str) -> Value,
+    /// Asserts that the upstream request asked for `format` at `rate` the vendor's way, with
+    /// the vendor's auth.
+    check: fn(&Request, &str, u32),
+    /// The code the vendor uses for an unknown voice, and its status.
+    unknown_voice: (u16, &'static str),
+}
+
+fn vendor_config(uri: String) -> VendorConfig {
+    VendorConfig { api_key: Some(SECRET.to_owned().into()), base_url: Some(uri) }
+}
+
+fn body_json(request: &Request) -> Value {
+    serde_json::from_slice(&request.body).unwrap()
+}
+
+fn query(request: &Request, name: &str) -> Option<String> {
+    request.url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}
+
+fn header(request: &Request, name: &str) -> String {
+    request.headers.get(name).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
+}
+
+const OPENAI: Vendor = Vendor {
+    id: "openai",
+    voice: "alloy",
+    configure: |c, uri| c.providers.openai = vendor_config(format!("{uri}/v1")),
+    error: |_, code, message| json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": code}}),
+    check: |request, format, _rate| {
+        assert_eq!(request.url.path(), "/v1/audio/speech");
+        assert_eq!(header(request, "authorization"), format!("Bearer {SECRET}"));
+        let body = body_json(request);
+        assert_eq!(body["response_format"], format);
+        assert_eq!(body["model"], "gpt-4o-mini-tts");
+        assert_eq!(body["voice"], "alloy");
+    },
+    unknown_voice: (400, "invalid_value"),
+};
+
+const ELEVENLABS: Vendor = Vendor {
+    id: "elevenlabs",
+    voice: "JBFqnCBsd6RMkjVDRZzb",
+    configure: |c, uri| c.providers.elevenlabs = vendor_config(uri),
+    error: |status, code, message| {
+        if status == 422 {
+            json!({"detail": [{"loc": ["body", "text"], "msg": message, "type": code}]})
+        } else {
+            json!({"detail": {"status": code, "message": message}})
+        }
+    },
+    check: |request, format, rate| {
+        assert_eq!(request.url.path(), "/v1/text-to-speech/JBFqnCBsd6RMkjVDRZzb/stream");
+        assert_eq!(header(request, "xi-api-key"), SECRET);
+        let output = query(request, "output_format").unwrap();
+        match format {
+            "pcm" => assert_eq!(output, format!("pcm_{rate}")),
+            "mp3" => assert!(output.starts_with(&format!("mp3_{rate}_")), "{output}"),
+            "opus" => assert!(output.starts_with("opus_48000_"), "{output}"),
+            other => assert_eq!(output, format!("{other}_8000")),
+        }
+        assert_eq!(body_json(request)["model_id"], "eleven_multilingual_v2");
+    },
+    unknown_voice: (404, "voice_not_found"),
+};
+
+const CARTESIA: Vendor = Vendor {
+    id: "cartesia",
+    voice: "6ccbfb76-1fc6-48f7-b71d-91ac6298247b",
+    configure: |c, uri| c.providers.cartesia = vendor_config(uri),
+    error: |_, code, message| json!({"error_code": code, "title": "Error", "message": message, "request_id": "r-1"}),
+    check: |request, format, rate| {
+        assert_eq!(request.url.path(), "/tts/bytes");
+        assert_eq!(header(request, "authorization"), format!("Bearer {SECRET}"));
+        assert!(!header(request, "cartesia-version").is_empty());
+        let body = body_json(request);
+        assert_eq!(body["voice"], json!({"mode": "id", "id": "6ccbfb76-1fc6-48f7-b71d-91ac6298247b"}));
+        assert_eq!(body["transcript"], "Hello from the suite.");
+        let output = &body["output_format"];
+        assert_eq!(output["sample_rate"], rate);
+        let expected = match format {
+            "pcm" => ("raw", Some("pcm_s16le")),
+            "ulaw" => ("raw", Some("pcm_mulaw")),
+            "alaw" => ("raw", Some("pcm_alaw")),
+            "wav" => ("wav", Some("pcm_s16le")),
+            _ => ("mp3", None),
+        };
+        assert_eq!(output["container"], expected.0);
+        assert_eq!(output["encoding"].as_str(), expected.1);
+    },
+    unknown_voice: (404, "voice_not_found"),
+};
+
+const DEEPGRAM: Vendor = Vendor {
+    id: "deepgram",
+    voice: "thalia",
+    configure: |c, uri| c.providers.deepgram = vendor_config(uri),
+    error: |_, code, message| json!({"err_code": code, "err_msg": message, "request_id": "r-1"}),
+    check: |request, format, rate| {
+        assert_eq!(request.url.path(), "/v1/speak");
+        assert_eq!(header(request, "authorization"), format!("Token {SECRET}"));
+        assert_eq!(query(request, "model").as_deref(), Some("aura-2-thalia-en"));
+        let encoding = query(request, "encoding").unwrap();
+        let expected = match format {
+            "pcm" | "wav" => "linear16",
+            "ulaw" => "mulaw",
+            other => other,
+        };
+        assert_eq!(encoding, expected);
+        if matches!(format, "pcm" | "wav" | "ulaw" | "alaw") {
+            assert_eq!(query(request, "sample_rate"), Some(rate.to_string()));
+        }
+        assert_eq!(body_json(request), json!({"text": "Hello from the suite."}));
+    },
+    unknown_voice: (400, "INVALID_MODEL"),
+};
+
+const VENDORS: [&Vendor; 4] = [&OPENAI, &ELEVENLABS, &CARTESIA, &DEEPGRAM];
+
+async fn gateway(vendor: &Vendor, uri: String) -> TestApp {
+    let configure = vendor.configure;
+    TestApp::spawn_with(Db::Sqlite, move |c| {
+        c.providers.local.enabled = false;
+        c.providers.timeout_secs = 1;
+        c.providers.idle_timeout_secs = 2;
+        configure(c, uri);
+    })
+    .await
+}
+
+async fn speak(app: &TestApp, key: &str, vendor: &Vendor, output: Value) -> reqwest::Response {
+    let body = json!({"model": vendor.id, "voice": vendor.voice, "text": "Hello from the suite.", "output": output});
+    app.client.post(app.url("/v1/audio/speech")).bearer_auth(key).json(&body).send().await.unwrap()
+}
+
+/// Every (format, rate) the provider claims passes through untouched and is asked for the
+/// vendor's way.
+async fn every_native_format_passes_through(vendor: &Vendor) {
+    let upstream = MockServer::start().await;
+    let app = gateway(vendor, upstream.uri()).await;
+    let (_, key) = app.speech_key().await;
+    let providers: Value = app.get("/v1/audio/providers", Some(&key)).await.json().await.unwrap();
+    let entry = providers["data"].as_array().unwrap().iter().find(|p| p["id"] == vendor.id).unwrap().clone();
+    let mut checked = 0;
+    for native in entry["capabilities"]["formats"].as_array().unwrap() {
+        let format = native["format"].as_str().unwrap();
+        for rate in native["sampleRates"].as_array().unwrap() {
+            let rate = rate.as_u64().unwrap() as u32;
+            upstream.reset().await;
+            let audio = format!("{format}-{rate}-audio-bytes").into_bytes();
+            Mock::given(method("POST"))
+                .respond_with(ResponseTemplate::new(200).set_body_bytes(audio.clone()))
+                .mount(&upstream)
+                .await;
+            let response = speak(&app, &key, vendor, json!({"format": format, "sampleRate": rate})).await;
+            assert_eq!(response.status(), 200, "{} {format}@{rate}", vendor.id);
+            assert_eq!(response.headers()["x-speech-provider"], vendor.id);
+            assert_eq!(response.bytes().await.unwrap().as_ref(), audio.as_slice(), "{} {format}@{rate}", vendor.id);
+            let requests = upstream.received_requests().await.unwrap();
+            assert_eq!(requests.len(), 1);
+            (vendor.check)(&requests[0], format, rate);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "{} claims too few formats", vendor.id);
+    app.stop().await;
+}
+
+/// Upstream failures: bad credential, unknown voice, rate limit, server error, timeout.
+async fn failures_map_to_problems(vendor: &Vendor) {
+    let upstream = MockServer::start().await;
+    let app = gateway(vendor, upstream.uri()).await;
+    let (_, key) = app.speech_key().await;
+    let pcm = json!({"format": "pcm", "sampleRate": 24000});
+    let (unknown_status, unknown_code) = vendor.unknown_voice;
+    let cases: [(ResponseTemplate, u16, &str, Option<&str>); 5] = [
+        (
+            ResponseTemplate::new(401).set_body_json((vendor.error)(
+                401,
+                "invalid_api_key",
+                &format!("Invalid API key {SECRET}"),
+            )),
+            502,
+            "provider_auth_failed",
+            Some("invalid_api_key"),
+        ),
+        (
+            ResponseTemplate::new(unknown_status).set_body_json((vendor.error)(
+                unknown_status,
+                unknown_code,
+                "voice not found",
+            )),
+            if unknown_status == 404 { 404 } else { 400 },
+            if unknown_status == 404 { "upstream_not_found" } else { "upstream_rejected" },
+            Some(unknown_code),
+        ),
+        (
+            ResponseTemplate::new(429).insert_header("retry-after", "3").set_body_json((vendor.error)(
+                429,
+                "too_many_requests",
+                "slow down",
+            )),
+            429,
+            "upstream_rate_limited",
+            Some("too_many_requests"),
+        ),
+        (ResponseTemplate::new(503).set_body_string("Service Unavailable"), 503, "provider_unavailable", None),
+        (
+            ResponseTemplate::new(200).set_body_bytes(b"late".to_vec()).set_delay(Duration::from_secs(3)),
+            504,
+            "provider_timeout",
+            None,
+        ),
+    ];
+    for (template, status, code, upstream_code) in cases {
+        upstream.reset().await;
+        Mock::given(method("POST")).respond_with(template).mount(&upstream).await;
+        let response = speak(&app, &key, vendor, pcm.clone()).await;
+        if status == 429 {
+            assert_eq!(response.headers()["retry-after"], "3", "{}", vendor.id);
+        }
+        let (got, body) = problem(response).await;
+        assert_eq!((got, body["code"].as_str()), (status, Some(code)), "{}: {body}", vendor.id);
+        assert_eq!(body["provider"], vendor.id);
+        assert_eq!(body["upstream_code"].as_str(), upstream_code, "{}: {body}", vendor.id);
+        assert!(!body.to_string().contains(SECRET), "{}: the vendor key leaked: {body}", vendor.id);
+    }
+    app.stop().await;
+}
+
+/// The first chunk reaches the client before the upstream has sent the rest; a stream that
+/// breaks off ends the client's body with an error and is recorded as failed.
+async fn streams_and_reports_broken_streams(vendor: &Vendor) {
+    for truncate in [false, true] {
+        let upstream =
+            StreamingUpstream::start("application/octet-stream", vec![1; 4800], vec![2; 4800], truncate).await;
+        let app = gateway(vendor, upstream.uri.clone()).await;
+        let (key_id, key) = app.speech_key().await;
+        let mut response = speak(&app, &key, vendor, json!({"format": "pcm", "sampleRate": 24000})).await;
+        assert_eq!(response.status(), 200);
+        let first = response.chunk().await.unwrap().unwrap();
+        assert_eq!(first[0], 1, "{}: the first bytes arrive while the upstream still holds the rest", vendor.id);
+        upstream.release();
+        let mut rest = Vec::new();
+        let mut failed = false;
+        loop {
+            match response.chunk().await {
+                Ok(Some(bytes)) => rest.extend_from_slice(&bytes),
+                Ok(None) => break,
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        let db_url = app.db.url.clone();
+        let _db = app.stop().await;
+        let store = speechgate::store::connect(&db_url, 1).await.unwrap();
+        let events =
+            store.list_usage(Some(&key_id), speechgate::domain::LogPage { before: None, limit: 10 }).await.unwrap();
+        let event = &events.iter().find(|e| e.event.route == "/v1/audio/speech").unwrap().event;
+        if truncate {
+            assert!(failed, "{}: a broken upstream stream must not look complete", vendor.id);
+            assert_eq!(event.error_code.as_deref(), Some("upstream_stream_failed"), "{}", vendor.id);
+        } else {
+            assert!(!failed);
+            assert_eq!(first.len() + rest.len(), 9600);
+            assert_eq!(event.error_code, None);
+            assert_eq!(event.audio_ms, 200, "{}: 9600 bytes of 24 kHz s16 are 200 ms", vendor.id);
+        }
+        assert_eq!(event.provider.as_deref(), Some(vendor.id));
+    }
+}
+
+macro_rules! conformance {
+    ($($vendor:ident),+) => {
+        $(#[allow(non_snake_case)] mod $vendor {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn every_native_format_passes_through() {
+                super::every_native_format_passes_through(&super::$vendor).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn failures_map_to_problems() {
+                super::failures_map_to_problems(&super::$vendor).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn streams_and_reports_broken_streams() {
+                super::streams_and_reports_broken_streams(&super::$vendor).await
+            }
+        })+
+        #[test]
+        fn every_vendor_is_in_the_suite() {
+            let ids: Vec<&str> = VENDORS.iter().map(|v| v.id).collect();
+            assert_eq!(ids, [$($vendor.id),+].iter().copied().collect::<Vec<_>>());
+        }
+    };
+}
+
+conformance!(OPENAI, ELEVENLABS, CARTESIA, DEEPGRAM);
