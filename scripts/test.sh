@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh Debian machine with Rust: installs what the tests need
-# (PostgreSQL server, Chromium for the offline /docs check), starts a throwaway PostgreSQL
-# cluster on a free loopback port, runs every test against it and SQLite, and stops it again.
+# (PostgreSQL server, Chromium for the offline /docs check, ffmpeg as the reference decoder, the
+# official OpenAI Python SDK in a virtualenv), starts a throwaway PostgreSQL cluster on a free
+# loopback port, runs every test against it and SQLite, and stops it again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,8 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v ffmpeg >/dev/null || missing+=(ffmpeg)
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   as_root apt-get update -qq
@@ -38,6 +41,14 @@ as_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w \
   start >/dev/null
 export SPEECHGATE_TEST_POSTGRES_URL="postgres://speechgate:speechgate@127.0.0.1:$pg_port/postgres"
 echo "PostgreSQL $("$pg_bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$pg_port"
+
+# Official vendor SDKs, as the clients of the drop-in tests.
+sdk_venv=target/sdk-venv
+if ! "$sdk_venv/bin/python" -c 'import openai; assert openai.__version__ == "3.54.0"' 2>/dev/null; then
+  python3 -m venv "$sdk_venv"
+  "$sdk_venv/bin/pip" install --quiet --disable-pip-version-check openai==3.54.0
+fi
+export SPEECHGATE_TEST_PYTHON="$PWD/$sdk_venv/bin/python"
 
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --all-targets --no-fail-fast

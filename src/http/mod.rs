@@ -50,6 +50,7 @@ impl FromRef<AppState> for BodyLimit {
 fn api_routes() -> OpenApiRouter<AppState> {
     let speech = OpenApiRouter::new()
         .routes(routes!(speech::create_speech))
+        .routes(routes!(speech::create_speech_stream))
         .routes(routes!(catalog::list_providers))
         .routes(routes!(catalog::list_models))
         .routes(routes!(catalog::list_provider_voices))

@@ -39,6 +39,9 @@ pub struct SpeechInput {
     pub seed: Option<u64>,
     pub volume_dbfs: Option<f32>,
     pub provider_options: Map<String, Value>,
+    /// The provider's own stream only (`/v1/audio/speech/stream`): no conversion, no
+    /// normalisation; formats default to the provider's native mp3, else its PCM.
+    pub native_only: bool,
 }
 
 /// The output a client asked for; unset parts get defaults.
@@ -154,7 +157,29 @@ pub async fn prepare(
     if input.instructions.is_some() && !resolved.model.supports_instructions {
         problems.push(FieldError::new("instructions", format!("{model} does not take instructions")));
     }
-    let plan = match plan(caps, &input.output, input.volume_dbfs) {
+    let mut output = input.output.clone();
+    if input.native_only {
+        if input.volume_dbfs.is_some() {
+            problems.push(FieldError::new("volumeDbfs", "needs the whole clip; use /v1/audio/speech"));
+        }
+        if output.format.is_none() {
+            output.format =
+                Some(if caps.rates(AudioFormat::Mp3).is_empty() { AudioFormat::Pcm } else { AudioFormat::Mp3 });
+        }
+    }
+    let plan = match plan(caps, &output, input.volume_dbfs) {
+        Ok(Plan::Transcode { output, .. }) if input.native_only => {
+            problems.push(FieldError::new(
+                input.output.field,
+                format!(
+                    "{} at {} Hz is not a native format of this provider, and this endpoint does not convert; \
+                     use /v1/audio/speech",
+                    output.format.as_str(),
+                    output.sample_rate
+                ),
+            ));
+            None
+        }
         Ok(plan) => Some(plan),
         Err(problem) => {
             problems.push(problem);

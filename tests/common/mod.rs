@@ -254,3 +254,55 @@ impl StreamingUpstream {
         self.release.notify_one();
     }
 }
+
+/// What ffprobe (an independent decoder) says about some audio: codec, sample rate, channels
+/// and duration in seconds. `raw` names the format and rate of headerless audio
+/// (`("s16le", 24000)`, `("mulaw", 8000)`, `("alaw", 8000)`).
+pub fn ffprobe(audio: &[u8], raw: Option<(&str, u32)>) -> (String, u32, u32, f64) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("audio.bin");
+    std::fs::write(&file, audio).expect("write audio");
+    // Decoding the whole file gives the true duration even when the header cannot say it
+    // (streamed WAV and FLAC carry no length).
+    let mut args: Vec<String> = vec!["-v".into(), "error".into()];
+    if let Some((format, rate)) = raw {
+        args.extend(["-f".into(), format.into(), "-ar".into(), rate.to_string(), "-ac".into(), "1".into()]);
+    }
+    args.push("-i".into());
+    args.push(file.display().to_string());
+    args.extend(["-f", "s16le", "-ac", "1", "-"].map(String::from));
+    let decoded = std::process::Command::new("ffmpeg").args(&args).output().expect("ffmpeg is installed");
+    assert!(decoded.status.success(), "ffmpeg could not decode: {}", String::from_utf8_lossy(&decoded.stderr));
+    let mut probe_args: Vec<String> = vec!["-v".into(), "error".into()];
+    if let Some((format, rate)) = raw {
+        probe_args.extend([
+            "-f".into(),
+            format.into(),
+            "-ar".into(),
+            rate.to_string(),
+            "-ch_layout".into(),
+            "mono".into(),
+        ]);
+    }
+    probe_args.extend(["-show_entries", "stream=codec_name,sample_rate,channels", "-of", "json"].map(String::from));
+    probe_args.push(file.display().to_string());
+    let probe = std::process::Command::new("ffprobe").args(&probe_args).output().expect("ffprobe is installed");
+    assert!(probe.status.success(), "ffprobe failed: {}", String::from_utf8_lossy(&probe.stderr));
+    let info: serde_json::Value = serde_json::from_slice(&probe.stdout).expect("ffprobe json");
+    let stream = &info["streams"][0];
+    let rate: u32 = stream["sample_rate"].as_str().and_then(|r| r.parse().ok()).expect("sample rate");
+    let channels = stream["channels"].as_u64().unwrap_or(0) as u32;
+    let seconds = decoded.stdout.len() as f64 / 2.0 / f64::from(rate);
+    (stream["codec_name"].as_str().unwrap_or("").to_owned(), rate, channels, seconds)
+}
+
+/// `seconds` of a 440 Hz sine at `rate`, as s16le bytes at about half of full scale.
+pub fn sine_pcm(rate: u32, seconds: f64) -> Vec<u8> {
+    let n = (f64::from(rate) * seconds) as usize;
+    (0..n)
+        .flat_map(|i| {
+            let t = i as f64 / f64::from(rate);
+            (((2.0 * std::f64::consts::PI * 440.0 * t).sin() * 16_000.0) as i16).to_le_bytes()
+        })
+        .collect()
+}

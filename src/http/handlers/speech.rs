@@ -159,6 +159,7 @@ impl SpeechBody {
             seed: self.seed,
             volume_dbfs: self.volume_dbfs,
             provider_options: self.provider_options.unwrap_or_default(),
+            native_only: false,
         };
         Ok((input, self.stream_format == Some(StreamFormat::Sse)))
     }
@@ -188,9 +189,49 @@ pub async fn create_speech(
     Extension(details): Extension<UsageDetails>,
     ApiJson(body): ApiJson<SpeechBody>,
 ) -> Result<Response, ApiError> {
-    let (input, sse) = body.into_input()?;
-    let prepared = speech::prepare(&state.registry, state.store.as_ref(), &key.id, input).await?;
-    let output = speech::synthesize(prepared, &details).await?;
+    speak(&state, &key.id, &details, body, false).await
+}
+
+/// The provider's own stream with the least latency: bytes are passed on as they arrive and
+/// never converted. `output` must be a format the provider makes itself (default: its mp3,
+/// else its PCM); `volumeDbfs` is refused.
+#[utoipa::path(
+    post,
+    path = "/v1/audio/speech/stream",
+    tag = "speech",
+    request_body = SpeechBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The provider's native audio stream. Headers: `x-speech-provider`, `x-speech-model`, `x-speech-characters`.", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 400, description = "Malformed JSON, an invalid field, or a format the provider does not make itself", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid, expired or revoked credential", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown model, or the provider does not know the voice", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited, by the gateway or the provider", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The provider refused the gateway's credential or broke off", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The provider is unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "The provider did not answer in time", body = Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn create_speech_stream(
+    State(state): State<AppState>,
+    Caller(key): Caller,
+    Extension(details): Extension<UsageDetails>,
+    ApiJson(body): ApiJson<SpeechBody>,
+) -> Result<Response, ApiError> {
+    speak(&state, &key.id, &details, body, true).await
+}
+
+async fn speak(
+    state: &AppState,
+    owner: &str,
+    details: &UsageDetails,
+    body: SpeechBody,
+    native_only: bool,
+) -> Result<Response, ApiError> {
+    let (mut input, sse) = body.into_input()?;
+    input.native_only = native_only;
+    let prepared = speech::prepare(&state.registry, state.store.as_ref(), owner, input).await?;
+    let output = speech::synthesize(prepared, details).await?;
     let media_type = if sse { "text/event-stream" } else { output.output.format.media_type() };
     let body = if sse { Body::from_stream(sse_events(output.body)) } else { Body::from_stream(output.body) };
     let mut response = body.into_response();
