@@ -1,0 +1,217 @@
+//! What the gateway adds on the request path, measured side by side with the direct path in one
+//! run. A fake provider (axum, loopback) answers OpenAI-style speech requests; the release
+//! gateway binary runs as its own process in front of it (SQLite, usage metering on).
+//!
+//! - latency: N sequential requests (concurrency 1) for a 1 s, 48 kB PCM clip, direct vs through
+//!   the gateway (pass-through); p50/p90/p99 and the difference.
+//! - time to first byte of a streamed clip whose provider sends the first chunk at once and the
+//!   rest later: direct vs through the gateway.
+//! - memory per in-flight stream: K streams held open mid-clip, the gateway process's RSS before
+//!   and during, divided by K.
+//!
+//! Run: `cargo bench --bench gateway` (release build). Numbers go in BENCHMARKS.md.
+
+use std::{
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use axum::{body::Body, routing::post, Router};
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+const REQUESTS: usize = 2000;
+const STREAMS: usize = 200;
+const CLIP: usize = 48_000;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn summary(name: &str, mut samples: Vec<Duration>) -> [Duration; 3] {
+    samples.sort();
+    let ps = [percentile(&samples, 0.5), percentile(&samples, 0.9), percentile(&samples, 0.99)];
+    println!(
+        "{name:<34} p50 {:>8.3} ms  p90 {:>8.3} ms  p99 {:>8.3} ms",
+        ps[0].as_secs_f64() * 1e3,
+        ps[1].as_secs_f64() * 1e3,
+        ps[2].as_secs_f64() * 1e3
+    );
+    ps
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+async fn fake_provider(release: Arc<Notify>) -> String {
+    let clip = Bytes::from(vec![7u8; CLIP]);
+    let fast = clip.clone();
+    let app = Router::new()
+        .route("/fast/v1/audio/speech", post(move || async move { fast.clone() }))
+        .route(
+            "/slow/v1/audio/speech",
+            post(move || {
+                let (clip, release) = (clip.clone(), release.clone());
+                async move {
+                    let head = clip.slice(..4800);
+                    let first = futures::stream::once(async move { Ok::<_, std::io::Error>(head) });
+                    let rest = futures::stream::once(async move {
+                        release.notified().await;
+                        Ok(clip.slice(4800..))
+                    });
+                    Body::from_stream(futures::StreamExt::chain(first, rest))
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+struct Gateway {
+    child: Child,
+    base: String,
+    key: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_gateway(provider: &str) -> Gateway {
+    let bin = env!("CARGO_BIN_EXE_speechgate");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let config = dir.path().join("speechgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[database]\nurl = \"sqlite://{}/bench.db\"\n[log]\nfilter = \"error\"\n\
+             [providers.local]\nenabled = false\n\
+             [providers.compatible.fast]\nbase_url = \"{provider}/fast/v1\"\nmodels = [\"m\"]\n\
+             [providers.compatible.slow]\nbase_url = \"{provider}/slow/v1\"\nmodels = [\"m\"]\n",
+            dir.path().display()
+        ),
+    )
+    .expect("config");
+    let created = Command::new(bin)
+        .args(["--config", &config.display().to_string(), "keys", "create", "--name", "bench", "--json"])
+        .env_clear()
+        .output()
+        .expect("keys create");
+    let created: serde_json::Value = serde_json::from_slice(&created.stdout).expect("key json");
+    let child = Command::new(bin)
+        .args(["--config", &config.display().to_string(), "serve"])
+        .env_clear()
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("gateway");
+    Gateway { child, base: format!("http://127.0.0.1:{port}"), key: created["key"].as_str().expect("key").to_owned(), _dir: dir }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let release = Arc::new(Notify::new());
+    let provider = fake_provider(release.clone()).await;
+    let gateway = start_gateway(&provider);
+    let client = reqwest::Client::builder().pool_max_idle_per_host(STREAMS + 8).build().expect("client");
+    for _ in 0..100 {
+        if client.get(format!("{}/healthz", gateway.base)).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let body = |model: &str| {
+        serde_json::json!({"model": model, "voice": "v", "text": "Benchmark sentence.", "output": {"format": "pcm", "sampleRate": 24000}})
+    };
+    let direct_body = serde_json::json!({"model": "m", "voice": "v", "input": "Benchmark sentence.", "response_format": "pcm"});
+
+    println!("speechgate gateway benchmark: {REQUESTS} sequential requests, {CLIP}-byte clip, {STREAMS} held streams");
+    // Warm both paths (connections, caches, SQLite pages).
+    for _ in 0..200 {
+        let _ = client.post(format!("{provider}/fast/v1/audio/speech")).json(&direct_body).send().await.expect("direct").bytes().await;
+        let _ = client.post(format!("{}/v1/audio/speech", gateway.base)).bearer_auth(&gateway.key).json(&body("fast")).send().await.expect("gw").bytes().await;
+    }
+    let mut direct = Vec::with_capacity(REQUESTS);
+    let mut via = Vec::with_capacity(REQUESTS);
+    // Interleave so that machine noise hits both paths alike.
+    for _ in 0..REQUESTS {
+        let t = Instant::now();
+        let bytes = client.post(format!("{provider}/fast/v1/audio/speech")).json(&direct_body).send().await.expect("direct").bytes().await.expect("body");
+        direct.push(t.elapsed());
+        assert_eq!(bytes.len(), CLIP);
+        let t = Instant::now();
+        let bytes = client.post(format!("{}/v1/audio/speech", gateway.base)).bearer_auth(&gateway.key).json(&body("fast")).send().await.expect("gw").bytes().await.expect("body");
+        via.push(t.elapsed());
+        assert_eq!(bytes.len(), CLIP);
+    }
+    let d = summary("non-streamed, direct", direct);
+    let g = summary("non-streamed, through gateway", via);
+    println!(
+        "{:<34} p50 {:>8.3} ms  p90 {:>8.3} ms  p99 {:>8.3} ms",
+        "added by the gateway",
+        (g[0].as_secs_f64() - d[0].as_secs_f64()) * 1e3,
+        (g[1].as_secs_f64() - d[1].as_secs_f64()) * 1e3,
+        (g[2].as_secs_f64() - d[2].as_secs_f64()) * 1e3
+    );
+
+    // Time to first byte of a streamed clip.
+    let mut direct = Vec::new();
+    let mut via = Vec::new();
+    for _ in 0..300 {
+        let t = Instant::now();
+        let mut r = client.post(format!("{provider}/slow/v1/audio/speech")).json(&direct_body).send().await.expect("direct");
+        let _ = r.chunk().await;
+        direct.push(t.elapsed());
+        release.notify_one();
+        while let Ok(Some(_)) = r.chunk().await {}
+        let t = Instant::now();
+        let mut r = client.post(format!("{}/v1/audio/speech", gateway.base)).bearer_auth(&gateway.key).json(&body("slow")).send().await.expect("gw");
+        let _ = r.chunk().await;
+        via.push(t.elapsed());
+        release.notify_one();
+        while let Ok(Some(_)) = r.chunk().await {}
+    }
+    let d = summary("ttfb streamed, direct", direct);
+    let g = summary("ttfb streamed, through gateway", via);
+    println!(
+        "{:<34} p50 {:>8.3} ms  p90 {:>8.3} ms  p99 {:>8.3} ms",
+        "added by the gateway",
+        (g[0].as_secs_f64() - d[0].as_secs_f64()) * 1e3,
+        (g[1].as_secs_f64() - d[1].as_secs_f64()) * 1e3,
+        (g[2].as_secs_f64() - d[2].as_secs_f64()) * 1e3
+    );
+
+    // Memory per in-flight stream.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = gateway.child.id();
+    let before = rss_kib(pid);
+    let mut open = Vec::new();
+    for _ in 0..STREAMS {
+        let mut r = client.post(format!("{}/v1/audio/speech", gateway.base)).bearer_auth(&gateway.key).json(&body("slow")).send().await.expect("gw");
+        let _ = r.chunk().await;
+        open.push(r);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let during = rss_kib(pid);
+    println!(
+        "memory: RSS {before} KiB idle, {during} KiB with {STREAMS} streams in flight: {:.1} KiB per stream",
+        (during.saturating_sub(before)) as f64 / STREAMS as f64
+    );
+    for _ in 0..STREAMS {
+        release.notify_one();
+    }
+    for mut r in open {
+        while let Ok(Some(_)) = r.chunk().await {}
+    }
+}
