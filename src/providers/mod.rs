@@ -3,6 +3,8 @@
 //! The registry (`registry.rs`) is the only place that knows the kinds of provider.
 
 mod http;
+#[cfg(feature = "local")]
+pub mod local;
 pub mod openai;
 pub mod registry;
 
