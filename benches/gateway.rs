@@ -10,6 +10,12 @@
 //!   and during, divided by K.
 //!
 //! Run: `cargo bench --bench gateway` (release build). Numbers go in BENCHMARKS.md.
+#![allow(
+    clippy::print_stdout,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    reason = "a benchmark program: it reports on stdout and stops on any failure"
+)]
 
 use std::{
     process::{Child, Command, Stdio},
@@ -44,30 +50,30 @@ fn summary(name: &str, mut samples: Vec<Duration>) -> [Duration; 3] {
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
 async fn fake_provider(release: Arc<Notify>) -> String {
     let clip = Bytes::from(vec![7u8; CLIP]);
     let fast = clip.clone();
-    let app = Router::new()
-        .route("/fast/v1/audio/speech", post(move || async move { fast.clone() }))
-        .route(
-            "/slow/v1/audio/speech",
-            post(move || {
-                let (clip, release) = (clip.clone(), release.clone());
-                async move {
-                    let head = clip.slice(..4800);
-                    let first = futures::stream::once(async move { Ok::<_, std::io::Error>(head) });
-                    let rest = futures::stream::once(async move {
-                        release.notified().await;
-                        Ok(clip.slice(4800..))
-                    });
-                    Body::from_stream(futures::StreamExt::chain(first, rest))
-                }
-            }),
-        );
+    let app = Router::new().route("/fast/v1/audio/speech", post(move || async move { fast.clone() })).route(
+        "/slow/v1/audio/speech",
+        post(move || {
+            let (clip, release) = (clip.clone(), release.clone());
+            async move {
+                let head = clip.slice(..4800);
+                let first = futures::stream::once(async move { Ok::<_, std::io::Error>(head) });
+                let rest = futures::stream::once(async move {
+                    release.notified().await;
+                    Ok(clip.slice(4800..))
+                });
+                Body::from_stream(futures::StreamExt::chain(first, rest))
+            }
+        }),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -116,7 +122,12 @@ fn start_gateway(provider: &str) -> Gateway {
         .stdout(Stdio::null())
         .spawn()
         .expect("gateway");
-    Gateway { child, base: format!("http://127.0.0.1:{port}"), key: created["key"].as_str().expect("key").to_owned(), _dir: dir }
+    Gateway {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        key: created["key"].as_str().expect("key").to_owned(),
+        _dir: dir,
+    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -131,27 +142,58 @@ async fn main() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let body = |model: &str| {
-        serde_json::json!({"model": model, "voice": "v", "text": "Benchmark sentence.", "output": {"format": "pcm", "sampleRate": 24000}})
-    };
-    let direct_body = serde_json::json!({"model": "m", "voice": "v", "input": "Benchmark sentence.", "response_format": "pcm"});
+    let body = |model: &str| serde_json::json!({"model": model, "voice": "v", "text": "Benchmark sentence.", "output": {"format": "pcm", "sampleRate": 24000}});
+    let direct_body =
+        serde_json::json!({"model": "m", "voice": "v", "input": "Benchmark sentence.", "response_format": "pcm"});
 
     println!("speechgate gateway benchmark: {REQUESTS} sequential requests, {CLIP}-byte clip, {STREAMS} held streams");
     // Warm both paths (connections, caches, SQLite pages).
     for _ in 0..200 {
-        let _ = client.post(format!("{provider}/fast/v1/audio/speech")).json(&direct_body).send().await.expect("direct").bytes().await;
-        let _ = client.post(format!("{}/v1/audio/speech", gateway.base)).bearer_auth(&gateway.key).json(&body("fast")).send().await.expect("gw").bytes().await;
+        let _ = client
+            .post(format!("{provider}/fast/v1/audio/speech"))
+            .json(&direct_body)
+            .send()
+            .await
+            .expect("direct")
+            .bytes()
+            .await;
+        let _ = client
+            .post(format!("{}/v1/audio/speech", gateway.base))
+            .bearer_auth(&gateway.key)
+            .json(&body("fast"))
+            .send()
+            .await
+            .expect("gw")
+            .bytes()
+            .await;
     }
     let mut direct = Vec::with_capacity(REQUESTS);
     let mut via = Vec::with_capacity(REQUESTS);
     // Interleave so that machine noise hits both paths alike.
     for _ in 0..REQUESTS {
         let t = Instant::now();
-        let bytes = client.post(format!("{provider}/fast/v1/audio/speech")).json(&direct_body).send().await.expect("direct").bytes().await.expect("body");
+        let bytes = client
+            .post(format!("{provider}/fast/v1/audio/speech"))
+            .json(&direct_body)
+            .send()
+            .await
+            .expect("direct")
+            .bytes()
+            .await
+            .expect("body");
         direct.push(t.elapsed());
         assert_eq!(bytes.len(), CLIP);
         let t = Instant::now();
-        let bytes = client.post(format!("{}/v1/audio/speech", gateway.base)).bearer_auth(&gateway.key).json(&body("fast")).send().await.expect("gw").bytes().await.expect("body");
+        let bytes = client
+            .post(format!("{}/v1/audio/speech", gateway.base))
+            .bearer_auth(&gateway.key)
+            .json(&body("fast"))
+            .send()
+            .await
+            .expect("gw")
+            .bytes()
+            .await
+            .expect("body");
         via.push(t.elapsed());
         assert_eq!(bytes.len(), CLIP);
     }
@@ -170,13 +212,20 @@ async fn main() {
     let mut via = Vec::new();
     for _ in 0..300 {
         let t = Instant::now();
-        let mut r = client.post(format!("{provider}/slow/v1/audio/speech")).json(&direct_body).send().await.expect("direct");
+        let mut r =
+            client.post(format!("{provider}/slow/v1/audio/speech")).json(&direct_body).send().await.expect("direct");
         let _ = r.chunk().await;
         direct.push(t.elapsed());
         release.notify_one();
         while let Ok(Some(_)) = r.chunk().await {}
         let t = Instant::now();
-        let mut r = client.post(format!("{}/v1/audio/speech", gateway.base)).bearer_auth(&gateway.key).json(&body("slow")).send().await.expect("gw");
+        let mut r = client
+            .post(format!("{}/v1/audio/speech", gateway.base))
+            .bearer_auth(&gateway.key)
+            .json(&body("slow"))
+            .send()
+            .await
+            .expect("gw");
         let _ = r.chunk().await;
         via.push(t.elapsed());
         release.notify_one();
@@ -198,7 +247,13 @@ async fn main() {
     let before = rss_kib(pid);
     let mut open = Vec::new();
     for _ in 0..STREAMS {
-        let mut r = client.post(format!("{}/v1/audio/speech", gateway.base)).bearer_auth(&gateway.key).json(&body("slow")).send().await.expect("gw");
+        let mut r = client
+            .post(format!("{}/v1/audio/speech", gateway.base))
+            .bearer_auth(&gateway.key)
+            .json(&body("slow"))
+            .send()
+            .await
+            .expect("gw");
         let _ = r.chunk().await;
         open.push(r);
     }

@@ -6,6 +6,8 @@ pub mod cartesia;
 pub mod deepgram;
 pub mod elevenlabs;
 mod http;
+#[cfg(feature = "local")]
+pub mod local;
 pub mod openai;
 pub mod registry;
 

@@ -99,6 +99,17 @@ impl Registry {
                 transport.clone(),
             )));
         }
+        #[cfg(feature = "local")]
+        if config.local.enabled {
+            // A failure here (no writable temporary directory) costs the offline voice, not the
+            // gateway: the vendors still serve.
+            match super::local::Local::new() {
+                Ok(local) => providers.push(Arc::new(local)),
+                Err(error) => {
+                    tracing::warn!(%error, "the local provider is off: its bundled voice data could not be unpacked");
+                }
+            }
+        }
         let mut aliases: BTreeMap<String, String> =
             DEFAULT_ALIASES.iter().map(|(a, t)| ((*a).to_owned(), (*t).to_owned())).collect();
         aliases.extend(config.aliases.clone());
