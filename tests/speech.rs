@@ -263,7 +263,44 @@ async fn catalog_lists_providers_models_and_voices(db: Db) {
     app.stop().await;
 }
 
+/// A saved voice stands for provider, model, voice and options, in either dialect.
+async fn saved_voices_resolve_to_their_provider(db: Db) {
+    let (app, upstream) = gateway_with_openai(db).await;
+    Mock::given(method("POST"))
+        .and(body_partial_json(json!({"model": "tts-1-hd", "voice": "nova", "input": "Saved.", "extra_option": 7})))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(MP3))
+        .expect(1)
+        .mount(&upstream)
+        .await;
+    let (_, key) = app.create_key(json!({"name": "both", "scopes": ["speech", "voices"]})).await;
+    let created: Value = app
+        .client
+        .post(app.url("/v1/voices"))
+        .bearer_auth(&key)
+        .json(&json!({"title": "Narrator", "provider": "openai", "model": "tts-1-hd", "voiceId": "nova", "providerOptions": {"extra_option": 7}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap();
+    let response = speak(&app, &key, json!({"voiceId": id, "text": "Saved.", "output": "mp3"})).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-speech-model"], "tts-1-hd");
+    assert_eq!(response.bytes().await.unwrap().as_ref(), MP3);
+
+    let (status, found) = problem(speak(&app, &key, json!({"voiceId": "no-such-voice", "text": "x"})).await).await;
+    assert_eq!((status, &found["validation"][0]["path"]), (400, &json!(["voiceId"])));
+    // Another key cannot use this key's voice.
+    let (_, other) = app.create_key(json!({"name": "other", "scopes": ["speech"]})).await;
+    let (status, _) = problem(speak(&app, &other, json!({"voiceId": id, "text": "x"})).await).await;
+    assert_eq!(status, 400);
+    app.stop().await;
+}
+
 both_databases!(
+    saved_voices_resolve_to_their_provider,
     passes_native_audio_through,
     sse_wraps_audio_in_openai_events,
     bad_requests_never_reach_the_provider,
