@@ -51,7 +51,7 @@ fi
 export SPEECHGATE_TEST_PYTHON="$PWD/$sdk_venv/bin/python"
 
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --all-targets --no-fail-fast
+  cargo nextest run --lib --bins --tests --no-fail-fast
 else
-  cargo test --all-targets --no-fail-fast
+  cargo test --lib --bins --tests --no-fail-fast
 fi

@@ -87,6 +87,12 @@ impl App {
         let router = self.router();
         let stopping = CancellationToken::new();
         let signal = stopping.clone();
+        // No Nagle delay: the first audio chunk of a stream goes out as soon as it is written.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::warn!(error = %err, "cannot set TCP_NODELAY");
+            }
+        });
         let server = axum::serve(listener, router).with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutdown requested; finishing in-flight requests");

@@ -18,7 +18,9 @@ async fn local_provider_speaks_every_format() {
     let local = providers["data"].as_array().unwrap().iter().find(|p| p["id"] == "local").unwrap();
     assert_eq!(local["enabled"], true);
 
-    let cases: [(Value, &str, u32, Option<(&str, u32)>); 8] = [
+    // (output, codec ffmpeg reports, sample rate, raw format for ffprobe)
+    type Case = (Value, &'static str, u32, Option<(&'static str, u32)>);
+    let cases: [Case; 8] = [
         (Value::Null, "pcm_s16le", 22_050, None), // Speechbase default: WAV at the provider's rate
         (json!("mp3"), "mp3", 22_050, None),
         (json!({"format": "opus", "sampleRate": 48000}), "opus", 48_000, None),

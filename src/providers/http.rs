@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use reqwest::{header::RETRY_AFTER, RequestBuilder, Response};
+use secrecy::{ExposeSecret, SecretString};
 
 use super::{EventStream, ProviderError, SynthesisEvent};
 
@@ -17,6 +18,64 @@ pub struct Transport {
     pub timeout: Duration,
     /// Longest gap between two chunks of a streamed body.
     pub idle: Duration,
+}
+
+/// One vendor API instance: where it is, the gateway's key for it, and the transport. Adapters
+/// build requests against it and send them through it, so that every vendor call gets the same
+/// deadlines, error mapping and credential scrubbing.
+pub struct Api {
+    pub provider: String,
+    base_url: String,
+    key: Option<SecretString>,
+    transport: Transport,
+}
+
+impl Api {
+    pub fn new(provider: &str, base_url: &str, key: Option<SecretString>, transport: Transport) -> Self {
+        Self { provider: provider.to_owned(), base_url: base_url.trim_end_matches('/').to_owned(), key, transport }
+    }
+
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_ref().map(|k| k.expose_secret())
+    }
+
+    pub fn post(&self, path: &str) -> RequestBuilder {
+        self.transport.http.post(format!("{}{path}", self.base_url))
+    }
+
+    pub fn get(&self, path: &str) -> RequestBuilder {
+        self.transport.http.get(format!("{}{path}", self.base_url))
+    }
+
+    /// Sends a request built with [`Api::post`]/[`Api::get`] (see [`send`]).
+    pub async fn send(&self, request: RequestBuilder, parse_error: ErrorParser) -> Result<Response, ProviderError> {
+        send(&self.provider, request, self.transport.timeout, parse_error, self.key()).await
+    }
+
+    /// A successful reply's body as audio events (see [`audio_stream`]).
+    pub fn audio(&self, response: Response) -> EventStream {
+        audio_stream(&self.provider, response, self.transport.idle)
+    }
+
+    /// A reply's JSON body, or `Unavailable` when it is not the vendor's protocol.
+    pub async fn json<T: serde::de::DeserializeOwned>(&self, response: Response) -> Result<T, ProviderError> {
+        response.json().await.map_err(|e| ProviderError::Unavailable {
+            provider: self.provider.clone(),
+            status: None,
+            code: None,
+            detail: sanitize(&format!("unreadable reply: {}", without_url(&e))),
+        })
+    }
+
+    /// The error for an output format the adapter cannot ask the vendor for.
+    pub fn unsupported(&self, format: crate::domain::audio::AudioFormat) -> ProviderError {
+        ProviderError::Rejected {
+            provider: self.provider.clone(),
+            status: 400,
+            code: None,
+            detail: format!("{} is not an output format of {}", format.as_str(), self.provider),
+        }
+    }
 }
 
 /// Longest vendor error text passed on to clients.

@@ -46,6 +46,12 @@ pub struct NativeFormat {
     pub bitrates_kbps: Vec<u32>,
 }
 
+impl NativeFormat {
+    pub fn new(format: AudioFormat, sample_rates: &[u32], bitrates_kbps: &[u32]) -> Self {
+        Self { format, sample_rates: sample_rates.to_vec(), bitrates_kbps: bitrates_kbps.to_vec() }
+    }
+}
+
 /// What a provider can do, as data.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -3,16 +3,14 @@
 
 mod wire;
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use base64::Engine;
 use bytes::Bytes;
 use futures::StreamExt;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
 use super::{
-    http::{self, Transport},
+    http::{self, Api, Transport},
     Capabilities, EventStream, ModelInfo, NativeFormat, ProviderError, ProviderVoice, SpeechProvider, SynthesisEvent,
     SynthesisRequest, WordTiming,
 };
@@ -23,31 +21,22 @@ const ID: &str = "cartesia";
 const RATES: [u32; 6] = [8_000, 16_000, 22_050, 24_000, 44_100, 48_000];
 
 pub struct Cartesia {
-    base_url: String,
-    api_key: SecretString,
-    http: reqwest::Client,
-    timeout: Duration,
-    idle: Duration,
+    api: Api,
     capabilities: Capabilities,
 }
 
 impl Cartesia {
     pub fn new(base_url: Option<&str>, api_key: SecretString, transport: Transport) -> Self {
         let model = |id: &str| ModelInfo { id: id.to_owned(), max_characters: 10_000, supports_instructions: false };
-        let native = |format, sample_rates: &[u32], bitrates_kbps: &[u32]| NativeFormat {
-            format,
-            sample_rates: sample_rates.to_vec(),
-            bitrates_kbps: bitrates_kbps.to_vec(),
-        };
         let capabilities = Capabilities {
             models: vec![model("sonic-3"), model("sonic-3.5"), model("sonic-latest"), model("sonic-2")],
             default_model: "sonic-3".to_owned(),
             formats: vec![
-                native(AudioFormat::Pcm, &RATES, &[]),
-                native(AudioFormat::Wav, &RATES, &[]),
-                native(AudioFormat::Mp3, &RATES, &[32, 64, 96, 128, 192]),
-                native(AudioFormat::Ulaw, &[8_000], &[]),
-                native(AudioFormat::Alaw, &[8_000], &[]),
+                NativeFormat::new(AudioFormat::Pcm, &RATES, &[]),
+                NativeFormat::new(AudioFormat::Wav, &RATES, &[]),
+                NativeFormat::new(AudioFormat::Mp3, &RATES, &[32, 64, 96, 128, 192]),
+                NativeFormat::new(AudioFormat::Ulaw, &[8_000], &[]),
+                NativeFormat::new(AudioFormat::Alaw, &[8_000], &[]),
             ],
             streaming: true,
             native_timestamps: true,
@@ -55,14 +44,7 @@ impl Cartesia {
             voices_listable: false,
             speed_range: Some((0.6, 1.5)),
         };
-        Self {
-            base_url: base_url.unwrap_or(DEFAULT_BASE_URL).trim_end_matches('/').to_owned(),
-            api_key,
-            http: transport.http,
-            timeout: transport.timeout,
-            idle: transport.idle,
-            capabilities,
-        }
+        Self { api: Api::new(ID, base_url.unwrap_or(DEFAULT_BASE_URL), Some(api_key), transport), capabilities }
     }
 }
 
@@ -77,12 +59,8 @@ impl SpeechProvider for Cartesia {
     }
 
     async fn synthesize(&self, request: SynthesisRequest) -> Result<EventStream, ProviderError> {
-        let output_format = wire::output_format(request.output).ok_or_else(|| ProviderError::Rejected {
-            provider: ID.to_owned(),
-            status: 400,
-            code: None,
-            detail: format!("{} is not an output format of Cartesia", request.output.format.as_str()),
-        })?;
+        let output_format =
+            wire::output_format(request.output).ok_or_else(|| self.api.unsupported(request.output.format))?;
         // The SSE endpoint carries raw audio only; timestamps therefore imply raw output.
         let sse = request.timestamps && request.output.format == AudioFormat::Pcm;
         let body = wire::SpeechBody {
@@ -97,14 +75,13 @@ impl SpeechProvider for Cartesia {
         let body = http::with_options(serde_json::to_value(&body).unwrap_or_default(), request.provider_options);
         let route = if sse { "tts/sse" } else { "tts/bytes" };
         let builder = self
-            .http
-            .post(format!("{}/{route}", self.base_url))
-            .bearer_auth(self.api_key.expose_secret())
+            .api
+            .post(&format!("/{route}"))
+            .bearer_auth(self.api.key().unwrap_or_default())
             .header("Cartesia-Version", wire::VERSION)
             .json(&body);
-        let response =
-            http::send(ID, builder, self.timeout, wire::parse_error, Some(self.api_key.expose_secret())).await?;
-        let stream = http::audio_stream(ID, response, self.idle);
+        let response = self.api.send(builder, wire::parse_error).await?;
+        let stream = self.api.audio(response);
         Ok(if sse { sse_events(stream) } else { stream })
     }
 

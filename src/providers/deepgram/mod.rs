@@ -2,13 +2,11 @@
 //! `Authorization: Token <key>`. The voice is part of Deepgram's model name
 //! (`aura-2-thalia-en`): the gateway's model is the family (`aura-2`), the voice the speaker.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
 use super::{
-    http::{self, Transport},
+    http::{Api, Transport},
     Capabilities, EventStream, ModelInfo, NativeFormat, ProviderError, ProviderVoice, SpeechProvider, SynthesisRequest,
 };
 use crate::domain::audio::{AudioFormat, AudioSpec};
@@ -17,34 +15,25 @@ pub const DEFAULT_BASE_URL: &str = "https://api.deepgram.com";
 const ID: &str = "deepgram";
 
 pub struct Deepgram {
-    base_url: String,
-    api_key: SecretString,
-    http: reqwest::Client,
-    timeout: Duration,
-    idle: Duration,
+    api: Api,
     capabilities: Capabilities,
 }
 
 impl Deepgram {
     pub fn new(base_url: Option<&str>, api_key: SecretString, transport: Transport) -> Self {
         let model = |id: &str| ModelInfo { id: id.to_owned(), max_characters: 2_000, supports_instructions: false };
-        let native = |format, sample_rates: &[u32], bitrates_kbps: &[u32]| NativeFormat {
-            format,
-            sample_rates: sample_rates.to_vec(),
-            bitrates_kbps: bitrates_kbps.to_vec(),
-        };
         let linear = [8_000, 16_000, 24_000, 32_000, 48_000];
         let capabilities = Capabilities {
             models: vec![model("aura-2"), model("aura")],
             default_model: "aura-2".to_owned(),
             formats: vec![
-                native(AudioFormat::Pcm, &linear, &[]),
-                native(AudioFormat::Wav, &linear, &[]),
-                native(AudioFormat::Ulaw, &[8_000], &[]),
-                native(AudioFormat::Alaw, &[8_000], &[]),
-                native(AudioFormat::Mp3, &[22_050], &[32, 48]),
-                native(AudioFormat::Opus, &[48_000], &[]),
-                native(AudioFormat::Aac, &[22_050], &[]),
+                NativeFormat::new(AudioFormat::Pcm, &linear, &[]),
+                NativeFormat::new(AudioFormat::Wav, &linear, &[]),
+                NativeFormat::new(AudioFormat::Ulaw, &[8_000], &[]),
+                NativeFormat::new(AudioFormat::Alaw, &[8_000], &[]),
+                NativeFormat::new(AudioFormat::Mp3, &[22_050], &[32, 48]),
+                NativeFormat::new(AudioFormat::Opus, &[48_000], &[]),
+                NativeFormat::new(AudioFormat::Aac, &[22_050], &[]),
             ],
             streaming: true,
             native_timestamps: false,
@@ -52,14 +41,7 @@ impl Deepgram {
             voices_listable: false,
             speed_range: None,
         };
-        Self {
-            base_url: base_url.unwrap_or(DEFAULT_BASE_URL).trim_end_matches('/').to_owned(),
-            api_key,
-            http: transport.http,
-            timeout: transport.timeout,
-            idle: transport.idle,
-            capabilities,
-        }
+        Self { api: Api::new(ID, base_url.unwrap_or(DEFAULT_BASE_URL), Some(api_key), transport), capabilities }
     }
 }
 
@@ -130,13 +112,13 @@ impl SpeechProvider for Deepgram {
             }
         }
         let builder = self
-            .http
-            .post(format!("{}/v1/speak", self.base_url))
+            .api
+            .post("/v1/speak")
             .query(&query)
-            .header("Authorization", format!("Token {}", self.api_key.expose_secret()))
+            .header("Authorization", format!("Token {}", self.api.key().unwrap_or_default()))
             .json(&body);
-        let response = http::send(ID, builder, self.timeout, parse_error, Some(self.api_key.expose_secret())).await?;
-        Ok(http::audio_stream(ID, response, self.idle))
+        let response = self.api.send(builder, parse_error).await?;
+        Ok(self.api.audio(response))
     }
 
     async fn voices(&self) -> Result<Vec<ProviderVoice>, ProviderError> {

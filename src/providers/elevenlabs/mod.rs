@@ -4,16 +4,14 @@
 
 mod wire;
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use base64::Engine;
 use bytes::Bytes;
 use futures::StreamExt;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
 use super::{
-    http::{self, Transport},
+    http::{self, Api, Transport},
     Capabilities, EventStream, ModelInfo, NativeFormat, ProviderError, ProviderVoice, SpeechProvider, SynthesisEvent,
     SynthesisRequest, WordTiming,
 };
@@ -23,16 +21,8 @@ pub const DEFAULT_BASE_URL: &str = "https://api.elevenlabs.io";
 const ID: &str = "elevenlabs";
 
 pub struct ElevenLabs {
-    base_url: String,
-    api_key: SecretString,
-    http: reqwest::Client,
-    timeout: Duration,
-    idle: Duration,
+    api: Api,
     capabilities: Capabilities,
-}
-
-fn native(format: AudioFormat, sample_rates: &[u32], bitrates_kbps: &[u32]) -> NativeFormat {
-    NativeFormat { format, sample_rates: sample_rates.to_vec(), bitrates_kbps: bitrates_kbps.to_vec() }
 }
 
 impl ElevenLabs {
@@ -52,13 +42,13 @@ impl ElevenLabs {
             ],
             default_model: "eleven_multilingual_v2".to_owned(),
             formats: vec![
-                native(AudioFormat::Mp3, &[22_050], &[32]),
-                native(AudioFormat::Mp3, &[24_000], &[48]),
-                native(AudioFormat::Mp3, &[44_100], &[32, 64, 96, 128, 192]),
-                native(AudioFormat::Opus, &[48_000], &[32, 64, 96, 128, 192]),
-                native(AudioFormat::Pcm, &[8_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000], &[]),
-                native(AudioFormat::Ulaw, &[8_000], &[]),
-                native(AudioFormat::Alaw, &[8_000], &[]),
+                NativeFormat::new(AudioFormat::Mp3, &[22_050], &[32]),
+                NativeFormat::new(AudioFormat::Mp3, &[24_000], &[48]),
+                NativeFormat::new(AudioFormat::Mp3, &[44_100], &[32, 64, 96, 128, 192]),
+                NativeFormat::new(AudioFormat::Opus, &[48_000], &[32, 64, 96, 128, 192]),
+                NativeFormat::new(AudioFormat::Pcm, &[8_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000], &[]),
+                NativeFormat::new(AudioFormat::Ulaw, &[8_000], &[]),
+                NativeFormat::new(AudioFormat::Alaw, &[8_000], &[]),
             ],
             streaming: true,
             native_timestamps: true,
@@ -66,14 +56,7 @@ impl ElevenLabs {
             voices_listable: true,
             speed_range: Some((0.7, 1.2)),
         };
-        Self {
-            base_url: base_url.unwrap_or(DEFAULT_BASE_URL).trim_end_matches('/').to_owned(),
-            api_key,
-            http: transport.http,
-            timeout: transport.timeout,
-            idle: transport.idle,
-            capabilities,
-        }
+        Self { api: Api::new(ID, base_url.unwrap_or(DEFAULT_BASE_URL), Some(api_key), transport), capabilities }
     }
 }
 
@@ -88,12 +71,8 @@ impl SpeechProvider for ElevenLabs {
     }
 
     async fn synthesize(&self, request: SynthesisRequest) -> Result<EventStream, ProviderError> {
-        let output_format = wire::output_format(request.output).ok_or_else(|| ProviderError::Rejected {
-            provider: ID.to_owned(),
-            status: 400,
-            code: None,
-            detail: format!("{} is not a streaming output format of ElevenLabs", request.output.format.as_str()),
-        })?;
+        let output_format =
+            wire::output_format(request.output).ok_or_else(|| self.api.unsupported(request.output.format))?;
         let voice_settings = request.speed.map(|speed| {
             let mut settings = serde_json::Map::new();
             settings.insert("speed".to_owned(), speed.into());
@@ -110,28 +89,20 @@ impl SpeechProvider for ElevenLabs {
         let route = if request.timestamps { "stream/with-timestamps" } else { "stream" };
         let voice: String = url_segment(&request.voice);
         let builder = self
-            .http
-            .post(format!("{}/v1/text-to-speech/{voice}/{route}", self.base_url))
+            .api
+            .post(&format!("/v1/text-to-speech/{voice}/{route}"))
             .query(&[("output_format", output_format.as_str())])
-            .header("xi-api-key", self.api_key.expose_secret())
+            .header("xi-api-key", self.api.key().unwrap_or_default())
             .json(&body);
-        let response =
-            http::send(ID, builder, self.timeout, http::parse_detail_error, Some(self.api_key.expose_secret())).await?;
-        let audio = http::audio_stream(ID, response, self.idle);
+        let response = self.api.send(builder, http::parse_detail_error).await?;
+        let audio = self.api.audio(response);
         Ok(if request.timestamps { with_timestamps(audio) } else { audio })
     }
 
     async fn voices(&self) -> Result<Vec<ProviderVoice>, ProviderError> {
-        let builder =
-            self.http.get(format!("{}/v1/voices", self.base_url)).header("xi-api-key", self.api_key.expose_secret());
-        let response =
-            http::send(ID, builder, self.timeout, http::parse_detail_error, Some(self.api_key.expose_secret())).await?;
-        let parsed: wire::VoicesResponse = response.json().await.map_err(|e| ProviderError::Unavailable {
-            provider: ID.to_owned(),
-            status: None,
-            code: None,
-            detail: format!("unreadable voice list: {e}"),
-        })?;
+        let builder = self.api.get("/v1/voices").header("xi-api-key", self.api.key().unwrap_or_default());
+        let response = self.api.send(builder, http::parse_detail_error).await?;
+        let parsed: wire::VoicesResponse = self.api.json(response).await?;
         let label = |v: &wire::Voice, name: &str| v.labels.get(name).and_then(|l| l.as_str()).map(str::to_owned);
         Ok(parsed
             .voices

@@ -3,13 +3,11 @@
 
 mod wire;
 
-use std::time::Duration;
-
 use async_trait::async_trait;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
 use super::{
-    http::{self, Transport},
+    http::{self, Api, Transport},
     Capabilities, EventStream, ModelInfo, NativeFormat, ProviderError, ProviderVoice, SpeechProvider, SynthesisRequest,
 };
 use crate::domain::audio::AudioFormat;
@@ -20,12 +18,7 @@ const NATIVE_RATE: u32 = 24_000;
 const MAX_INPUT: usize = 4096;
 
 pub struct OpenAi {
-    id: String,
-    base_url: String,
-    api_key: Option<SecretString>,
-    http: reqwest::Client,
-    timeout: Duration,
-    idle: Duration,
+    api: Api,
     voices: Vec<String>,
     capabilities: Capabilities,
 }
@@ -102,23 +95,14 @@ impl OpenAi {
         capabilities: Capabilities,
         transport: Transport,
     ) -> Self {
-        Self {
-            id: id.to_owned(),
-            base_url: base_url.trim_end_matches('/').to_owned(),
-            api_key,
-            http: transport.http,
-            timeout: transport.timeout,
-            idle: transport.idle,
-            voices,
-            capabilities,
-        }
+        Self { api: Api::new(id, base_url, api_key, transport), voices, capabilities }
     }
 }
 
 #[async_trait]
 impl SpeechProvider for OpenAi {
     fn id(&self) -> &str {
-        &self.id
+        &self.api.provider
     }
 
     fn capabilities(&self) -> &Capabilities {
@@ -126,12 +110,8 @@ impl SpeechProvider for OpenAi {
     }
 
     async fn synthesize(&self, request: SynthesisRequest) -> Result<EventStream, ProviderError> {
-        let response_format = wire::response_format(request.output.format).ok_or_else(|| ProviderError::Rejected {
-            provider: self.id.clone(),
-            status: 400,
-            code: None,
-            detail: format!("{} is not an output format of this provider", request.output.format.as_str()),
-        })?;
+        let response_format =
+            wire::response_format(request.output.format).ok_or_else(|| self.api.unsupported(request.output.format))?;
         let body = wire::SpeechBody {
             model: &request.model,
             input: &request.text,
@@ -141,19 +121,12 @@ impl SpeechProvider for OpenAi {
             instructions: request.instructions.as_deref(),
         };
         let body = http::with_options(serde_json::to_value(&body).unwrap_or_default(), request.provider_options);
-        let mut builder = self.http.post(format!("{}/audio/speech", self.base_url)).json(&body);
-        if let Some(key) = &self.api_key {
-            builder = builder.bearer_auth(key.expose_secret());
+        let mut builder = self.api.post("/audio/speech").json(&body);
+        if let Some(key) = self.api.key() {
+            builder = builder.bearer_auth(key);
         }
-        let response = http::send(
-            &self.id,
-            builder,
-            self.timeout,
-            wire::parse_error,
-            self.api_key.as_ref().map(|k| k.expose_secret()),
-        )
-        .await?;
-        Ok(http::audio_stream(&self.id, response, self.idle))
+        let response = self.api.send(builder, wire::parse_error).await?;
+        Ok(self.api.audio(response))
     }
 
     async fn voices(&self) -> Result<Vec<ProviderVoice>, ProviderError> {
