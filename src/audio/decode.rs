@@ -14,11 +14,12 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use symphonia::core::codecs::audio::AudioDecoderOptions;
 use symphonia::core::errors::Error as SymphoniaError;
 use symphonia::core::formats::probe::Hint;
-use symphonia::core::formats::{FormatOptions, TrackType};
+use symphonia::core::formats::{FormatOptions, FormatReader, TrackType};
 use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
+use symphonia::default::formats::{AdtsReader, FlacReader, MpaReader, OggReader, WavReader};
 
-use super::{g711, ogg_opus, AudioError, AudioFormat};
+use super::{flac, g711, ogg_opus, AudioError, AudioFormat};
 
 /// A decoded clip: mono samples and their rate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +37,10 @@ pub fn decode(format: AudioFormat, bytes: &[u8], pcm_rate: Option<u32>) -> Resul
         AudioFormat::Opus => guarded(|| decode_with_symphonia(bytes, "ogg")),
         AudioFormat::Mp3 => guarded(|| decode_with_symphonia(bytes, "mp3")),
         AudioFormat::Aac => guarded(|| decode_with_symphonia(bytes, "aac")),
-        AudioFormat::Flac => guarded(|| decode_with_symphonia(bytes, "flac")),
+        AudioFormat::Flac => match flac::empty_stream_rate(bytes) {
+            Some(sample_rate) => Ok(Decoded { sample_rate, samples: Vec::new() }),
+            None => guarded(|| decode_with_symphonia(bytes, "flac")),
+        },
         AudioFormat::Wav => guarded(|| decode_with_symphonia(bytes, "wav")),
     }
 }
@@ -75,12 +79,7 @@ fn decode_raw(format: AudioFormat, bytes: &[u8], pcm_rate: Option<u32>) -> Resul
 
 fn decode_with_symphonia(bytes: &[u8], extension: &str) -> Result<Decoded, AudioError> {
     let fail = |e: SymphoniaError| AudioError::Decode(format!("{extension}: {e}"));
-    let mut hint = Hint::new();
-    hint.with_extension(extension);
-    let source = MediaSourceStream::new(Box::new(Cursor::new(bytes)), Default::default());
-    let mut reader = symphonia::default::get_probe()
-        .probe(&hint, source, FormatOptions::default(), MetadataOptions::default())
-        .map_err(fail)?;
+    let mut reader = open_reader(bytes, extension).map_err(fail)?;
     let track = reader
         .default_track(TrackType::Audio)
         .ok_or_else(|| AudioError::Decode(format!("{extension}: no audio track")))?;
@@ -142,6 +141,31 @@ fn decode_with_symphonia(bytes: &[u8], extension: &str) -> Result<Decoded, Audio
     }
     let sample_rate = sample_rate.ok_or_else(|| AudioError::Decode(format!("{extension}: unknown sample rate")))?;
     Ok(Decoded { sample_rate, samples })
+}
+
+/// The container reader for `bytes`: found by probing (which also skips leading ID3 tags and the
+/// like), or, when probing finds nothing, the reader for the stated format. Probing wants to see
+/// two consecutive MP3 frames, so a one-frame MP3 (a clip of a few ms) needs the second way.
+fn open_reader<'a>(bytes: &'a [u8], extension: &str) -> Result<Box<dyn FormatReader + 'a>, SymphoniaError> {
+    let source = || MediaSourceStream::new(Box::new(Cursor::new(bytes)), Default::default());
+    let mut hint = Hint::new();
+    hint.with_extension(extension);
+    let probed =
+        symphonia::default::get_probe().probe(&hint, source(), FormatOptions::default(), MetadataOptions::default());
+    match probed {
+        Ok(reader) => Ok(reader),
+        Err(SymphoniaError::Unsupported(_)) => {
+            let options = FormatOptions::default();
+            Ok(match extension {
+                "mp3" => Box::new(MpaReader::try_new(source(), options)?),
+                "aac" => Box::new(AdtsReader::try_new(source(), options)?),
+                "flac" => Box::new(FlacReader::try_new(source(), options)?),
+                "wav" => Box::new(WavReader::try_new(source(), options)?),
+                _ => Box::new(OggReader::try_new(source(), options)?),
+            })
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn mix_down(frame: &[i16]) -> i16 {

@@ -36,6 +36,26 @@ fn stream_header(rate: u32) -> [u8; 42] {
     h
 }
 
+/// The sample rate of a FLAC stream that has metadata but no audio frames (an empty clip), which
+/// symphonia reports as a truncated file. `None` for anything else.
+pub(crate) fn empty_stream_rate(bytes: &[u8]) -> Option<u32> {
+    let mut rest = bytes.strip_prefix(b"fLaC")?;
+    let mut rate = None;
+    loop {
+        let (&[flags, a, b, c], tail) = rest.split_first_chunk::<4>()?;
+        let len = usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c);
+        let block = tail.get(..len)?;
+        if flags & 0x7F == 0 {
+            let packed = u32::from_be_bytes(*block.get(10..14)?.first_chunk::<4>()?);
+            rate = Some(packed >> 12);
+        }
+        rest = &tail[len..];
+        if flags & 0x80 != 0 {
+            return if rest.is_empty() { rate } else { None };
+        }
+    }
+}
+
 pub(crate) struct FlacEncoder {
     config: Verified<config::Encoder>,
     info: StreamInfo,
@@ -115,5 +135,15 @@ mod tests {
         assert_eq!((packed >> 41) & 0x7, 0, "mono");
         assert_eq!((packed >> 36) & 0x1F, 15, "16 bits");
         assert_eq!(packed & 0xF_FFFF_FFFF, 0, "length unknown");
+    }
+
+    #[test]
+    fn recognises_streams_without_frames() {
+        assert_eq!(empty_stream_rate(&stream_header(22_050)), Some(22_050));
+        let mut with_frame = stream_header(22_050).to_vec();
+        with_frame.extend_from_slice(&[0xFF, 0xF8, 0, 0]);
+        assert_eq!(empty_stream_rate(&with_frame), None);
+        assert_eq!(empty_stream_rate(&stream_header(22_050)[..30]), None);
+        assert_eq!(empty_stream_rate(b"RIFF"), None);
     }
 }

@@ -11,7 +11,7 @@
 
 use std::num::NonZeroU32;
 
-use mp3lame_encoder::{max_required_buffer_size, Bitrate, Builder, FlushNoGap, Mode, MonoPcm, VbrMode};
+use mp3lame_encoder::{max_required_buffer_size, Bitrate, Builder, FlushGap, Mode, MonoPcm, VbrMode};
 
 use super::{AudioError, Encoder};
 
@@ -106,7 +106,7 @@ impl Encoder for Mp3Encoder {
         // LAME needs at most 7200 bytes to flush its last frames.
         let mut out = Vec::with_capacity(max_required_buffer_size(0));
         self.lame
-            .flush_to_vec::<FlushNoGap>(&mut out)
+            .flush_to_vec::<FlushGap>(&mut out)
             .map_err(|e| AudioError::Encode(format!("LAME flush failed: {e}")))?;
         Ok(out)
     }

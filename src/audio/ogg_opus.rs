@@ -219,14 +219,20 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded, AudioError> {
     let head = read(&mut reader)?.ok_or_else(|| bad("empty stream"))?;
     let header = OpusHeader::parse(&head.data)?;
     let serial = head.stream_serial();
-    let rate = DECODER_RATES.into_iter().find(|r| *r >= header.input_rate).unwrap_or(GRANULE_RATE);
+    let rate = match header.input_rate {
+        0 => GRANULE_RATE,
+        input => DECODER_RATES.into_iter().find(|r| *r >= input).unwrap_or(GRANULE_RATE),
+    };
     let channels = usize::from(header.channels);
     let mut opus = OpusDecoder::new(rate as i32, channels).map_err(bad)?;
     let max_frame = (rate as usize * 120) / 1000; // Opus packets are at most 120 ms
     let mut pcm = vec![0f32; max_frame * channels];
+    let granule_step = u64::from(GRANULE_RATE / rate);
 
     let mut samples: Vec<i16> = Vec::new();
     let mut packet_index = 0usize;
+    // Granule position of decoded sample 0: non-zero when the stream was cut from a longer one.
+    let mut granule_offset: Option<i128> = None;
     let mut end_granule = None;
     while let Some(packet) = read(&mut reader)? {
         if packet.stream_serial() != serial {
@@ -242,20 +248,26 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded, AudioError> {
         let n = opus.decode(&packet.data, max_frame, &mut pcm).map_err(bad)?;
         let frames = pcm.get(..n * channels).ok_or_else(|| bad("decoder overran its buffer"))?;
         samples.extend(frames.chunks_exact(channels).map(|c| to_i16(mean(c) * 32768.0)));
+        let granule = packet.absgp_page();
+        if granule_offset.is_none() && packet.last_in_page() && granule != u64::MAX {
+            granule_offset = Some(i128::from(granule) - (samples.len() as u64 * granule_step) as i128);
+        }
         if packet.last_in_stream() {
-            end_granule = Some(packet.absgp_page());
+            end_granule = Some(granule);
             break;
         }
     }
 
-    // Trim the pre-skip at the start and, on a finished stream, the padding after the end granule.
-    let scale = |granules: u64| (granules * u64::from(rate) / u64::from(GRANULE_RATE)) as usize;
-    let skip = scale(u64::from(header.pre_skip)).min(samples.len());
-    samples.drain(..skip);
+    // RFC 7845 §4: the pre-skip is always dropped; a first page whose granule position is below the
+    // samples it completes asks for more to be dropped (a positive offset is a stream that starts
+    // later in time, nothing to drop); a finished stream ends at its last granule position.
+    let offset = granule_offset.unwrap_or(0);
+    let to_samples = |granules: i128| usize::try_from(granules.max(0) / i128::from(granule_step)).unwrap_or(0);
     if let Some(end) = end_granule {
-        let keep = scale(end.saturating_sub(u64::from(header.pre_skip)));
-        samples.truncate(keep);
+        samples.truncate(to_samples(i128::from(end) - offset));
     }
+    let skip = to_samples(i128::from(header.pre_skip) + (-offset).max(0)).min(samples.len());
+    samples.drain(..skip);
     Ok(Decoded { sample_rate: rate, samples })
 }
 
@@ -313,6 +325,54 @@ mod tests {
             assert_eq!(decoded.sample_rate, rate);
             assert_eq!(decoded.samples.len(), input.len(), "rate {rate}");
         }
+    }
+
+    #[test]
+    fn pre_skip_aligns_output_with_input() {
+        // A chirp has one clear correlation peak: it must sit at lag 0.
+        let rate = 48_000;
+        let input: Vec<i16> = (0..rate as usize / 2)
+            .map(|i| {
+                let t = i as f64 / f64::from(rate);
+                (12_000.0 * (std::f64::consts::TAU * (300.0 * t + 3000.0 * t * t)).sin()) as i16
+            })
+            .collect();
+        let mut enc = OggOpusEncoder::new(rate, 96).unwrap();
+        let mut bytes = enc.encode(&input).unwrap();
+        bytes.extend(enc.finish().unwrap());
+        let output = decode(&bytes).unwrap().samples;
+        let correlation = |lag: i64| -> f64 {
+            (2000..20_000i64).map(|i| f64::from(input[i as usize]) * f64::from(output[(i + lag) as usize])).sum()
+        };
+        let best = (-60..=60).max_by(|a, b| correlation(*a).total_cmp(&correlation(*b))).unwrap();
+        assert_eq!(best, 0);
+    }
+
+    #[test]
+    fn streams_cut_from_the_middle_are_trimmed_by_granule() {
+        // Same stream, but every granule position shifted as if 960 samples came before it.
+        let mut enc = OggOpusEncoder::new(48_000, 64).unwrap();
+        let input = tone(48_000, 10_000);
+        let mut bytes = enc.encode(&input).unwrap();
+        bytes.extend(enc.finish().unwrap());
+        let mut shifted = Vec::new();
+        let mut reader = PacketReader::new(Cursor::new(&bytes[..]));
+        let mut writer = PacketWriter::new(&mut shifted);
+        while let Some(p) = reader.read_packet().unwrap() {
+            let end = if p.last_in_stream() {
+                PacketWriteEndInfo::EndStream
+            } else if p.last_in_page() {
+                PacketWriteEndInfo::EndPage
+            } else {
+                PacketWriteEndInfo::NormalPacket
+            };
+            let granule = if p.absgp_page() == 0 { 0 } else { p.absgp_page() + 960 };
+            writer.write_packet(p.data.clone(), p.stream_serial(), end, granule).unwrap();
+        }
+        drop(writer);
+        let (cut, whole) = (decode(&shifted).unwrap().samples, decode(&bytes).unwrap().samples);
+        assert_eq!(cut.len(), input.len());
+        assert!(cut == whole, "same samples");
     }
 
     #[test]

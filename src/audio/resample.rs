@@ -60,8 +60,11 @@ struct Sinc {
     history_start: i64,
     /// Input samples received so far.
     received: u64,
-    /// Index of the next output sample.
+    /// Index of the next output sample, and its position in input samples: `centre + frac / up`
+    /// (kept incrementally: a division per output sample costs as much as a quarter of the filter).
     next_out: u64,
+    centre: u64,
+    frac: u64,
 }
 
 impl Resampler {
@@ -129,6 +132,8 @@ impl Sinc {
             history_start: 0,
             received: 0,
             next_out: 0,
+            centre: 0,
+            frac: 0,
         };
         sinc.reset();
         sinc
@@ -141,6 +146,8 @@ impl Sinc {
         self.history_start = -(self.half as i64 - 1);
         self.received = 0;
         self.next_out = 0;
+        self.centre = 0;
+        self.frac = 0;
     }
 
     fn push(&mut self, samples: &[i16]) {
@@ -151,18 +158,16 @@ impl Sinc {
     /// Produces outputs whose kernel window lies within the received input (or, at the end, every
     /// output whose position is before the end of the input, padding with silence).
     fn drain(&mut self, at_end: bool) -> Vec<i16> {
-        let mut out = Vec::new();
         if at_end {
             // Enough silence that every remaining output's window is covered.
             self.history.resize(self.history.len() + self.taps, 0.0);
         }
         let total_out = (self.received * self.up).div_ceil(self.down);
+        let mut out = Vec::with_capacity(usize::try_from(total_out.saturating_sub(self.next_out)).unwrap_or(0));
         let mut row = vec![0f32; self.taps];
+        let (step, step_frac) = (self.down / self.up, self.down % self.up);
         loop {
-            let pos = self.next_out * self.down;
-            let centre = pos / self.up;
-            let frac = pos % self.up;
-            let first = centre as i64 - (self.half as i64 - 1);
+            let first = self.centre as i64 - (self.half as i64 - 1);
             if at_end {
                 if self.next_out >= total_out {
                     break;
@@ -173,12 +178,18 @@ impl Sinc {
             }
             let offset = usize::try_from(first - self.history_start).unwrap_or(0);
             let Some(window) = self.history.get(offset..offset + self.taps) else { break };
-            let coeffs = self.coefficients(frac, &mut row);
+            let coeffs = self.coefficients(self.frac, &mut row);
             out.push(to_i16(f64::from(dot(window, coeffs))));
             self.next_out += 1;
+            self.centre += step;
+            self.frac += step_frac;
+            if self.frac >= self.up {
+                self.frac -= self.up;
+                self.centre += 1;
+            }
         }
         // Forget input that no future output can reach.
-        let next_first = (self.next_out * self.down / self.up) as i64 - (self.half as i64 - 1);
+        let next_first = self.centre as i64 - (self.half as i64 - 1);
         let drop = usize::try_from(next_first - self.history_start).unwrap_or(0).min(self.history.len());
         self.history.drain(..drop);
         self.history_start += drop as i64;
@@ -315,7 +326,7 @@ mod tests {
         let input = sine(1000.0, 24_000, 5000, 12_000.0);
         let whole = run(24_000, 44_100, &input, input.len());
         for chunk in [1, 2, 3, 17, 480, 4999] {
-            assert_eq!(run(24_000, 44_100, &input, chunk), whole, "chunk {chunk}");
+            assert!(run(24_000, 44_100, &input, chunk) == whole, "chunk {chunk} changes the output");
         }
     }
 
@@ -364,6 +375,6 @@ mod tests {
         first.extend(r.finish());
         let mut second = r.process(&input);
         second.extend(r.finish());
-        assert_eq!(first, second);
+        assert!(first == second, "second clip differs");
     }
 }

@@ -2,9 +2,11 @@
 //!
 //! A WAV header states the data length up front, which a stream does not know when the header goes
 //! out and cannot seek back to fix. The header therefore carries `0xFFFF_FFFF` for both the RIFF and
-//! the `data` chunk sizes, the convention for "length unknown, read to end of stream" that ffmpeg,
-//! sox, browsers and symphonia accept. A client that needs exact sizes can rewrite the two fields
-//! after saving the file (`4 + 24 + 8 + data` and `data`).
+//! the `data` chunk sizes, the usual convention for "length unknown, read to the end of the stream".
+//! ffmpeg and symphonia read such a file to its end (the tests check both, and ffprobe reports the
+//! right duration); ffmpeg flags the final short read as a "corrupt packet", which only matters
+//! with `-xerror`. A client that needs exact sizes can rewrite the two fields after saving the
+//! file (`36 + data` and `data`).
 
 use super::{g711, s16le_bytes, AudioError, Encoder};
 
