@@ -1,6 +1,10 @@
 # syntax=docker/dockerfile:1
 # Build: a full Rust toolchain; the result is one static-ish binary.
 FROM rust:1.95-slim-bookworm AS build
+# make: the MP3 encoder builds LAME from its bundled source with ./configure && make.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends make \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY rust-toolchain.toml Cargo.toml Cargo.lock ./
 COPY src ./src

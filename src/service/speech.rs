@@ -251,8 +251,9 @@ pub fn plan(caps: &Capabilities, requested: &OutputRequest, volume_dbfs: Option<
     let Some(from) = pick_source_rate(&pcm_rates, sample_rate) else {
         return Err(FieldError::new(field, "this provider produces no PCM to convert from"));
     };
-    // Fail now, not after the provider was paid, if the encoder cannot make this output.
-    PcmTranscoder::new(from, output).map_err(|e| FieldError::new(field, e.to_string()))?;
+    // Fail now, not after the provider was paid, if the encoder cannot make this output; and
+    // report what it really makes (a codec may round the rate up to one it supports).
+    let output = PcmTranscoder::new(from, output).map_err(|e| FieldError::new(field, e.to_string()))?.output_spec();
     Ok(match volume_dbfs {
         Some(volume_dbfs) => Plan::Normalize { from, output, volume_dbfs },
         None => Plan::Transcode { from, output },
