@@ -321,3 +321,71 @@ macro_rules! conformance {
 }
 
 conformance!(OPENAI, ELEVENLABS, CARTESIA, DEEPGRAM);
+
+/// An OpenAI-compatible server (Kokoro, LocalAI...) configured by name is a provider of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compatible_instances_are_providers_of_their_own() {
+    let upstream = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(wiremock::matchers::path("/v1/audio/speech"))
+        .and(wiremock::matchers::header("authorization", "Bearer kokoro-key"))
+        .and(wiremock::matchers::body_partial_json(json!({"model": "kokoro", "voice": "af_heart"})))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(b"kokoro-audio".to_vec()))
+        .expect(1)
+        .mount(&upstream)
+        .await;
+    let uri = upstream.uri();
+    let app = TestApp::spawn_with(Db::Sqlite, move |c| {
+        c.providers.local.enabled = false;
+        c.providers.compatible.insert(
+            "kokoro".to_owned(),
+            speechgate::config::CompatibleConfig {
+                base_url: format!("{uri}/v1"),
+                api_key: Some("kokoro-key".to_owned().into()),
+                models: vec!["kokoro".to_owned()],
+                voices: vec!["af_heart".to_owned()],
+                max_characters: Some(100),
+            },
+        );
+    })
+    .await;
+    let (_, key) = app.speech_key().await;
+    let body = json!({"model": "kokoro", "voice": "af_heart", "text": "Self-hosted.", "output": "mp3"});
+    let response = app.client.post(app.url("/v1/audio/speech")).bearer_auth(&key).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-speech-provider"], "kokoro");
+    assert_eq!(response.bytes().await.unwrap().as_ref(), b"kokoro-audio");
+    let voices: Value = app.get("/v1/audio/providers/kokoro/voices", Some(&key)).await.json().await.unwrap();
+    assert_eq!(voices["data"][0]["id"], "af_heart");
+    let long = json!({"model": "kokoro/kokoro", "voice": "af_heart", "text": "x".repeat(101)});
+    let response = app.client.post(app.url("/v1/audio/speech")).bearer_auth(&key).json(&long).send().await.unwrap();
+    assert_eq!(response.status(), 400, "the configured character limit applies");
+    app.stop().await;
+}
+
+/// ElevenLabs' voice catalogue is read from `/v1/voices` once and then served from the cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn voice_catalogue_is_fetched_once_and_cached() {
+    let upstream = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(wiremock::matchers::path("/v1/voices"))
+        .and(wiremock::matchers::header("xi-api-key", SECRET))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"voices": [
+            {"voice_id": "JBFqnCBsd6RMkjVDRZzb", "name": "George", "category": "premade",
+             "labels": {"gender": "male", "accent": "british"}, "description": "Warm", "available_for_tiers": [],
+             "high_quality_base_model_ids": []}
+        ]})))
+        .expect(1)
+        .mount(&upstream)
+        .await;
+    let app = gateway(&ELEVENLABS, upstream.uri()).await;
+    let (_, key) = app.speech_key().await;
+    for _ in 0..3 {
+        let voices: Value = app.get("/v1/audio/providers/elevenlabs/voices", Some(&key)).await.json().await.unwrap();
+        assert_eq!(
+            voices["data"][0],
+            json!({"id": "JBFqnCBsd6RMkjVDRZzb", "name": "George", "gender": "male", "language": "british", "description": "Warm"})
+        );
+    }
+    app.stop().await;
+}

@@ -137,3 +137,33 @@ fn sse_events(body: EventStream) -> EventStream {
         }
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sse_events_become_audio_words_and_errors() {
+        let b64 = base64::engine::general_purpose::STANDARD.encode("pcm-bytes");
+        let body = format!(
+            "event: chunk\ndata: {{\"type\":\"chunk\",\"data\":\"{b64}\",\"done\":false,\"status_code\":206}}\n\n\
+             data: {{\"type\":\"timestamps\",\"done\":false,\"word_timestamps\":{{\"words\":[\"Hello,\",\"world!\"],\"start\":[0.02,0.41],\"end\":[0.38,0.82]}}}}\n\n\
+             data: {{\"type\":\"done\",\"done\":true,\"status_code\":200}}\n\n\
+             data: {{\"type\":\"error\",\"done\":true,\"status_code\":429,\"error_code\":\"concurrency_limited\",\"title\":\"Busy\",\"message\":\"Too many\"}}\n\n"
+        );
+        let chunks: Vec<Result<SynthesisEvent, ProviderError>> = vec![Ok(SynthesisEvent::Audio(Bytes::from(body)))];
+        let events: Vec<_> = sse_events(Box::pin(futures::stream::iter(chunks))).collect().await;
+        assert_eq!(events.len(), 3);
+        assert_eq!(events[0].as_ref().ok(), Some(&SynthesisEvent::Audio(Bytes::from_static(b"pcm-bytes"))));
+        assert_eq!(
+            events[1].as_ref().ok(),
+            Some(&SynthesisEvent::Words(vec![
+                WordTiming { text: "Hello,".into(), start: 0.02, end: 0.38 },
+                WordTiming { text: "world!".into(), start: 0.41, end: 0.82 },
+            ]))
+        );
+        assert!(
+            matches!(&events[2], Err(ProviderError::RateLimited { code: Some(c), .. }) if c == "concurrency_limited")
+        );
+    }
+}

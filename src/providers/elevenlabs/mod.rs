@@ -220,3 +220,47 @@ mod tests {
         assert_eq!(wire::output_format(spec(AudioFormat::Wav, 8_000, None)), None);
     }
 }
+
+#[cfg(test)]
+mod stream_tests {
+    use super::*;
+
+    /// NDJSON as `/stream/with-timestamps` sends it, split at awkward places.
+    #[tokio::test]
+    async fn ndjson_becomes_audio_and_words() {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let line1 = format!(
+            "{{\"audio_base64\":\"{}\",\"alignment\":{{\"characters\":[\"H\",\"i\",\" \",\"y\"],\"character_start_times_seconds\":[0.0,0.1,0.2,0.3],\"character_end_times_seconds\":[0.1,0.2,0.3,0.4]}},\"normalized_alignment\":null}}\n",
+            b64("first")
+        );
+        let line2 = format!(
+            "{{\"audio_base64\":\"{}\",\"alignment\":{{\"characters\":[\"o\",\"u\"],\"character_start_times_seconds\":[0.4,0.5],\"character_end_times_seconds\":[0.5,0.6]}}}}",
+            b64("second")
+        );
+        let all = format!("{line1}\n{line2}");
+        let (a, b) = all.split_at(17);
+        let chunks: Vec<Result<SynthesisEvent, ProviderError>> = vec![
+            Ok(SynthesisEvent::Audio(Bytes::from(a.to_owned()))),
+            Ok(SynthesisEvent::Audio(Bytes::from(b.to_owned()))),
+        ];
+        let events: Vec<_> = with_timestamps(Box::pin(futures::stream::iter(chunks))).collect().await;
+        let events: Vec<SynthesisEvent> = events.into_iter().map(|e| e.unwrap()).collect();
+        assert_eq!(
+            events,
+            vec![
+                SynthesisEvent::Audio(Bytes::from_static(b"first")),
+                SynthesisEvent::Words(vec![WordTiming { text: "Hi".into(), start: 0.0, end: 0.2 }]),
+                SynthesisEvent::Audio(Bytes::from_static(b"second")),
+                SynthesisEvent::Words(vec![WordTiming { text: "you".into(), start: 0.3, end: 0.6 }]),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_malformed_line_interrupts_the_stream() {
+        let chunks: Vec<Result<SynthesisEvent, ProviderError>> =
+            vec![Ok(SynthesisEvent::Audio(Bytes::from_static(b"{not json}\n")))];
+        let events: Vec<_> = with_timestamps(Box::pin(futures::stream::iter(chunks))).collect().await;
+        assert!(matches!(events.as_slice(), [Err(ProviderError::Interrupted { .. })]));
+    }
+}
