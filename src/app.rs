@@ -44,7 +44,10 @@ impl App {
         let usage = usage::spawn_writer(
             store.clone(),
             metrics.clone(),
-            config.usage.batch_size,
+            usage::BatchPolicy {
+                size: config.usage.batch_size,
+                linger: Duration::from_millis(config.usage.flush_interval_ms),
+            },
             &tracker,
             stop_background.clone(),
         );

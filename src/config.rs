@@ -61,6 +61,8 @@ pub struct AuthConfig {
 pub struct UsageConfig {
     /// Most events written in one transaction.
     pub batch_size: usize,
+    /// How long the writer waits for more events before writing a batch, in milliseconds.
+    pub flush_interval_ms: u64,
 }
 
 /// Providers. A vendor is enabled when its credential is set (usually from the vendor's own
@@ -176,7 +178,7 @@ impl Default for AuthConfig {
 
 impl Default for UsageConfig {
     fn default() -> Self {
-        Self { batch_size: 256 }
+        Self { batch_size: 256, flush_interval_ms: 100 }
     }
 }
 

@@ -41,34 +41,53 @@ impl UsageSink {
 pub fn spawn_writer(
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
-    batch_size: usize,
+    batch: BatchPolicy,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
 ) -> UsageSink {
     let (tx, rx) = mpsc::unbounded_channel();
-    tracker.spawn(run_writer(store, metrics.clone(), batch_size, rx, shutdown));
+    tracker.spawn(run_writer(store, metrics.clone(), batch, rx, shutdown));
     UsageSink { tx, metrics }
+}
+
+/// How events are grouped into transactions: at most `size` per write, and after the first event
+/// of a batch arrives the writer waits up to `linger` for more, so that a busy gateway writes a
+/// few large transactions rather than one per request.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchPolicy {
+    pub size: usize,
+    pub linger: Duration,
 }
 
 async fn run_writer(
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
-    batch_size: usize,
+    policy: BatchPolicy,
     mut rx: mpsc::UnboundedReceiver<UsageEvent>,
     shutdown: CancellationToken,
 ) {
-    let mut batch = Vec::with_capacity(batch_size);
+    let mut batch = Vec::with_capacity(policy.size);
     loop {
         let received = tokio::select! {
-            n = rx.recv_many(&mut batch, batch_size) => n,
+            n = rx.recv_many(&mut batch, policy.size) => n,
             () = shutdown.cancelled() => {
                 // No new events are accepted; whatever is queued is still written below.
                 rx.close();
-                rx.recv_many(&mut batch, batch_size).await
+                rx.recv_many(&mut batch, policy.size).await
             }
         };
         if received == 0 {
             break;
+        }
+        let linger = tokio::time::sleep(policy.linger);
+        tokio::pin!(linger);
+        while batch.len() < policy.size && !shutdown.is_cancelled() {
+            let room = policy.size - batch.len();
+            tokio::select! {
+                n = rx.recv_many(&mut batch, room) => if n == 0 { break },
+                () = &mut linger => break,
+                () = shutdown.cancelled() => break,
+            }
         }
         write_batch(store.as_ref(), &metrics, &mut batch, &shutdown).await;
     }
