@@ -47,6 +47,12 @@ fn summary(name: &str, mut samples: Vec<Duration>) -> [Duration; 3] {
     ps
 }
 
+/// Through-gateway percentiles minus direct ones.
+fn print_added(direct: &[Duration; 3], via: &[Duration; 3]) {
+    let ms = |i: usize| (via[i].as_secs_f64() - direct[i].as_secs_f64()) * 1e3;
+    println!("{:<34} p50 {:>8.3} ms  p90 {:>8.3} ms  p99 {:>8.3} ms", "added by the gateway", ms(0), ms(1), ms(2));
+}
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -199,13 +205,7 @@ async fn main() {
     }
     let d = summary("non-streamed, direct", direct);
     let g = summary("non-streamed, through gateway", via);
-    println!(
-        "{:<34} p50 {:>8.3} ms  p90 {:>8.3} ms  p99 {:>8.3} ms",
-        "added by the gateway",
-        (g[0].as_secs_f64() - d[0].as_secs_f64()) * 1e3,
-        (g[1].as_secs_f64() - d[1].as_secs_f64()) * 1e3,
-        (g[2].as_secs_f64() - d[2].as_secs_f64()) * 1e3
-    );
+    print_added(&d, &g);
 
     // Time to first byte of a streamed clip.
     let mut direct = Vec::new();
@@ -233,13 +233,7 @@ async fn main() {
     }
     let d = summary("ttfb streamed, direct", direct);
     let g = summary("ttfb streamed, through gateway", via);
-    println!(
-        "{:<34} p50 {:>8.3} ms  p90 {:>8.3} ms  p99 {:>8.3} ms",
-        "added by the gateway",
-        (g[0].as_secs_f64() - d[0].as_secs_f64()) * 1e3,
-        (g[1].as_secs_f64() - d[1].as_secs_f64()) * 1e3,
-        (g[2].as_secs_f64() - d[2].as_secs_f64()) * 1e3
-    );
+    print_added(&d, &g);
 
     // Memory per in-flight stream.
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -6,7 +6,6 @@ mod common;
 
 use common::{Db, TestApp};
 use serde_json::{json, Value};
-use speechgate::config::VendorConfig;
 use wiremock::{matchers::method, Mock, MockServer, ResponseTemplate};
 
 const SCRIPT: &str = r#"
@@ -40,13 +39,7 @@ async fn openai_python_sdk_gets_audio_and_errors() {
         .respond_with(ResponseTemplate::new(200).set_body_bytes(b"ID3-sdk-audio".to_vec()))
         .mount(&upstream)
         .await;
-    let uri = upstream.uri();
-    let app = TestApp::spawn_with(Db::Sqlite, move |c| {
-        c.providers.local.enabled = false;
-        c.providers.openai =
-            VendorConfig { api_key: Some("sk-x".to_owned().into()), base_url: Some(format!("{uri}/v1")) };
-    })
-    .await;
+    let app = TestApp::with_openai(Db::Sqlite, &upstream.uri(), "sk-x").await;
     let (_, key) = app.speech_key().await;
     let gateway = format!("http://{}", app.addr);
     let output = tokio::task::spawn_blocking(move || {

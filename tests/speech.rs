@@ -10,7 +10,6 @@ use std::time::Duration;
 use base64::Engine;
 use common::{problem, Db, TestApp};
 use serde_json::{json, Value};
-use speechgate::config::VendorConfig;
 use wiremock::{
     matchers::{body_partial_json, header, method, path},
     Mock, MockServer, ResponseTemplate,
@@ -20,14 +19,7 @@ const MP3: &[u8] = b"ID3\x04\x00\x00\x00\x00\x00\x00fake-mp3-frames";
 
 async fn gateway_with_openai(db: Db) -> (TestApp, MockServer) {
     let upstream = MockServer::start().await;
-    let uri = upstream.uri();
-    let app = TestApp::spawn_with(db, move |c| {
-        c.providers.local.enabled = false;
-        c.providers.timeout_secs = 2;
-        c.providers.openai =
-            VendorConfig { api_key: Some("sk-upstream-secret".to_owned().into()), base_url: Some(format!("{uri}/v1")) };
-    })
-    .await;
+    let app = TestApp::with_openai(db, &upstream.uri(), "sk-upstream-secret").await;
     (app, upstream)
 }
 

@@ -7,7 +7,6 @@ mod common;
 
 use common::{ffprobe, problem, sine_pcm, Db, TestApp};
 use serde_json::{json, Value};
-use speechgate::config::VendorConfig;
 use wiremock::{
     matchers::{body_partial_json, method},
     Mock, MockServer, ResponseTemplate,
@@ -25,13 +24,7 @@ async fn gateway() -> (TestApp, MockServer, String) {
         .respond_with(ResponseTemplate::new(200).set_body_bytes(b"native-mp3".to_vec()))
         .mount(&upstream)
         .await;
-    let uri = upstream.uri();
-    let app = TestApp::spawn_with(Db::Sqlite, move |c| {
-        c.providers.local.enabled = false;
-        c.providers.openai =
-            VendorConfig { api_key: Some("sk-x".to_owned().into()), base_url: Some(format!("{uri}/v1")) };
-    })
-    .await;
+    let app = TestApp::with_openai(Db::Sqlite, &upstream.uri(), "sk-x").await;
     let (_, key) = app.speech_key().await;
     (app, upstream, key)
 }

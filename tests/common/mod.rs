@@ -306,3 +306,19 @@ pub fn sine_pcm(rate: u32, seconds: f64) -> Vec<u8> {
         })
         .collect()
 }
+
+impl TestApp {
+    /// The gateway with only the `openai` provider, pointed at a fake OpenAI at `upstream_uri`
+    /// and holding `upstream_key` as its OpenAI key.
+    pub async fn with_openai(db: Db, upstream_uri: &str, upstream_key: &str) -> Self {
+        let base_url = format!("{upstream_uri}/v1");
+        let key = upstream_key.to_owned();
+        Self::spawn_with(db, move |c| {
+            c.providers.local.enabled = false;
+            c.providers.timeout_secs = 2;
+            c.providers.openai =
+                speechgate::config::VendorConfig { api_key: Some(key.into()), base_url: Some(base_url) };
+        })
+        .await
+    }
+}
