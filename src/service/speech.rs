@@ -308,6 +308,9 @@ pub async fn synthesize(prepared: Prepared, details: &UsageDetails) -> Result<Sp
     Ok(SpeechOutput { output: plan.output(), provider, model: resolved.model.id, characters, body })
 }
 
+/// The most PCM a `volumeDbfs` request may hold: 10 minutes at 48 kHz.
+const MAX_NORMALIZED_BYTES: usize = 48_000 * 2 * 600;
+
 /// What turns provider audio into response bytes.
 enum Shaper {
     Pass { spec: AudioSpec, bytes: u64 },
@@ -389,6 +392,12 @@ impl Shaper {
                 transcoder.push(&bytes).map(Bytes::from)
             }
             Shaper::Normalize { pcm, .. } => {
+                if pcm.len() + bytes.len() > MAX_NORMALIZED_BYTES {
+                    return Err(audio::AudioError::Unsupported(format!(
+                        "the clip is longer than volumeDbfs can hold ({} MiB of PCM)",
+                        MAX_NORMALIZED_BYTES >> 20
+                    )));
+                }
                 pcm.extend_from_slice(&bytes);
                 Ok(Bytes::new())
             }
