@@ -20,6 +20,7 @@
 //!   `catch_unwind` as a second line of defence: a codec bug must not take a request task down.
 
 mod decode;
+mod duration;
 mod encode;
 mod flac;
 mod g711;
@@ -31,6 +32,7 @@ mod wav;
 
 pub use crate::domain::audio::{AudioFormat, AudioSpec};
 pub use decode::{decode, Decoded};
+pub use duration::DurationCounter;
 pub use encode::{encoder, output_spec};
 pub use resample::Resampler;
 pub use transcode::PcmTranscoder;

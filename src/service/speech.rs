@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::{usage::UsageDetails, ServiceError};
 use crate::{
-    audio::{self, PcmTranscoder},
+    audio::{self, DurationCounter, PcmTranscoder},
     domain::{
         audio::{AudioFormat, AudioSpec, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE},
         FieldError,
@@ -313,7 +313,7 @@ const MAX_NORMALIZED_BYTES: usize = 48_000 * 2 * 600;
 
 /// What turns provider audio into response bytes.
 enum Shaper {
-    Pass { spec: AudioSpec, bytes: u64 },
+    Pass { duration: DurationCounter },
     Transcode { transcoder: PcmTranscoder, from: u32, bytes: u64 },
     Normalize { from: u32, output: AudioSpec, volume_dbfs: f32, pcm: Vec<u8> },
 }
@@ -331,7 +331,7 @@ fn body(
     details: UsageDetails,
 ) -> Result<BoxStream<'static, Result<Bytes, std::io::Error>>, ServiceError> {
     let shaper = match plan {
-        Plan::PassThrough { output } => Shaper::Pass { spec: output, bytes: 0 },
+        Plan::PassThrough { output } => Shaper::Pass { duration: DurationCounter::new(output) },
         Plan::Transcode { from, output } => Shaper::Transcode {
             transcoder: PcmTranscoder::new(from, output).map_err(|e| ServiceError::Internal(e.to_string()))?,
             from,
@@ -383,8 +383,8 @@ fn body(
 impl Shaper {
     fn push(&mut self, bytes: Bytes) -> Result<Bytes, audio::AudioError> {
         match self {
-            Shaper::Pass { bytes: count, .. } => {
-                *count += bytes.len() as u64;
+            Shaper::Pass { duration } => {
+                duration.push(&bytes);
                 Ok(bytes)
             }
             Shaper::Transcode { transcoder, bytes: count, .. } => {
@@ -406,8 +406,8 @@ impl Shaper {
 
     fn finish(&mut self, details: &UsageDetails) -> Result<Bytes, audio::AudioError> {
         match self {
-            Shaper::Pass { spec, bytes } => {
-                if let Some(ms) = raw_duration_ms(*spec, *bytes) {
+            Shaper::Pass { duration } => {
+                if let Some(ms) = duration.duration_ms() {
                     details.add_audio_ms(ms);
                 }
                 Ok(Bytes::new())
@@ -428,15 +428,4 @@ impl Shaper {
             }
         }
     }
-}
-
-/// The duration of a passed-through body whose size says it (raw samples, or 16-bit WAV).
-fn raw_duration_ms(spec: AudioSpec, bytes: u64) -> Option<u64> {
-    let samples = match spec.format {
-        AudioFormat::Pcm => bytes / 2,
-        AudioFormat::Ulaw | AudioFormat::Alaw => bytes,
-        AudioFormat::Wav => bytes.saturating_sub(44) / 2,
-        AudioFormat::Mp3 | AudioFormat::Opus | AudioFormat::Aac | AudioFormat::Flac => return None,
-    };
-    Some(audio::duration_ms(usize::try_from(samples).unwrap_or(usize::MAX), spec.sample_rate))
 }
