@@ -6,20 +6,22 @@
 //! chunk as audio arrives, never holding the whole clip — except for `volumeDbfs`, which needs
 //! the clip's peak and therefore the whole clip.
 
+mod body;
+mod plan;
+
 use bytes::Bytes;
 use futures::{stream::BoxStream, StreamExt};
 use serde_json::{Map, Value};
 
+pub use plan::{plan, Plan};
+
 use super::{usage::UsageDetails, ServiceError};
 use crate::{
-    audio::{self, DurationCounter, PcmTranscoder},
     domain::{
-        audio::{AudioFormat, AudioSpec, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE},
+        audio::{AudioFormat, AudioSpec},
         FieldError,
     },
-    providers::{
-        registry::Resolved, Capabilities, EventStream, ProviderError, Registry, SynthesisEvent, SynthesisRequest,
-    },
+    providers::{registry::Resolved, EventStream, ProviderError, Registry, SynthesisRequest},
     store::Store,
 };
 
@@ -67,26 +69,6 @@ pub struct Prepared {
     pub resolved: Resolved,
     pub request: SynthesisRequest,
     pub plan: Plan,
-}
-
-/// How the requested output is made.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Plan {
-    /// The provider's bytes are the answer.
-    PassThrough { output: AudioSpec },
-    /// The provider sends PCM at `from`; the gateway encodes `output` chunk by chunk.
-    Transcode { from: u32, output: AudioSpec },
-    /// The provider sends PCM at `from`; the gateway collects it, normalises the peak to
-    /// `volume_dbfs` and encodes `output` once.
-    Normalize { from: u32, output: AudioSpec, volume_dbfs: f32 },
-}
-
-impl Plan {
-    pub fn output(&self) -> AudioSpec {
-        match *self {
-            Plan::PassThrough { output } | Plan::Transcode { output, .. } | Plan::Normalize { output, .. } => output,
-        }
-    }
 }
 
 pub const VOLUME_RANGE: (f32, f32) = (-60.0, 0.0);
@@ -212,67 +194,6 @@ fn invalid(field: &str, message: &str) -> ServiceError {
     ServiceError::Validation(vec![FieldError::new(field, message)])
 }
 
-/// Chooses how to make the requested output from what the provider offers.
-pub fn plan(caps: &Capabilities, requested: &OutputRequest, volume_dbfs: Option<f32>) -> Result<Plan, FieldError> {
-    let field = requested.field;
-    let format = requested.format.unwrap_or(requested.default_format);
-    let native_rates = caps.rates(format);
-    let sample_rate = match (requested.sample_rate, format) {
-        (Some(rate), _) => rate,
-        (None, AudioFormat::Ulaw | AudioFormat::Alaw) => 8_000,
-        // Raw audio defaults to 24 kHz where offered; compressed audio to the best native rate.
-        (None, AudioFormat::Pcm | AudioFormat::Wav) => {
-            prefer_24k(&native_rates).or_else(|| prefer_24k(&caps.rates(AudioFormat::Pcm))).unwrap_or(24_000)
-        }
-        (None, _) => {
-            native_rates.last().copied().or_else(|| prefer_24k(&caps.rates(AudioFormat::Pcm))).unwrap_or(24_000)
-        }
-    };
-    if !(MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&sample_rate) {
-        return Err(FieldError::new(
-            field,
-            format!("sample rate {sample_rate} Hz is outside {MIN_SAMPLE_RATE}..={MAX_SAMPLE_RATE}"),
-        ));
-    }
-    let output = AudioSpec { format, sample_rate, bitrate_kbps: requested.bitrate_kbps };
-    if volume_dbfs.is_none() && caps.produces(output) {
-        return Ok(Plan::PassThrough { output });
-    }
-    if !format.encodable() {
-        return Err(FieldError::new(
-            field,
-            format!(
-                "{} can only be passed through, and this provider does not produce it at {sample_rate} Hz",
-                format.as_str()
-            ),
-        ));
-    }
-    let pcm_rates = caps.rates(AudioFormat::Pcm);
-    let Some(from) = pick_source_rate(&pcm_rates, sample_rate) else {
-        return Err(FieldError::new(field, "this provider produces no PCM to convert from"));
-    };
-    // Fail now, not after the provider was paid, if the encoder cannot make this output; and
-    // report what it really makes (a codec may round the rate up to one it supports).
-    let output = PcmTranscoder::new(from, output).map_err(|e| FieldError::new(field, e.to_string()))?.output_spec();
-    Ok(match volume_dbfs {
-        Some(volume_dbfs) => Plan::Normalize { from, output, volume_dbfs },
-        None => Plan::Transcode { from, output },
-    })
-}
-
-fn prefer_24k(rates: &[u32]) -> Option<u32> {
-    if rates.contains(&24_000) {
-        Some(24_000)
-    } else {
-        rates.iter().copied().max()
-    }
-}
-
-/// The PCM rate to ask for: the target itself, else the lowest above it, else the highest.
-fn pick_source_rate(rates: &[u32], target: u32) -> Option<u32> {
-    rates.iter().copied().filter(|r| *r >= target).min().or_else(|| rates.iter().copied().max())
-}
-
 /// A synthesis under way: the head is decided, the body streams.
 pub struct SpeechOutput {
     pub output: AudioSpec,
@@ -304,128 +225,6 @@ pub async fn synthesize(prepared: Prepared, details: &UsageDetails) -> Result<Sp
         }
     };
     let events: EventStream = Box::pin(futures::stream::iter([Ok(first)]).chain(events));
-    let body = body(events, plan, details.clone())?;
+    let body = body::body(events, plan, details.clone())?;
     Ok(SpeechOutput { output: plan.output(), provider, model: resolved.model.id, characters, body })
-}
-
-/// The most PCM a `volumeDbfs` request may hold: 10 minutes at 48 kHz.
-const MAX_NORMALIZED_BYTES: usize = 48_000 * 2 * 600;
-
-/// What turns provider audio into response bytes.
-enum Shaper {
-    Pass { duration: DurationCounter },
-    Transcode { transcoder: PcmTranscoder, from: u32, bytes: u64 },
-    Normalize { from: u32, output: AudioSpec, volume_dbfs: f32, pcm: Vec<u8> },
-}
-
-struct BodyState {
-    events: EventStream,
-    shaper: Shaper,
-    details: UsageDetails,
-    finished: bool,
-}
-
-fn body(
-    events: EventStream,
-    plan: Plan,
-    details: UsageDetails,
-) -> Result<BoxStream<'static, Result<Bytes, std::io::Error>>, ServiceError> {
-    let shaper = match plan {
-        Plan::PassThrough { output } => Shaper::Pass { duration: DurationCounter::new(output) },
-        Plan::Transcode { from, output } => Shaper::Transcode {
-            transcoder: PcmTranscoder::new(from, output).map_err(|e| ServiceError::Internal(e.to_string()))?,
-            from,
-            bytes: 0,
-        },
-        Plan::Normalize { from, output, volume_dbfs } => {
-            Shaper::Normalize { from, output, volume_dbfs, pcm: Vec::new() }
-        }
-    };
-    let state = BodyState { events, shaper, details, finished: false };
-    Ok(futures::stream::unfold(state, |mut state| async move {
-        loop {
-            if state.finished {
-                return None;
-            }
-            let chunk = match state.events.next().await {
-                Some(Ok(SynthesisEvent::Audio(bytes))) => state.shaper.push(bytes),
-                Some(Ok(SynthesisEvent::Words(_))) => continue,
-                Some(Err(err)) => {
-                    state.finished = true;
-                    state.details.fail("upstream_stream_failed");
-                    tracing::warn!(error = %err, "provider stream failed after the response started");
-                    return Some((Err(std::io::Error::other(err.to_string())), state));
-                }
-                None => {
-                    state.finished = true;
-                    let tail = state.shaper.finish(&state.details);
-                    if let Err(err) = &tail {
-                        state.details.fail("encode_failed");
-                        tracing::error!(error = %err, "encoding the end of the clip failed");
-                    }
-                    tail
-                }
-            };
-            match chunk {
-                Ok(bytes) if bytes.is_empty() => continue,
-                Ok(bytes) => return Some((Ok(bytes), state)),
-                Err(err) => {
-                    state.finished = true;
-                    state.details.fail("encode_failed");
-                    return Some((Err(std::io::Error::other(err.to_string())), state));
-                }
-            }
-        }
-    })
-    .boxed())
-}
-
-impl Shaper {
-    fn push(&mut self, bytes: Bytes) -> Result<Bytes, audio::AudioError> {
-        match self {
-            Shaper::Pass { duration } => {
-                duration.push(&bytes);
-                Ok(bytes)
-            }
-            Shaper::Transcode { transcoder, bytes: count, .. } => {
-                *count += bytes.len() as u64;
-                transcoder.push(&bytes).map(Bytes::from)
-            }
-            Shaper::Normalize { pcm, .. } => {
-                if pcm.len() + bytes.len() > MAX_NORMALIZED_BYTES {
-                    return Err(audio::AudioError::Unsupported(format!(
-                        "the clip is longer than volumeDbfs can hold ({} MiB of PCM)",
-                        MAX_NORMALIZED_BYTES >> 20
-                    )));
-                }
-                pcm.extend_from_slice(&bytes);
-                Ok(Bytes::new())
-            }
-        }
-    }
-
-    fn finish(&mut self, details: &UsageDetails) -> Result<Bytes, audio::AudioError> {
-        match self {
-            Shaper::Pass { duration } => {
-                if let Some(ms) = duration.duration_ms() {
-                    details.add_audio_ms(ms);
-                }
-                Ok(Bytes::new())
-            }
-            Shaper::Transcode { transcoder, from, bytes } => {
-                details.add_audio_ms(audio::duration_ms((*bytes / 2) as usize, *from));
-                transcoder.finish().map(Bytes::from)
-            }
-            Shaper::Normalize { from, output, volume_dbfs, pcm } => {
-                let mut samples: Vec<i16> = pcm.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect();
-                details.add_audio_ms(audio::duration_ms(samples.len(), *from));
-                audio::normalize_peak(&mut samples, *volume_dbfs);
-                let mut transcoder = PcmTranscoder::new(*from, *output)?;
-                let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
-                let mut out = transcoder.push(&bytes)?;
-                out.extend(transcoder.finish()?);
-                Ok(Bytes::from(out))
-            }
-        }
-    }
 }
