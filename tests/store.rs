@@ -54,7 +54,7 @@ async fn keys_round_trip(db: Db) {
 
     let credential = store.get_key_credential("aaaaaaaaaaaa").await.unwrap().unwrap();
     assert_eq!(credential.secret_sha256, vec![7; 32]);
-    assert_eq!(credential.key, key);
+    assert_eq!(*credential.key, key);
     assert!(store.get_key("missing").await.unwrap().is_none());
 
     let duplicate = store.insert_key(&new_key("aaaaaaaaaaaa")).await;

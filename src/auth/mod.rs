@@ -98,7 +98,7 @@ impl Authenticator {
         if stored.key.is_expired(chrono::Utc::now()) {
             return Err(AuthError::Expired);
         }
-        Ok(Principal::Key(Arc::new(stored.key.clone())))
+        Ok(Principal::Key(stored.key.clone()))
     }
 
     /// Applies the key's request rate limit; `Err` carries how long to wait.

@@ -75,10 +75,11 @@ pub struct NewApiKey {
     pub created_at: DateTime<Utc>,
 }
 
-/// A key together with the hash of its secret, for authentication only.
+/// A key together with the hash of its secret, for authentication only. The key is shared so
+/// that a cached credential hands every request the same key without copying it.
 #[derive(Debug, Clone)]
 pub struct KeyCredential {
-    pub key: ApiKey,
+    pub key: std::sync::Arc<ApiKey>,
     pub secret_sha256: Vec<u8>,
 }
 

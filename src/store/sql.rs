@@ -85,7 +85,7 @@ impl KeyRow {
             .transpose()
             .map_err(|_| StoreError::Corrupt("rate limit out of range".into()))?;
         Ok(KeyCredential {
-            key: ApiKey {
+            key: std::sync::Arc::new(ApiKey {
                 id: self.id,
                 name: self.name,
                 scopes,
@@ -94,13 +94,13 @@ impl KeyRow {
                 expires_at: opt_from_ms(self.expires_at)?,
                 revoked_at: opt_from_ms(self.revoked_at)?,
                 last_used_at: opt_from_ms(self.last_used_at)?,
-            },
+            }),
             secret_sha256: self.secret_sha256,
         })
     }
 
     pub(super) fn into_key(self) -> Result<ApiKey, StoreError> {
-        self.into_credential().map(|c| c.key)
+        self.into_credential().map(|c| std::sync::Arc::unwrap_or_clone(c.key))
     }
 }
 
@@ -233,7 +233,7 @@ macro_rules! impl_store {
             }
 
             async fn get_key(&self, id: &str) -> Result<Option<$crate::domain::ApiKey>, $crate::store::StoreError> {
-                Ok(self.get_key_credential(id).await?.map(|c| c.key))
+                Ok(self.get_key_credential(id).await?.map(|c| std::sync::Arc::unwrap_or_clone(c.key)))
             }
 
             async fn get_key_credential(
