@@ -127,14 +127,8 @@ fn raw_input_args(format: AudioFormat, rate: u32) -> Vec<String> {
 
 fn extension(format: AudioFormat) -> &'static str {
     match format {
-        AudioFormat::Mp3 => "mp3",
         AudioFormat::Opus => "ogg",
-        AudioFormat::Aac => "aac",
-        AudioFormat::Flac => "flac",
-        AudioFormat::Wav => "wav",
-        AudioFormat::Pcm => "pcm",
-        AudioFormat::Ulaw => "ulaw",
-        AudioFormat::Alaw => "alaw",
+        other => other.as_str(),
     }
 }
 

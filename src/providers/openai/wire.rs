@@ -16,16 +16,12 @@ pub struct SpeechBody<'a> {
     pub instructions: Option<&'a str>,
 }
 
+/// OpenAI's `response_format` names are the gateway's own; it has no G.711.
 pub fn response_format(format: AudioFormat) -> Option<&'static str> {
-    Some(match format {
-        AudioFormat::Mp3 => "mp3",
-        AudioFormat::Opus => "opus",
-        AudioFormat::Aac => "aac",
-        AudioFormat::Flac => "flac",
-        AudioFormat::Wav => "wav",
-        AudioFormat::Pcm => "pcm",
-        AudioFormat::Ulaw | AudioFormat::Alaw => return None,
-    })
+    match format {
+        AudioFormat::Ulaw | AudioFormat::Alaw => None,
+        other => Some(other.as_str()),
+    }
 }
 
 /// `{"error": {"message", "type", "param", "code"}}`
