@@ -151,87 +151,53 @@ async fn main() {
     let body = |model: &str| serde_json::json!({"model": model, "voice": "v", "text": "Benchmark sentence.", "output": {"format": "pcm", "sampleRate": 24000}});
     let direct_body =
         serde_json::json!({"model": "m", "voice": "v", "input": "Benchmark sentence.", "response_format": "pcm"});
+    // The same clip asked of the fake provider's `route` directly, or through the gateway.
+    let direct = |route: &str| client.post(format!("{provider}/{route}/v1/audio/speech")).json(&direct_body);
+    let via_gateway = |route: &str| {
+        client.post(format!("{}/v1/audio/speech", gateway.base)).bearer_auth(&gateway.key).json(&body(route))
+    };
 
     println!("speechgate gateway benchmark: {REQUESTS} sequential requests, {CLIP}-byte clip, {STREAMS} held streams");
     // Warm both paths (connections, caches, SQLite pages).
     for _ in 0..200 {
-        let _ = client
-            .post(format!("{provider}/fast/v1/audio/speech"))
-            .json(&direct_body)
-            .send()
-            .await
-            .expect("direct")
-            .bytes()
-            .await;
-        let _ = client
-            .post(format!("{}/v1/audio/speech", gateway.base))
-            .bearer_auth(&gateway.key)
-            .json(&body("fast"))
-            .send()
-            .await
-            .expect("gw")
-            .bytes()
-            .await;
+        let _ = direct("fast").send().await.expect("direct").bytes().await;
+        let _ = via_gateway("fast").send().await.expect("gw").bytes().await;
     }
-    let mut direct = Vec::with_capacity(REQUESTS);
+    let mut direct_times = Vec::with_capacity(REQUESTS);
     let mut via = Vec::with_capacity(REQUESTS);
     // Interleave so that machine noise hits both paths alike.
     for _ in 0..REQUESTS {
         let t = Instant::now();
-        let bytes = client
-            .post(format!("{provider}/fast/v1/audio/speech"))
-            .json(&direct_body)
-            .send()
-            .await
-            .expect("direct")
-            .bytes()
-            .await
-            .expect("body");
-        direct.push(t.elapsed());
+        let bytes = direct("fast").send().await.expect("direct").bytes().await.expect("body");
+        direct_times.push(t.elapsed());
         assert_eq!(bytes.len(), CLIP);
         let t = Instant::now();
-        let bytes = client
-            .post(format!("{}/v1/audio/speech", gateway.base))
-            .bearer_auth(&gateway.key)
-            .json(&body("fast"))
-            .send()
-            .await
-            .expect("gw")
-            .bytes()
-            .await
-            .expect("body");
+        let bytes = via_gateway("fast").send().await.expect("gw").bytes().await.expect("body");
         via.push(t.elapsed());
         assert_eq!(bytes.len(), CLIP);
     }
-    let d = summary("non-streamed, direct", direct);
+    let d = summary("non-streamed, direct", direct_times);
     let g = summary("non-streamed, through gateway", via);
     print_added(&d, &g);
 
     // Time to first byte of a streamed clip.
-    let mut direct = Vec::new();
+    let mut direct_times = Vec::new();
     let mut via = Vec::new();
     for _ in 0..300 {
         let t = Instant::now();
-        let mut r =
-            client.post(format!("{provider}/slow/v1/audio/speech")).json(&direct_body).send().await.expect("direct");
+        let mut r = direct("slow").send().await.expect("direct");
         let _ = r.chunk().await;
-        direct.push(t.elapsed());
+        direct_times.push(t.elapsed());
         release.notify_one();
         while let Ok(Some(_)) = r.chunk().await {}
         let t = Instant::now();
-        let mut r = client
-            .post(format!("{}/v1/audio/speech", gateway.base))
-            .bearer_auth(&gateway.key)
-            .json(&body("slow"))
-            .send()
-            .await
-            .expect("gw");
+        let mut r = via_gateway("slow").send().await.expect("gw");
         let _ = r.chunk().await;
         via.push(t.elapsed());
         release.notify_one();
         while let Ok(Some(_)) = r.chunk().await {}
     }
-    let d = summary("ttfb streamed, direct", direct);
+    let d = summary("ttfb streamed, direct", direct_times);
     let g = summary("ttfb streamed, through gateway", via);
     print_added(&d, &g);
 
@@ -241,13 +207,7 @@ async fn main() {
     let before = rss_kib(pid);
     let mut open = Vec::new();
     for _ in 0..STREAMS {
-        let mut r = client
-            .post(format!("{}/v1/audio/speech", gateway.base))
-            .bearer_auth(&gateway.key)
-            .json(&body("slow"))
-            .send()
-            .await
-            .expect("gw");
+        let mut r = via_gateway("slow").send().await.expect("gw");
         let _ = r.chunk().await;
         open.push(r);
     }
