@@ -2,7 +2,7 @@
 //! PCM converted by the gateway. Pure functions of the capabilities and the request.
 
 use crate::{
-    audio::PcmTranscoder,
+    audio,
     domain::{
         audio::{AudioFormat, AudioSpec, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE},
         FieldError,
@@ -72,8 +72,9 @@ pub fn plan(caps: &Capabilities, requested: &OutputRequest, volume_dbfs: Option<
         return Err(FieldError::new(field, "this provider produces no PCM to convert from"));
     };
     // Fail now, not after the provider was paid, if the encoder cannot make this output; and
-    // report what it really makes (a codec may round the rate up to one it supports).
-    let output = PcmTranscoder::new(from, output).map_err(|e| FieldError::new(field, e.to_string()))?.output_spec();
+    // report what it really makes (a codec may round the rate up to one it supports). This only
+    // consults the codec rules: the transcoder itself is built once, for the body.
+    let output = audio::output_spec(output).map_err(|e| FieldError::new(field, e.to_string()))?;
     Ok(match volume_dbfs {
         Some(volume_dbfs) => Plan::Normalize { from, output, volume_dbfs },
         None => Plan::Transcode { from, output },
