@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use speechgate::audio::{
-    decode, duration_ms, encoder, output_spec, AudioError, AudioFormat, AudioSpec, PcmTranscoder, Resampler,
+    decode, duration_ms, encoder, output_spec, AudioError, AudioFormat, AudioSpec, DurationCounter, PcmTranscoder,
+    Resampler,
 };
 
 const RATES: [u32; 6] = [8_000, 16_000, 22_050, 24_000, 44_100, 48_000];
@@ -496,6 +497,18 @@ fn decodes_what_ffmpeg_encodes() {
         let len = decoded.samples.len();
         let freq = zero_crossing_freq(&decoded.samples[len / 5..len * 4 / 5], decoded.sample_rate);
         assert!((freq - 1000.0).abs() < 10.0, "{name}: {freq:.1} Hz");
+
+        // What usage records for this file passing through untouched, counted from its framing.
+        // (WAV is counted by size as 16-bit mono, the only WAV the gateway passes through; the
+        // Ogg Vorbis file is here for the decoder only.)
+        if format != AudioFormat::Wav && name != "vorbis.ogg" {
+            let mut counter = DurationCounter::new(AudioSpec { format, sample_rate: rate, bitrate_kbps: None });
+            for chunk in bytes.chunks(1000) {
+                counter.push(chunk);
+            }
+            let counted = counter.duration_ms().unwrap_or_else(|| panic!("{name}: not counted")) as f64 / 1000.0;
+            assert_duration(&format!("{name} (counted)"), counted, CLIP_SECONDS, allowance);
+        }
     }
 }
 

@@ -291,31 +291,40 @@ async fn saved_voices_resolve_to_their_provider(db: Db) {
     app.stop().await;
 }
 
-/// Audio that passes through untouched is still measured: MP3 frames are counted as they flow.
+/// Audio that passes through untouched is still measured: MP3 and FLAC frames are counted as
+/// they flow.
 async fn pass_through_audio_is_measured(db: Db) {
+    use speechgate::domain::audio::{AudioFormat, AudioSpec};
     let (app, upstream) = gateway_with_openai(db).await;
-    let spec = speechgate::domain::audio::AudioSpec {
-        format: speechgate::domain::audio::AudioFormat::Mp3,
-        sample_rate: 24_000,
-        bitrate_kbps: None,
-    };
-    let mut encoder = speechgate::audio::encoder(spec).unwrap();
     let pcm = common::sine_pcm(24_000, 2.0);
     let samples: Vec<i16> = pcm.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect();
-    let mut mp3 = encoder.encode(&samples).unwrap();
-    mp3.extend(encoder.finish().unwrap());
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200).set_body_bytes(mp3)).mount(&upstream).await;
     let (key_id, key) = app.speech_key().await;
-    let response = speak(&app, &key, json!({"model": "tts-1", "voice": "alloy", "input": "Two seconds."})).await;
-    assert_eq!(response.status(), 200);
-    response.bytes().await.unwrap();
+    for format in [AudioFormat::Mp3, AudioFormat::Flac] {
+        let mut encoder =
+            speechgate::audio::encoder(AudioSpec { format, sample_rate: 24_000, bitrate_kbps: None }).unwrap();
+        let mut clip = encoder.encode(&samples).unwrap();
+        clip.extend(encoder.finish().unwrap());
+        Mock::given(method("POST"))
+            .and(body_partial_json(json!({"response_format": format.as_str()})))
+            .respond_with(ResponseTemplate::new(200).set_body_bytes(clip))
+            .mount(&upstream)
+            .await;
+        let body =
+            json!({"model": "tts-1", "voice": "alloy", "input": "Two seconds.", "response_format": format.as_str()});
+        let response = speak(&app, &key, body).await;
+        assert_eq!(response.status(), 200);
+        response.bytes().await.unwrap();
+    }
     let db_url = app.db.url.clone();
     let _db = app.stop().await;
     let store = speechgate::store::connect(&db_url, 1).await.unwrap();
     let events =
         store.list_usage(Some(&key_id), speechgate::domain::LogPage { before: None, limit: 10 }).await.unwrap();
-    let audio_ms = events.iter().find(|e| e.event.route == "/v1/audio/speech").unwrap().event.audio_ms;
-    assert!((2_000..=2_160).contains(&audio_ms), "{audio_ms} ms");
+    let audio_ms: Vec<i64> =
+        events.iter().rev().filter(|e| e.event.route == "/v1/audio/speech").map(|e| e.event.audio_ms).collect();
+    let [mp3, flac] = audio_ms[..] else { panic!("two speech events: {audio_ms:?}") };
+    assert!((2_000..=2_160).contains(&mp3), "mp3: {mp3} ms (with the encoder's padding)");
+    assert_eq!(flac, 2_000, "flac is exact");
 }
 
 both_databases!(

@@ -1,9 +1,12 @@
 //! How long a stream of encoded audio plays, counted from its framing as it passes through — no
 //! decoding. Usage records need the audio length of clips the gateway never converts: MPEG audio
 //! and ADTS AAC are counted frame by frame from their headers, Ogg Opus from the last page's
-//! granule position, raw formats and WAV from their size. FLAC is not counted (its frames carry
-//! no cheap length at a fixed offset); `duration_ms` then says `None`.
+//! granule position, FLAC from the position of its newest frame, raw formats and WAV from their
+//! size.
 
+mod flac;
+
+use self::flac::FlacCounter;
 use super::{AudioFormat, AudioSpec};
 
 /// The longest frame or page header run kept between chunks.
@@ -22,6 +25,7 @@ pub struct DurationCounter {
     /// Ogg Opus: the newest granule position and the stream's pre-skip.
     granule: u64,
     pre_skip: u64,
+    flac: Option<FlacCounter>,
 }
 
 impl DurationCounter {
@@ -36,6 +40,7 @@ impl DurationCounter {
             started: false,
             granule: 0,
             pre_skip: 0,
+            flac: (spec.format == AudioFormat::Flac).then(FlacCounter::new),
         }
     }
 
@@ -54,7 +59,12 @@ impl DurationCounter {
                     self.pending.clear();
                 }
             }
-            AudioFormat::Flac | AudioFormat::Wav | AudioFormat::Pcm | AudioFormat::Ulaw | AudioFormat::Alaw => {}
+            AudioFormat::Flac => {
+                if let Some(flac) = &mut self.flac {
+                    flac.push(bytes);
+                }
+            }
+            AudioFormat::Wav | AudioFormat::Pcm | AudioFormat::Ulaw | AudioFormat::Alaw => {}
         }
     }
 
@@ -67,7 +77,11 @@ impl DurationCounter {
             AudioFormat::Wav => self.bytes.saturating_sub(44) / 2,
             AudioFormat::Mp3 | AudioFormat::Aac => self.samples,
             AudioFormat::Opus => return Some(self.granule.saturating_sub(self.pre_skip) * 1000 / 48_000),
-            AudioFormat::Flac => return None,
+            AudioFormat::Flac => {
+                let flac = self.flac.as_ref()?;
+                let rate = u64::from(flac.rate.unwrap_or(self.spec.sample_rate).max(1));
+                return (flac.end > 0).then(|| flac.end * 1000 / rate);
+            }
         };
         Some(samples * 1000 / rate)
     }
@@ -297,9 +311,53 @@ mod tests {
             DurationCounter::new(AudioSpec { format: AudioFormat::Aac, sample_rate: 24_000, bitrate_kbps: None });
         counter.push(&bytes);
         assert_eq!(counter.duration_ms(), Some(2 * 1024 * 1000 / 24_000));
-        let mut flac =
-            DurationCounter::new(AudioSpec { format: AudioFormat::Flac, sample_rate: 24_000, bitrate_kbps: None });
-        flac.push(b"fLaC");
-        assert_eq!(flac.duration_ms(), None);
+    }
+
+    #[test]
+    fn counts_flac_frames_from_their_positions() {
+        for rate in [8_000, 24_000, 44_100] {
+            let spec = AudioSpec { format: AudioFormat::Flac, sample_rate: rate, bitrate_kbps: None };
+            assert_eq!(count(spec), 1_000, "{rate} Hz");
+        }
+        // A clip that is not a whole number of blocks ends with a shorter frame.
+        let spec = AudioSpec { format: AudioFormat::Flac, sample_rate: 16_000, bitrate_kbps: None };
+        let mut enc = encoder(spec).unwrap();
+        let mut out = enc.encode(&tone(16_000, 0.7777)).unwrap();
+        out.extend(enc.finish().unwrap());
+        let mut counter = DurationCounter::new(spec);
+        for byte in &out {
+            counter.push(std::slice::from_ref(byte));
+        }
+        assert_eq!(counter.duration_ms(), Some(12_443 * 1000 / 16_000));
+
+        let mut empty = DurationCounter::new(spec);
+        empty.push(b"fLaC");
+        assert_eq!(empty.duration_ms(), None, "no frame yet");
+    }
+
+    #[test]
+    fn flac_sync_lookalikes_in_audio_are_not_frames() {
+        // Two variable-block-size frames of 1000 samples, at 0 and 1000, with a header-shaped run
+        // (CRC and all) claiming sample 127 in the last frame's data.
+        let header = |sample: &[u8]| {
+            let mut h = vec![0xFF, 0xF9, 0x77, 0x08];
+            h.extend(sample);
+            h.extend([0x03, 0xE7]);
+            h.push(super::flac::crc8(&h));
+            h
+        };
+        let mut bytes = b"fLaC".to_vec();
+        bytes.extend([0x80, 0, 0, 0]); // an empty last metadata block (not STREAMINFO)
+        bytes.extend(header(&[0]));
+        bytes.extend([1, 2, 3]);
+        // Sample 1000, coded like UTF-8 in two bytes: 110_01111 10_101000.
+        bytes.extend(header(&[0xCF, 0xA8]));
+        bytes.extend([4, 5]);
+        bytes.extend(header(&[0x7F])); // not where the next frame must start: ignored
+        bytes.extend([6, 7, 8]);
+        let spec = AudioSpec { format: AudioFormat::Flac, sample_rate: 24_000, bitrate_kbps: None };
+        let mut counter = DurationCounter::new(spec);
+        counter.push(&bytes);
+        assert_eq!(counter.duration_ms(), Some(2_000 * 1000 / 24_000));
     }
 }
