@@ -82,6 +82,12 @@ async fn fake_provider(release: Arc<Notify>) -> String {
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
+    // Like a real vendor's server (and the gateway): no Nagle delay. Without this, the end of
+    // every streamed clip waits ~40 ms for a delayed ACK, and each measured request then starts
+    // from idle, parked threads.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     tokio::spawn(async move { axum::serve(listener, app).await });
     format!("http://{addr}")
 }
