@@ -89,3 +89,54 @@ fn openapi_command_prints_the_committed_document() {
     let committed: Value = serde_json::from_str(include_str!("../openapi/openapi.json")).unwrap();
     assert_eq!(printed, committed);
 }
+
+/// On a read-only root with no writable temporary directory, the `local` provider cannot unpack
+/// its voice data: the gateway says so and serves everything else rather than refusing to start.
+#[cfg(feature = "local")]
+#[tokio::test]
+async fn without_a_writable_tmpdir_the_gateway_serves_without_local() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("gw.db").display());
+    let key = ok_json(run(&url, &["keys", "create", "--name", "ro", "--json"]))["key"].as_str().unwrap().to_owned();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = tokio::process::Command::new(BIN)
+        .arg("serve")
+        .env_clear()
+        .env("SPEECHGATE_DATABASE_URL", &url)
+        .env("SPEECHGATE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("SPEECHGATE__LOG__FILTER", "warn")
+        .env("TMPDIR", dir.path().join("no-such-dir"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut ready = false;
+    for _ in 0..200 {
+        if client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(ready, "the gateway did not start");
+    let providers: Value =
+        client.get(format!("{base}/v1/audio/providers")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+    let local = providers["data"].as_array().unwrap().iter().find(|p| p["id"] == "local").unwrap();
+    assert_eq!(local["enabled"], false, "{providers}");
+    let speech = client
+        .post(format!("{base}/v1/audio/speech"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"model": "local", "voice": "en-us", "text": "Hi."}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(speech.status(), 404, "an unknown model, not a crash");
+
+    child.start_kill().unwrap();
+    let output = child.wait_with_output().await.unwrap();
+    let logs = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(logs.contains("the local provider is off"), "{logs}");
+}
