@@ -372,6 +372,54 @@ async fn compatible_instances_are_providers_of_their_own() {
     app.stop().await;
 }
 
+/// Cartesia's catalogue is paged by cursor: every page is read, each after the last id of the one
+/// before, with the version header; genders are given in the gateway's words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cartesia_catalogue_reads_every_page() {
+    use wiremock::matchers::{query_param, query_param_is_missing};
+    let upstream = MockServer::start().await;
+    let voice = |id: &str, gender: &str| {
+        json!({"id": id, "name": format!("Voice {id}"), "description": "d", "language": "en", "gender": gender,
+               "is_owner": false, "is_public": true, "created_at": "2025-01-01T00:00:00Z", "locales": []})
+    };
+    Mock::given(method("GET"))
+        .and(wiremock::matchers::path("/voices"))
+        .and(wiremock::matchers::header("authorization", format!("Bearer {SECRET}").as_str()))
+        .and(wiremock::matchers::header_exists("cartesia-version"))
+        .and(query_param("limit", "100"))
+        .and(query_param_is_missing("starting_after"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"data": [voice("a", "feminine"), voice("b", "masculine")], "has_more": true})),
+        )
+        .expect(1)
+        .mount(&upstream)
+        .await;
+    Mock::given(method("GET"))
+        .and(wiremock::matchers::path("/voices"))
+        .and(query_param("starting_after", "b"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"data": [voice("c", "gender_neutral")], "has_more": false})),
+        )
+        .expect(1)
+        .mount(&upstream)
+        .await;
+    let app = gateway(&CARTESIA, upstream.uri()).await;
+    let (_, key) = app.speech_key().await;
+    let voices: Value = app.get("/v1/audio/providers/cartesia/voices", Some(&key)).await.json().await.unwrap();
+    let got: Vec<(&str, &str)> = voices["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["id"].as_str().unwrap(), v["gender"].as_str().unwrap()))
+        .collect();
+    assert_eq!(got, [("a", "female"), ("b", "male"), ("c", "neutral")]);
+    assert_eq!(voices["data"][0]["name"], "Voice a");
+    assert_eq!(voices["data"][0]["language"], "en");
+    app.stop().await;
+}
+
 /// ElevenLabs' voice catalogue is read from `/v1/voices` once and then served from the cache.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn voice_catalogue_is_fetched_once_and_cached() {

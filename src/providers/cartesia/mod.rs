@@ -19,6 +19,9 @@ use crate::domain::audio::AudioFormat;
 pub const DEFAULT_BASE_URL: &str = "https://api.cartesia.ai";
 const ID: &str = "cartesia";
 const RATES: [u32; 6] = [8_000, 16_000, 22_050, 24_000, 44_100, 48_000];
+/// Voices per catalogue page (the API's maximum), and the most pages read.
+const VOICE_PAGE: usize = 100;
+const MAX_VOICE_PAGES: usize = 50;
 
 pub struct Cartesia {
     api: Api,
@@ -41,7 +44,7 @@ impl Cartesia {
             streaming: true,
             native_timestamps: true,
             native_dialogue: false,
-            voices_listable: false,
+            voices_listable: true,
             speed_range: Some((0.6, 1.5)),
         };
         Self { api: Api::new(ID, base_url.unwrap_or(DEFAULT_BASE_URL), Some(api_key), transport), capabilities }
@@ -85,8 +88,40 @@ impl SpeechProvider for Cartesia {
         Ok(if sse { sse_events(stream) } else { stream })
     }
 
+    /// Every page of `GET /voices`: the public library and the account's own voices.
     async fn voices(&self) -> Result<Vec<ProviderVoice>, ProviderError> {
-        Ok(Vec::new())
+        let mut voices = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..MAX_VOICE_PAGES {
+            let mut query = vec![("limit", VOICE_PAGE.to_string())];
+            query.extend(after.take().map(|id| ("starting_after", id)));
+            let builder = self
+                .api
+                .get("/voices")
+                .query(&query)
+                .bearer_auth(self.api.key().unwrap_or_default())
+                .header("Cartesia-Version", wire::VERSION);
+            let response = self.api.send(builder, wire::parse_error).await?;
+            let page: wire::VoicePage = self.api.json(response).await?;
+            let more = page.has_more.unwrap_or(page.data.len() == VOICE_PAGE);
+            after = page.data.last().map(|v| v.id.clone());
+            voices.extend(page.data.into_iter().map(|v| ProviderVoice {
+                name: v.name.unwrap_or_else(|| v.id.clone()),
+                gender: v.gender.map(|g| match g.as_str() {
+                    "masculine" => "male".to_owned(),
+                    "feminine" => "female".to_owned(),
+                    "gender_neutral" => "neutral".to_owned(),
+                    _ => g,
+                }),
+                language: v.language,
+                description: v.description,
+                id: v.id,
+            }));
+            if !more || after.is_none() {
+                break;
+            }
+        }
+        Ok(voices)
     }
 }
 

@@ -43,6 +43,24 @@ pub fn output_format(spec: AudioSpec) -> Option<Value> {
     })
 }
 
+/// One page of `GET /voices`: the next page starts after the last id while `has_more`.
+#[derive(Deserialize)]
+pub struct VoicePage {
+    pub data: Vec<CatalogVoice>,
+    #[serde(default)]
+    pub has_more: Option<bool>,
+}
+
+#[derive(Deserialize)]
+pub struct CatalogVoice {
+    pub id: String,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub language: Option<String>,
+    /// `masculine`, `feminine` or `gender_neutral`.
+    pub gender: Option<String>,
+}
+
 /// One `data:` event of `/tts/sse`.
 #[derive(Deserialize)]
 pub struct Event {
