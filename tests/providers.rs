@@ -420,6 +420,40 @@ async fn cartesia_catalogue_reads_every_page() {
     app.stop().await;
 }
 
+/// Deepgram's voices are the text-to-speech models of `/v1/models`, by their full model name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deepgram_catalogue_is_its_tts_models() {
+    let upstream = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(wiremock::matchers::path("/v1/models"))
+        .and(wiremock::matchers::header("authorization", format!("Token {SECRET}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "stt": [{"name": "2-medical", "canonical_name": "nova-2-medical", "architecture": "nova-2",
+                     "languages": ["en"], "version": "2024-06-11.4692", "uuid": "46658e06", "batch": false}],
+            "tts": [
+                {"name": "angus", "canonical_name": "aura-angus-en", "architecture": "aura", "language": "en",
+                 "version": "2024-03-28.0", "uuid": "af6e9977",
+                 "metadata": {"accent": "Irish", "color": "#BA80F5", "tags": ["masculine"]}},
+                {"name": "thalia", "canonical_name": "aura-2-thalia-en", "architecture": "aura-2",
+                 "languages": ["en", "en-US"], "version": "2025-04-07.0", "uuid": "ecb76e9d",
+                 "metadata": {"accent": "American", "tags": ["feminine", "engaging"], "display_name": "Thalia"}}
+            ]
+        })))
+        .mount(&upstream)
+        .await;
+    let app = gateway(&DEEPGRAM, upstream.uri()).await;
+    let (_, key) = app.speech_key().await;
+    let voices: Value = app.get("/v1/audio/providers/deepgram/voices", Some(&key)).await.json().await.unwrap();
+    assert_eq!(
+        voices["data"],
+        json!([
+            {"id": "aura-angus-en", "name": "angus", "gender": "male", "language": "en", "description": "Irish accent"},
+            {"id": "aura-2-thalia-en", "name": "Thalia", "gender": "female", "language": "en", "description": "American accent"}
+        ])
+    );
+    app.stop().await;
+}
+
 /// ElevenLabs' voice catalogue is read from `/v1/voices` once and then served from the cache.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn voice_catalogue_is_fetched_once_and_cached() {

@@ -38,7 +38,7 @@ impl Deepgram {
             streaming: true,
             native_timestamps: false,
             native_dialogue: false,
-            voices_listable: false,
+            voices_listable: true,
             speed_range: None,
         };
         Self { api: Api::new(ID, base_url.unwrap_or(DEFAULT_BASE_URL), Some(api_key), transport), capabilities }
@@ -121,7 +121,59 @@ impl SpeechProvider for Deepgram {
         Ok(self.api.audio(response))
     }
 
+    /// The text-to-speech half of `GET /v1/models`. Each voice's id is its full model name
+    /// (`aura-2-thalia-en`), which works as `voice` with any model family.
     async fn voices(&self) -> Result<Vec<ProviderVoice>, ProviderError> {
-        Ok(Vec::new())
+        let builder =
+            self.api.get("/v1/models").header("Authorization", format!("Token {}", self.api.key().unwrap_or_default()));
+        let response = self.api.send(builder, parse_error).await?;
+        let models: ModelList = self.api.json(response).await?;
+        Ok(models
+            .tts
+            .into_iter()
+            .map(|m| {
+                let tag = |t: &str| m.metadata.tags.iter().any(|tag| tag == t);
+                ProviderVoice {
+                    name: m.metadata.display_name.or(m.name).unwrap_or_else(|| m.canonical_name.clone()),
+                    gender: if tag("feminine") {
+                        Some("female".to_owned())
+                    } else if tag("masculine") {
+                        Some("male".to_owned())
+                    } else {
+                        None
+                    },
+                    language: m.languages.into_iter().next().or(m.language),
+                    description: m.metadata.accent.map(|accent| format!("{accent} accent")),
+                    id: m.canonical_name,
+                }
+            })
+            .collect())
     }
+}
+
+/// `GET /v1/models`: speech-to-text models (ignored) and text-to-speech voices.
+#[derive(serde::Deserialize)]
+struct ModelList {
+    #[serde(default)]
+    tts: Vec<VoiceModel>,
+}
+
+#[derive(serde::Deserialize)]
+struct VoiceModel {
+    canonical_name: String,
+    name: Option<String>,
+    /// Older entries carry one `language`, newer ones `languages`.
+    language: Option<String>,
+    #[serde(default)]
+    languages: Vec<String>,
+    #[serde(default)]
+    metadata: VoiceMetadata,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct VoiceMetadata {
+    display_name: Option<String>,
+    accent: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
 }
