@@ -1,11 +1,6 @@
 //! What the two SQL backends share: row types, the statements that read the same in both
 //! dialects (sqlx binds `$N` parameters on SQLite too), and the one body of the `Store`
 //! methods, stamped out for each backend's pool type by [`impl_store!`].
-//!
-//! Writes with `RETURNING` are read with `fetch_all`, never `fetch_one`/`fetch_optional`:
-//! SQLite commits an autocommit statement only when it is stepped to the end, and sqlx stops
-//! stepping after the first row, so another connection could still read the old row after
-//! the call returned (a revoked key that still works, a voice that 404s just after creation).
 
 mod voices;
 
@@ -279,10 +274,8 @@ macro_rules! impl_store {
                 sqlx::query_as::<_, sql::KeyRow>(&query)
                     .bind(id)
                     .bind(sql::to_ms(at))
-                    .fetch_all(&self.pool)
+                    .fetch_optional(&self.pool)
                     .await?
-                    .into_iter()
-                    .next()
                     .map(sql::KeyRow::into_key)
                     .transpose()
             }
@@ -378,12 +371,9 @@ macro_rules! impl_store {
                     .bind(sql::options_json(&voice.provider_options))
                     .bind(sql::to_ms(voice.created_at))
                     .bind(sql::to_ms(voice.updated_at))
-                    .fetch_all(&self.pool)
+                    .fetch_one(&self.pool)
                     .await
                     .map_err(|e| sql::map_unique(e, "title"))?
-                    .into_iter()
-                    .next()
-                    .ok_or(sqlx::Error::RowNotFound)?
                     .into_voice()
             }
 
@@ -443,11 +433,9 @@ macro_rules! impl_store {
                     .bind(patch.description.as_ref().and_then(Option::as_deref))
                     .bind(patch.provider_options.as_ref().map(sql::options_json))
                     .bind(sql::to_ms(at))
-                    .fetch_all(&self.pool)
+                    .fetch_optional(&self.pool)
                     .await
                     .map_err(|e| sql::map_unique(e, "title"))?
-                    .into_iter()
-                    .next()
                     .map(sql::VoiceRow::into_voice)
                     .transpose()
             }
