@@ -27,6 +27,8 @@ pub(super) struct FlacCounter {
     expected: u64,
     /// The block size of a fixed-block-size stream (every frame but the last has it).
     fixed_block: u64,
+    /// The blocking strategy, from the first frame: variable (`true`) or fixed block size.
+    variable: Option<bool>,
     /// Samples up to the end of the newest frame, and their rate.
     pub(super) end: u64,
     pub(super) rate: Option<u32>,
@@ -41,6 +43,7 @@ impl FlacCounter {
             stream_rate: None,
             expected: 0,
             fixed_block: 0,
+            variable: None,
             end: 0,
             rate: None,
         }
@@ -125,9 +128,11 @@ impl FlacCounter {
     }
 
     fn accept(&mut self, variable: bool, number: u64, block: u64, rate: Option<u32>) -> bool {
-        if number != self.expected {
+        // A stream keeps the blocking strategy of its first frame.
+        if number != self.expected || self.variable.is_some_and(|v| v != variable) {
             return false;
         }
+        self.variable = Some(variable);
         if variable {
             self.end = number + block;
             self.expected = self.end;
@@ -201,6 +206,9 @@ fn frame_header(h: &[u8]) -> Header {
     let (Some(block), Some(rate), Some(crc)) = (block, rate, h.get(at)) else {
         return Header::Incomplete;
     };
+    if rate == Some(0) {
+        return Header::Invalid;
+    }
     if crc8(&h[..at]) != *crc {
         return Header::Invalid;
     }
