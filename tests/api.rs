@@ -163,11 +163,8 @@ async fn expired_keys_and_rate_limits(db: Db) {
     assert_eq!(status, 401);
     assert!(body["detail"].as_str().unwrap().contains("expired"));
 
-    let db_url = app.db.url.clone();
-    let _db = app.stop().await;
     // Limited requests were metered too.
-    let store = speechgate::store::connect(&db_url, 1).await.unwrap();
-    let events = store.list_usage(None, speechgate::domain::LogPage { before: None, limit: 100 }).await.unwrap();
+    let events = app.stop_and_read_usage(None).await;
     assert!(events.iter().any(|e| e.event.status == 429 && e.event.error_code.as_deref() == Some("rate_limited")));
 }
 

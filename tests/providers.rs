@@ -277,11 +277,7 @@ async fn streams_and_reports_broken_streams(vendor: &Vendor) {
                 }
             }
         }
-        let db_url = app.db.url.clone();
-        let _db = app.stop().await;
-        let store = speechgate::store::connect(&db_url, 1).await.unwrap();
-        let events =
-            store.list_usage(Some(&key_id), speechgate::domain::LogPage { before: None, limit: 10 }).await.unwrap();
+        let events = app.stop_and_read_usage(Some(&key_id)).await;
         let event = &events.iter().find(|e| e.event.route == "/v1/audio/speech").unwrap().event;
         if truncate {
             assert!(failed, "{}: a broken upstream stream must not look complete", vendor.id);

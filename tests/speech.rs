@@ -61,11 +61,7 @@ async fn passes_native_audio_through(db: Db) {
     assert_eq!(response.status(), 200);
     assert_eq!(response.bytes().await.unwrap().as_ref(), MP3);
 
-    let db_url = app.db.url.clone();
-    let _db = app.stop().await;
-    let store = speechgate::store::connect(&db_url, 1).await.unwrap();
-    let events =
-        store.list_usage(Some(&key_id), speechgate::domain::LogPage { before: None, limit: 10 }).await.unwrap();
+    let events = app.stop_and_read_usage(Some(&key_id)).await;
     let speech: Vec<_> = events.iter().filter(|e| e.event.route == "/v1/audio/speech").collect();
     assert_eq!(speech.len(), 2);
     for e in speech {
@@ -315,11 +311,7 @@ async fn pass_through_audio_is_measured(db: Db) {
         assert_eq!(response.status(), 200);
         response.bytes().await.unwrap();
     }
-    let db_url = app.db.url.clone();
-    let _db = app.stop().await;
-    let store = speechgate::store::connect(&db_url, 1).await.unwrap();
-    let events =
-        store.list_usage(Some(&key_id), speechgate::domain::LogPage { before: None, limit: 10 }).await.unwrap();
+    let events = app.stop_and_read_usage(Some(&key_id)).await;
     let audio_ms: Vec<i64> =
         events.iter().rev().filter(|e| e.event.route == "/v1/audio/speech").map(|e| e.event.audio_ms).collect();
     let [mp3, flac] = audio_ms[..] else { panic!("two speech events: {audio_ms:?}") };

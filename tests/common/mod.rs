@@ -132,6 +132,14 @@ impl TestApp {
         self.create_key(json!({"name": "test"})).await
     }
 
+    /// Stops the server (which drains the usage queue) and reads the usage events it wrote,
+    /// newest first: every key's, or one key's.
+    pub async fn stop_and_read_usage(self, key_id: Option<&str>) -> Vec<speechgate::domain::UsageRecord> {
+        let db = self.stop().await;
+        let store = speechgate::store::connect(&db.url, 1).await.expect("reopen store");
+        store.list_usage(key_id, speechgate::domain::LogPage { before: None, limit: 100 }).await.expect("usage")
+    }
+
     /// Stops the server gracefully: in-flight requests finish and the usage queue is drained.
     pub async fn stop(mut self) -> TestDb {
         if let Some(stop) = self.stop.take() {
