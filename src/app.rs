@@ -47,6 +47,7 @@ impl App {
             usage::BatchPolicy {
                 size: config.usage.batch_size,
                 linger: Duration::from_millis(config.usage.flush_interval_ms),
+                max_queue: config.usage.max_queue,
             },
             &tracker,
             stop_background.clone(),

@@ -63,6 +63,10 @@ pub struct UsageConfig {
     pub batch_size: usize,
     /// How long the writer waits for more events before writing a batch, in milliseconds.
     pub flush_interval_ms: u64,
+    /// Most events waiting to be written. When the database falls this far behind, new
+    /// requests get 503 `usage_backlog` (before doing any work) until it catches up; requests
+    /// already admitted always keep their events.
+    pub max_queue: usize,
 }
 
 /// Providers. A vendor is enabled when its credential is set (usually from the vendor's own
@@ -118,6 +122,9 @@ pub struct CompatibleConfig {
     pub voices: Vec<String>,
     /// Longest input, in characters.
     pub max_characters: Option<usize>,
+    /// Extra body fields the server understands, passed on from a request's `providerOptions`,
+    /// with their JSON type: `provider_options = { lang_code = "string" }`. Nothing else is.
+    pub provider_options: BTreeMap<String, crate::providers::OptionKind>,
 }
 
 impl Default for ProvidersConfig {
@@ -178,7 +185,7 @@ impl Default for AuthConfig {
 
 impl Default for UsageConfig {
     fn default() -> Self {
-        Self { batch_size: 256, flush_interval_ms: 100 }
+        Self { batch_size: 256, flush_interval_ms: 100, max_queue: 100_000 }
     }
 }
 
@@ -269,6 +276,9 @@ impl Config {
         }
         if self.usage.batch_size == 0 {
             return invalid("usage.batch_size", "must be greater than 0");
+        }
+        if self.usage.max_queue == 0 {
+            return invalid("usage.max_queue", "must be greater than 0");
         }
         let vendors = [
             ("providers.openai.base_url", &self.providers.openai),

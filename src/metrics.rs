@@ -20,6 +20,23 @@ pub struct ErrorLabels {
     pub code: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabels {
+    pub provider: String,
+    pub model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderErrorLabels {
+    pub provider: String,
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
@@ -29,6 +46,19 @@ pub struct Metrics {
     pub usage_queue_depth: Gauge,
     pub usage_written: Counter,
     pub usage_write_failures: Counter,
+    /// Events a database refused for good (set aside and logged, never retried).
+    pub usage_rejected: Counter,
+    /// Requests turned away before any work: usage backlog, overload, concurrency per key,
+    /// failed-authentication throttling.
+    pub shed: Family<ReasonLabels, Counter>,
+    /// Provider calls: time to the response head (first event) and to the end of the audio.
+    pub provider_ttfb: Family<ProviderLabels, Histogram>,
+    pub provider_duration: Family<ProviderLabels, Histogram>,
+    pub provider_errors: Family<ProviderErrorLabels, Counter>,
+}
+
+fn latency_buckets() -> Histogram {
+    Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
 }
 
 impl Default for Metrics {
@@ -41,9 +71,7 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("speechgate");
         let requests = Family::<RequestLabels, Counter>::default();
-        let request_duration = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
-        });
+        let request_duration = Family::<RequestLabels, Histogram>::new_with_constructor(latency_buckets);
         let errors = Family::<ErrorLabels, Counter>::default();
         let in_flight = Gauge::default();
         let usage_queue_depth = Gauge::default();
@@ -68,8 +96,35 @@ impl Metrics {
             "Failed attempts to write a batch of usage events",
             usage_write_failures.clone(),
         );
+        let usage_rejected = Counter::default();
+        registry.register(
+            "usage_events_rejected",
+            "Usage events the database refused for good; each is logged in full",
+            usage_rejected.clone(),
+        );
+        let shed = Family::<ReasonLabels, Counter>::default();
+        registry.register("requests_shed", "Requests turned away before any work, by reason", shed.clone());
+        let provider_ttfb = Family::<ProviderLabels, Histogram>::new_with_constructor(latency_buckets);
+        registry.register(
+            "provider_first_byte_seconds",
+            "Time from calling a provider to its first audio",
+            provider_ttfb.clone(),
+        );
+        let provider_duration = Family::<ProviderLabels, Histogram>::new_with_constructor(latency_buckets);
+        registry.register(
+            "provider_request_duration_seconds",
+            "Time from calling a provider to the end of its audio",
+            provider_duration.clone(),
+        );
+        let provider_errors = Family::<ProviderErrorLabels, Counter>::default();
+        registry.register("provider_errors", "Failed provider calls by error code", provider_errors.clone());
         Self {
             registry,
+            usage_rejected,
+            shed,
+            provider_ttfb,
+            provider_duration,
+            provider_errors,
             requests,
             request_duration,
             errors,

@@ -334,7 +334,7 @@ async fn compatible_instances_are_providers_of_their_own() {
     Mock::given(method("POST"))
         .and(wiremock::matchers::path("/v1/audio/speech"))
         .and(wiremock::matchers::header("authorization", "Bearer kokoro-key"))
-        .and(wiremock::matchers::body_partial_json(json!({"model": "kokoro", "voice": "af_heart"})))
+        .and(wiremock::matchers::body_partial_json(json!({"model": "kokoro", "voice": "af_heart", "lang_code": "b"})))
         .respond_with(ResponseTemplate::new(200).set_body_bytes(b"kokoro-audio".to_vec()))
         .expect(1)
         .mount(&upstream)
@@ -350,12 +350,15 @@ async fn compatible_instances_are_providers_of_their_own() {
                 models: vec!["kokoro".to_owned()],
                 voices: vec!["af_heart".to_owned()],
                 max_characters: Some(100),
+                provider_options: [("lang_code".to_owned(), speechgate::providers::OptionKind::String)].into(),
             },
         );
     })
     .await;
     let (_, key) = app.speech_key().await;
-    let body = json!({"model": "kokoro", "voice": "af_heart", "text": "Self-hosted.", "output": "mp3"});
+    // The configured option passes on; others are refused.
+    let body = json!({"model": "kokoro", "voice": "af_heart", "text": "Self-hosted.", "output": "mp3",
+                      "providerOptions": {"lang_code": "b"}});
     let response = app.client.post(app.url("/v1/audio/speech")).bearer_auth(&key).json(&body).send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["x-speech-provider"], "kokoro");

@@ -255,7 +255,7 @@ async fn catalog_lists_providers_models_and_voices(db: Db) {
 async fn saved_voices_resolve_to_their_provider(db: Db) {
     let (app, upstream) = gateway_with_openai(db).await;
     Mock::given(method("POST"))
-        .and(body_partial_json(json!({"model": "tts-1-hd", "voice": "nova", "input": "Saved.", "extra_option": 7})))
+        .and(body_partial_json(json!({"model": "tts-1-hd", "voice": "nova", "input": "Saved."})))
         .respond_with(ResponseTemplate::new(200).set_body_bytes(MP3))
         .expect(1)
         .mount(&upstream)
@@ -265,7 +265,7 @@ async fn saved_voices_resolve_to_their_provider(db: Db) {
         .client
         .post(app.url("/v1/voices"))
         .bearer_auth(&key)
-        .json(&json!({"title": "Narrator", "provider": "openai", "model": "tts-1-hd", "voiceId": "nova", "providerOptions": {"extra_option": 7}}))
+        .json(&json!({"title": "Narrator", "provider": "openai", "model": "tts-1-hd", "voiceId": "nova"}))
         .send()
         .await
         .unwrap()
@@ -279,11 +279,11 @@ async fn saved_voices_resolve_to_their_provider(db: Db) {
     assert_eq!(response.bytes().await.unwrap().as_ref(), MP3);
 
     let (status, found) = problem(speak(&app, &key, json!({"voiceId": "no-such-voice", "text": "x"})).await).await;
-    assert_eq!((status, &found["validation"][0]["path"]), (400, &json!(["voiceId"])));
+    assert_eq!((status, &found["validation"][0]["path"]), (404, &json!(["voiceId"])), "{found}");
     // Another key cannot use this key's voice.
     let (_, other) = app.create_key(json!({"name": "other", "scopes": ["speech"]})).await;
     let (status, _) = problem(speak(&app, &other, json!({"voiceId": id, "text": "x"})).await).await;
-    assert_eq!(status, 400);
+    assert_eq!(status, 404);
     app.stop().await;
 }
 

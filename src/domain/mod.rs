@@ -1,6 +1,7 @@
 //! Plain domain types shared by every layer. Nothing here knows about HTTP, SQL or vendors.
 
 pub mod audio;
+pub mod text;
 pub mod voice;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -167,6 +168,12 @@ pub struct FieldError {
 impl FieldError {
     pub fn new(field: &str, message: impl Into<String>) -> Self {
         Self { path: vec![PathSegment::Field(field.to_owned())], message: message.into() }
+    }
+
+    /// A problem with one member of an object field, e.g. `providerOptions.model`.
+    pub fn member(field: &str, member: &str, message: impl Into<String>) -> Self {
+        let path = vec![PathSegment::Field(field.to_owned()), PathSegment::Field(member.to_owned())];
+        Self { path, message: message.into() }
     }
 }
 

@@ -24,7 +24,7 @@ use super::{
 use crate::{
     auth::Principal,
     domain::Scope,
-    metrics::{ErrorLabels, RequestLabels},
+    metrics::{ErrorLabels, ReasonLabels, RequestLabels},
     service::usage::{Meter, MeterStart, UsageDetails},
 };
 
@@ -131,6 +131,11 @@ pub async fn meter(State(state): State<AppState>, mut req: Request, next: Next) 
     let Some(principal) = req.extensions().get::<Principal>() else {
         return next.run(req).await;
     };
+    // Refused before any work, so no usage to record: the backlog stays bounded (see UsageSink).
+    if state.usage.is_full() {
+        state.metrics.shed.get_or_create(&ReasonLabels { reason: "usage_backlog".to_owned() }).inc();
+        return ApiError::UsageBacklog.into_response();
+    }
     let details = UsageDetails::default();
     let mut meter = Meter::new(
         state.usage.clone(),

@@ -44,6 +44,9 @@ pub enum ApiError {
     AdminDisabled,
     #[error("{0}")]
     NotFound(String),
+    /// A `voiceId` that names no saved voice of the caller's, with its path.
+    #[error("{}", describe_fields(std::slice::from_ref(.0)))]
+    VoiceNotFound(FieldError),
     #[error("no route for {method} {path}")]
     RouteNotFound { method: String, path: String },
     #[error("this route does not accept the {0} method")]
@@ -54,6 +57,14 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("rate limit exceeded; retry in {} s", retry_after_secs(*.0))]
     RateLimited(Duration),
+    #[error("this API key already has {0} requests in flight, its limit; retry when one ends")]
+    TooManyConcurrent(usize),
+    #[error("too many failed authentications from this address; retry in {} s", retry_after_secs(*.0))]
+    AuthThrottled(Duration),
+    #[error("the gateway is at its limit of concurrent requests; retry shortly")]
+    Overloaded,
+    #[error("usage records are waiting to be written; retry shortly")]
+    UsageBacklog,
     #[error("the database is unavailable; retry shortly")]
     DatabaseUnavailable(String),
     #[error("{0}")]
@@ -95,11 +106,16 @@ impl ApiError {
             ApiError::Validation(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::InsufficientScope(_) | ApiError::AdminDisabled => StatusCode::FORBIDDEN,
-            ApiError::NotFound(_) | ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) | ApiError::VoiceNotFound(_) | ApiError::RouteNotFound { .. } => {
+                StatusCode::NOT_FOUND
+            }
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited(_) | ApiError::TooManyConcurrent(_) | ApiError::AuthThrottled(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ApiError::Overloaded | ApiError::UsageBacklog => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::UnknownModel(_) => StatusCode::NOT_FOUND,
             ApiError::Provider(e) => match e {
@@ -125,11 +141,16 @@ impl ApiError {
             ApiError::InsufficientScope(_) => "insufficient_scope",
             ApiError::AdminDisabled => "admin_api_disabled",
             ApiError::NotFound(_) => "not_found",
+            ApiError::VoiceNotFound(_) => "voice_not_found",
             ApiError::RouteNotFound { .. } => "route_not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::RateLimited(_) => "rate_limited",
+            ApiError::TooManyConcurrent(_) => "too_many_concurrent_requests",
+            ApiError::AuthThrottled(_) => "auth_throttled",
+            ApiError::Overloaded => "overloaded",
+            ApiError::UsageBacklog => "usage_backlog",
             ApiError::DatabaseUnavailable(_) => "database_unavailable",
             ApiError::UnknownModel(_) => "unknown_model",
             ApiError::Provider(e) => match e {
@@ -155,11 +176,13 @@ impl ApiError {
             ApiError::InsufficientScope(_) => "Insufficient scope",
             ApiError::AdminDisabled => "Admin API disabled",
             ApiError::NotFound(_) => "Not found",
+            ApiError::VoiceNotFound(_) => "Voice not found",
             ApiError::RouteNotFound { .. } => "Route not found",
             ApiError::MethodNotAllowed(_) => "Method not allowed",
             ApiError::Conflict(_) => "Conflict",
             ApiError::PayloadTooLarge(_) => "Payload too large",
-            ApiError::RateLimited(_) => "Rate limited",
+            ApiError::RateLimited(_) | ApiError::TooManyConcurrent(_) | ApiError::AuthThrottled(_) => "Rate limited",
+            ApiError::Overloaded | ApiError::UsageBacklog => "Service unavailable",
             ApiError::DatabaseUnavailable(_) => "Service unavailable",
             ApiError::UnknownModel(_) => "Unknown model",
             ApiError::Provider(_) => "Provider error",
@@ -194,6 +217,7 @@ impl ApiError {
         };
         let validation = match self {
             ApiError::Validation(fields) => fields.clone(),
+            ApiError::VoiceNotFound(field) => vec![field.clone()],
             _ => Vec::new(),
         };
         let status = self.status();
@@ -311,7 +335,10 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         let wait = match &self {
-            ApiError::RateLimited(wait) => Some(*wait),
+            ApiError::RateLimited(wait) | ApiError::AuthThrottled(wait) => Some(*wait),
+            ApiError::TooManyConcurrent(_) | ApiError::Overloaded | ApiError::UsageBacklog => {
+                Some(Duration::from_secs(1))
+            }
             ApiError::Provider(ProviderError::RateLimited { retry_after, .. }) => *retry_after,
             _ => None,
         };
@@ -343,6 +370,7 @@ impl From<ServiceError> for ApiError {
         match err {
             ServiceError::Validation(fields) => ApiError::Validation(fields),
             ServiceError::NotFound { .. } => ApiError::NotFound(err.to_string()),
+            ServiceError::VoiceNotFound(field) => ApiError::VoiceNotFound(field),
             ServiceError::Store(e) => e.into(),
             ServiceError::UnknownModel(detail) => ApiError::UnknownModel(detail),
             ServiceError::Provider(e) => ApiError::Provider(e),

@@ -222,13 +222,31 @@ pub fn lines(body: EventStream) -> futures::stream::BoxStream<'static, Result<St
     .boxed()
 }
 
-/// Adds a request's `providerOptions` to a vendor body; the options win where both set a key.
+/// Adds a request's (already checked) `providerOptions` to a vendor body. The adapter's own
+/// fields always win: an option never replaces a member the body has, and an object option
+/// (`voice_settings`, `generation_config`) only fills the members the adapter left unset.
 pub fn with_options(
     mut body: serde_json::Value,
     options: serde_json::Map<String, serde_json::Value>,
 ) -> serde_json::Value {
-    if let Some(object) = body.as_object_mut() {
-        object.extend(options);
+    use serde_json::{map::Entry, Value};
+    let Some(object) = body.as_object_mut() else {
+        return body;
+    };
+    for (name, value) in options {
+        match (object.entry(name), value) {
+            (Entry::Vacant(slot), value) => {
+                slot.insert(value);
+            }
+            (Entry::Occupied(mut slot), Value::Object(extra)) => {
+                if let Some(core) = slot.get_mut().as_object_mut() {
+                    for (member, value) in extra {
+                        core.entry(member).or_insert(value);
+                    }
+                }
+            }
+            (Entry::Occupied(_), _) => {}
+        }
     }
     body
 }
@@ -302,6 +320,21 @@ pub fn sanitize(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn options_never_replace_core_fields() {
+        let body = serde_json::json!({"text": "spoken", "model_id": "m", "voice_settings": {"speed": 1.1}});
+        let options = serde_json::json!({
+            "text": "x", "model_id": "other", "next_text": "after",
+            "voice_settings": {"speed": 3.0, "stability": 0.4}
+        });
+        let merged = with_options(body, options.as_object().cloned().unwrap_or_default());
+        assert_eq!(
+            merged,
+            serde_json::json!({"text": "spoken", "model_id": "m", "next_text": "after",
+                               "voice_settings": {"speed": 1.1, "stability": 0.4}})
+        );
+    }
 
     #[test]
     fn sanitize_masks_credentials_and_shortens() {

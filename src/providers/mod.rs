@@ -19,7 +19,10 @@ use futures::Stream;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::domain::audio::{AudioFormat, AudioSpec};
+use crate::domain::{
+    audio::{AudioFormat, AudioSpec},
+    FieldError,
+};
 
 pub use registry::Registry;
 
@@ -52,6 +55,56 @@ impl NativeFormat {
     }
 }
 
+/// The JSON type a passable option takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OptionKind {
+    String,
+    Number,
+    Boolean,
+    Object,
+    Array,
+}
+
+impl OptionKind {
+    fn admits(self, value: &serde_json::Value) -> bool {
+        use serde_json::Value;
+        matches!(
+            (self, value),
+            (OptionKind::String, Value::String(_))
+                | (OptionKind::Number, Value::Number(_))
+                | (OptionKind::Boolean, Value::Bool(_))
+                | (OptionKind::Object, Value::Object(_))
+                | (OptionKind::Array, Value::Array(_))
+        )
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            OptionKind::String => "a string",
+            OptionKind::Number => "a number",
+            OptionKind::Boolean => "a boolean",
+            OptionKind::Object => "an object",
+            OptionKind::Array => "an array",
+        }
+    }
+}
+
+/// A `providerOptions` member the adapter passes on to its vendor. Anything not declared is
+/// refused: the adapter owns its core fields (text, model, voice, format, endpoints).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct PassableOption {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: OptionKind,
+}
+
+impl PassableOption {
+    pub fn new(name: &str, kind: OptionKind) -> Self {
+        Self { name: name.to_owned(), kind }
+    }
+}
+
 /// What a provider can do, as data.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -71,6 +124,8 @@ pub struct Capabilities {
     pub voices_listable: bool,
     /// Accepted `speed` range, when the provider supports speed at all.
     pub speed_range: Option<(f32, f32)>,
+    /// The `providerOptions` members passed on to the vendor; every other member is refused.
+    pub provider_options: Vec<PassableOption>,
 }
 
 impl Capabilities {
@@ -85,6 +140,26 @@ impl Capabilities {
                 && f.sample_rates.contains(&spec.sample_rate)
                 && spec.bitrate_kbps.is_none_or(|b| f.bitrates_kbps.contains(&b))
         })
+    }
+
+    /// A problem, at `providerOptions.<name>`, for each option the adapter does not pass on or
+    /// whose value has the wrong JSON type.
+    pub fn check_options(&self, options: &serde_json::Map<String, serde_json::Value>) -> Vec<FieldError> {
+        options
+            .iter()
+            .filter_map(|(name, value)| {
+                let message = match self.provider_options.iter().find(|o| &o.name == name) {
+                    None if self.provider_options.is_empty() => "this provider takes no providerOptions".to_owned(),
+                    None => {
+                        let names: Vec<&str> = self.provider_options.iter().map(|o| o.name.as_str()).collect();
+                        format!("is not an option this provider passes on; it takes: {}", names.join(", "))
+                    }
+                    Some(option) if !option.kind.admits(value) => format!("must be {}", option.kind.as_str()),
+                    Some(_) => return None,
+                };
+                Some(FieldError::member("providerOptions", &crate::domain::text::for_record(name.clone()), message))
+            })
+            .collect()
     }
 
     /// The rates at which the provider produces `format`, ascending.
@@ -109,7 +184,8 @@ pub struct SynthesisRequest {
     pub instructions: Option<String>,
     pub language: Option<String>,
     pub seed: Option<u64>,
-    /// Vendor-specific options, merged into the vendor request verbatim.
+    /// Vendor options, already checked against `Capabilities::provider_options`. Adapters add
+    /// them to the vendor request without letting them replace a core field.
     pub provider_options: serde_json::Map<String, serde_json::Value>,
     /// Ask for word timings too, when the provider has them.
     pub timestamps: bool,

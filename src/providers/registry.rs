@@ -89,15 +89,7 @@ impl Registry {
             )));
         }
         for (id, instance) in &config.compatible {
-            providers.push(Arc::new(OpenAi::compatible(
-                id,
-                &instance.base_url,
-                instance.api_key.clone(),
-                &instance.models,
-                &instance.voices,
-                instance.max_characters,
-                transport.clone(),
-            )));
+            providers.push(Arc::new(OpenAi::compatible(id, instance, transport.clone())));
         }
         #[cfg(feature = "local")]
         if config.local.enabled {

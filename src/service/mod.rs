@@ -13,6 +13,9 @@ pub enum ServiceError {
     Validation(Vec<FieldError>),
     #[error("{what} {id:?} was not found")]
     NotFound { what: &'static str, id: String },
+    /// A request's `voiceId` names no saved voice of the caller's; the problem is at its path.
+    #[error("{}", .0.message)]
+    VoiceNotFound(FieldError),
     /// The `model` names no model this gateway serves; the message lists the known ones.
     #[error("{0}")]
     UnknownModel(String),

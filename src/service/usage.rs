@@ -14,26 +14,52 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::ServiceError;
 use crate::{
-    domain::{FieldError, LogPage, UsageEvent, UsageFilter, UsageRecord, UsageReport},
+    domain::{text, FieldError, LogPage, UsageEvent, UsageFilter, UsageRecord, UsageReport},
     metrics::Metrics,
     store::Store,
 };
 
 /// Where requests hand their usage events; cheap to clone.
+///
+/// The queue is bounded by admission, not by dropping: once `capacity` events wait, new
+/// requests are refused before they do any work ([`UsageSink::is_full`], a 503 at the meter),
+/// while the events of requests already admitted are always accepted. The queue therefore holds
+/// at most `capacity` plus the requests in flight, and no admitted request loses its event.
 #[derive(Clone)]
 pub struct UsageSink {
     tx: mpsc::UnboundedSender<UsageEvent>,
     metrics: Arc<Metrics>,
+    capacity: usize,
 }
 
 impl UsageSink {
+    /// Queues an event, sanitised: caller-influenced text is made storable and bounded here,
+    /// the one place every event passes, so no request can make a batch fail.
     pub fn record(&self, event: UsageEvent) {
-        if self.tx.send(event).is_ok() {
+        if self.tx.send(sanitize(event)).is_ok() {
             self.metrics.usage_queue_depth.inc();
         } else {
             tracing::error!(target: "speechgate::usage", "usage writer has stopped; event dropped");
         }
     }
+
+    /// Whether the backlog has reached its bound (the database is down or too slow).
+    pub fn is_full(&self) -> bool {
+        usize::try_from(self.metrics.usage_queue_depth.get()).unwrap_or(0) >= self.capacity
+    }
+}
+
+fn sanitize(mut event: UsageEvent) -> UsageEvent {
+    let clean = |value: String| text::for_record(value);
+    event.request_id = clean(event.request_id);
+    event.key_id = event.key_id.map(clean);
+    event.route = clean(event.route);
+    event.method = clean(event.method);
+    event.provider = event.provider.map(clean);
+    event.model = event.model.map(clean);
+    event.voice = event.voice.map(clean);
+    event.error_code = event.error_code.map(clean);
+    event
 }
 
 /// Starts the background writer on `tracker`. It stops once `shutdown` is cancelled and the
@@ -47,16 +73,17 @@ pub fn spawn_writer(
 ) -> UsageSink {
     let (tx, rx) = mpsc::unbounded_channel();
     tracker.spawn(run_writer(store, metrics.clone(), batch, rx, shutdown));
-    UsageSink { tx, metrics }
+    UsageSink { tx, metrics, capacity: batch.max_queue }
 }
 
 /// How events are grouped into transactions: at most `size` per write, and after the first event
 /// of a batch arrives the writer waits up to `linger` for more, so that a busy gateway writes a
-/// few large transactions rather than one per request.
+/// few large transactions rather than one per request. `max_queue` bounds the backlog.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchPolicy {
     pub size: usize,
     pub linger: Duration,
+    pub max_queue: usize,
 }
 
 async fn run_writer(
@@ -89,39 +116,65 @@ async fn run_writer(
                 () = shutdown.cancelled() => break,
             }
         }
-        write_batch(store.as_ref(), &metrics, &mut batch, &shutdown).await;
+        write_batch(store.as_ref(), &metrics, std::mem::take(&mut batch), &shutdown).await;
     }
     tracing::info!(target: "speechgate::usage", "usage writer drained");
 }
 
-/// Writes one batch, retrying with backoff while the database is unavailable. After shutdown
-/// has begun it makes a bounded number of attempts, then reports the loss.
-async fn write_batch(store: &dyn Store, metrics: &Metrics, batch: &mut Vec<UsageEvent>, shutdown: &CancellationToken) {
+/// Writes one batch. While the database is unavailable it retries with backoff (after shutdown
+/// has begun, a bounded number of times, then reports the loss). When the database refuses the
+/// batch for good, the batch is split in halves until the refused events are alone: those are
+/// set aside — logged in full and counted — and every other event is written.
+pub async fn write_batch(store: &dyn Store, metrics: &Metrics, batch: Vec<UsageEvent>, shutdown: &CancellationToken) {
+    let mut pending = vec![batch];
+    while let Some(chunk) = pending.pop() {
+        let n = chunk.len() as i64;
+        match insert_retrying(store, metrics, &chunk, shutdown).await {
+            Ok(()) => {
+                metrics.usage_written.inc_by(n as u64);
+            }
+            Err(err) if err.is_transient() => {
+                tracing::error!(target: "speechgate::usage", error = %err, lost = n, "giving up on usage batch at shutdown");
+            }
+            Err(_) if chunk.len() > 1 => {
+                let mut first = chunk;
+                let second = first.split_off(first.len() / 2);
+                // Popped next: the first half, then the second, keeping the order of events.
+                pending.push(second);
+                pending.push(first);
+                continue;
+            }
+            Err(err) => {
+                metrics.usage_rejected.inc();
+                let event = serde_json::to_string(&chunk[0]).unwrap_or_default();
+                tracing::error!(target: "speechgate::usage", error = %err, %event, "the database refused a usage event; set aside");
+            }
+        }
+        metrics.usage_queue_depth.dec_by(n);
+    }
+}
+
+/// One insert, retried while the failure is transient (bounded once shutdown has begun).
+async fn insert_retrying(
+    store: &dyn Store,
+    metrics: &Metrics,
+    events: &[UsageEvent],
+    shutdown: &CancellationToken,
+) -> Result<(), crate::store::StoreError> {
     let mut delay = Duration::from_millis(50);
     let mut attempts = 0;
     loop {
         attempts += 1;
-        match store.insert_usage(batch).await {
-            Ok(()) => {
-                let n = batch.len() as u64;
-                metrics.usage_written.inc_by(n);
-                metrics.usage_queue_depth.dec_by(n as i64);
-                batch.clear();
-                return;
-            }
-            Err(err) => {
-                metrics.usage_write_failures.inc();
-                if shutdown.is_cancelled() && attempts >= 5 {
-                    tracing::error!(target: "speechgate::usage", error = %err, lost = batch.len(), "giving up on usage batch at shutdown");
-                    metrics.usage_queue_depth.dec_by(batch.len() as i64);
-                    batch.clear();
-                    return;
-                }
-                tracing::warn!(target: "speechgate::usage", error = %err, attempts, "usage batch write failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
+        let Err(err) = store.insert_usage(events).await else {
+            return Ok(());
+        };
+        metrics.usage_write_failures.inc();
+        if !err.is_transient() || (shutdown.is_cancelled() && attempts >= 5) {
+            return Err(err);
         }
+        tracing::warn!(target: "speechgate::usage", error = %err, attempts, "usage batch write failed; retrying");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }
 

@@ -31,6 +31,33 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+impl StoreError {
+    /// Whether trying again later may succeed: the database is unreachable, busy or restarting.
+    /// Everything else (a constraint, a value the database refuses) fails the same way again.
+    pub fn is_transient(&self) -> bool {
+        let StoreError::Database(error) = self else {
+            return false;
+        };
+        match error {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(db) => {
+                let code = db.code().unwrap_or_default();
+                // SQLite: SQLITE_BUSY (5), SQLITE_LOCKED (6) and their extended codes.
+                // PostgreSQL: connection exceptions (08), rollbacks such as serialization
+                // failures (40), insufficient resources (53), operator intervention (57).
+                code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
+                    || ["08", "40", "53", "57"].iter().any(|class| code.starts_with(class))
+            }
+            _ => false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,

@@ -85,7 +85,10 @@ pub struct SpeechBody {
     /// Normalise the clip's peak to this level (-60 to 0). Needs the whole clip before the first
     /// byte can be sent, so it adds latency.
     volume_dbfs: Option<f32>,
-    /// Passed to the provider's API verbatim.
+    /// Extra vendor fields, only those the provider declares as passable (listed per provider
+    /// in `GET /v1/audio/providers` as `providerOptions`); they never replace a field the
+    /// gateway sets (text, model, voice, format). Anything else is a 400 at
+    /// `providerOptions.<name>`.
     provider_options: Option<Map<String, Value>>,
     /// `sse`: `text/event-stream` of `speech.audio.delta` / `speech.audio.done` events.
     #[serde(rename = "stream_format")]
@@ -176,7 +179,7 @@ impl SpeechBody {
         (status = 200, description = "Audio in the requested format (or `text/event-stream` with `stream_format: sse`). Headers: `x-speech-provider`, `x-speech-model`, `x-speech-characters`.", content_type = "application/octet-stream", body = Vec<u8>),
         (status = 400, description = "Malformed JSON, or an invalid field or parameter (`validation` names it)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing, invalid, expired or revoked credential", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown model (the detail lists the known ones), or the provider does not know the voice", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown model (the detail lists the known ones), `voice_not_found` for a `voiceId` with no saved voice, or the provider does not know the voice", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited, by the gateway or the provider", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The provider refused the gateway's credential or broke off", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The provider is unavailable", body = Problem, content_type = "application/problem+json"),
@@ -205,7 +208,7 @@ pub async fn create_speech(
         (status = 200, description = "The provider's native audio stream. Headers: `x-speech-provider`, `x-speech-model`, `x-speech-characters`.", content_type = "application/octet-stream", body = Vec<u8>),
         (status = 400, description = "Malformed JSON, an invalid field, or a format the provider does not make itself", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing, invalid, expired or revoked credential", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown model, or the provider does not know the voice", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown model, `voice_not_found` for a `voiceId` with no saved voice, or the provider does not know the voice", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited, by the gateway or the provider", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The provider refused the gateway's credential or broke off", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The provider is unavailable", body = Problem, content_type = "application/problem+json"),

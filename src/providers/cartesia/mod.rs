@@ -11,8 +11,8 @@ use secrecy::SecretString;
 
 use super::{
     http::{self, Api, Transport},
-    Capabilities, EventStream, ModelInfo, NativeFormat, ProviderError, ProviderVoice, SpeechProvider, SynthesisEvent,
-    SynthesisRequest, WordTiming,
+    Capabilities, EventStream, ModelInfo, NativeFormat, OptionKind, PassableOption, ProviderError, ProviderVoice,
+    SpeechProvider, SynthesisEvent, SynthesisRequest, WordTiming,
 };
 use crate::domain::audio::AudioFormat;
 
@@ -46,6 +46,10 @@ impl Cartesia {
             native_dialogue: false,
             voices_listable: true,
             speed_range: Some((0.6, 1.5)),
+            provider_options: vec![
+                PassableOption::new("generation_config", OptionKind::Object),
+                PassableOption::new("pronunciation_dict_id", OptionKind::String),
+            ],
         };
         Self { api: Api::new(ID, base_url.unwrap_or(DEFAULT_BASE_URL), Some(api_key), transport), capabilities }
     }

@@ -7,7 +7,8 @@ use secrecy::SecretString;
 
 use super::{
     http::{Api, Transport},
-    Capabilities, EventStream, ModelInfo, NativeFormat, ProviderError, ProviderVoice, SpeechProvider, SynthesisRequest,
+    Capabilities, EventStream, ModelInfo, NativeFormat, OptionKind, PassableOption, ProviderError, ProviderVoice,
+    SpeechProvider, SynthesisRequest,
 };
 use crate::domain::audio::{AudioFormat, AudioSpec};
 
@@ -40,6 +41,11 @@ impl Deepgram {
             native_dialogue: false,
             voices_listable: true,
             speed_range: None,
+            // Query parameters; `callback`, `model` and the format parameters are the adapter's.
+            provider_options: vec![
+                PassableOption::new("tag", OptionKind::String),
+                PassableOption::new("mip_opt_out", OptionKind::Boolean),
+            ],
         };
         Self { api: Api::new(ID, base_url.unwrap_or(DEFAULT_BASE_URL), Some(api_key), transport), capabilities }
     }
@@ -100,17 +106,19 @@ impl SpeechProvider for Deepgram {
     async fn synthesize(&self, request: SynthesisRequest) -> Result<EventStream, ProviderError> {
         let mut query = format_query(request.output);
         query.push(("model".to_owned(), model_name(&request.model, &request.voice, request.language.as_deref())));
-        // Deepgram takes options as query parameters; scalar providerOptions are passed on so.
-        let mut body = serde_json::json!({"text": request.text});
+        // Deepgram takes options as query parameters. Only the declared scalar options reach
+        // here, and none of them is a parameter the adapter sets itself.
         for (name, value) in request.provider_options {
+            if query.iter().any(|(set, _)| *set == name) {
+                continue;
+            }
             match value {
                 serde_json::Value::String(s) => query.push((name, s)),
-                serde_json::Value::Number(_) | serde_json::Value::Bool(_) => query.push((name, value.to_string())),
-                other => {
-                    body[name] = other;
-                }
+                serde_json::Value::Bool(_) | serde_json::Value::Number(_) => query.push((name, value.to_string())),
+                _ => {}
             }
         }
+        let body = serde_json::json!({"text": request.text});
         let builder = self
             .api
             .post("/v1/speak")

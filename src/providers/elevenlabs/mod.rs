@@ -12,8 +12,8 @@ use secrecy::SecretString;
 
 use super::{
     http::{self, Api, Transport},
-    Capabilities, EventStream, ModelInfo, NativeFormat, ProviderError, ProviderVoice, SpeechProvider, SynthesisEvent,
-    SynthesisRequest, WordTiming,
+    Capabilities, EventStream, ModelInfo, NativeFormat, OptionKind, PassableOption, ProviderError, ProviderVoice,
+    SpeechProvider, SynthesisEvent, SynthesisRequest, WordTiming,
 };
 use crate::domain::audio::AudioFormat;
 
@@ -55,6 +55,16 @@ impl ElevenLabs {
             native_dialogue: false,
             voices_listable: true,
             speed_range: Some((0.7, 1.2)),
+            provider_options: vec![
+                PassableOption::new("voice_settings", OptionKind::Object),
+                PassableOption::new("pronunciation_dictionary_locators", OptionKind::Array),
+                PassableOption::new("previous_text", OptionKind::String),
+                PassableOption::new("next_text", OptionKind::String),
+                PassableOption::new("previous_request_ids", OptionKind::Array),
+                PassableOption::new("next_request_ids", OptionKind::Array),
+                PassableOption::new("apply_text_normalization", OptionKind::String),
+                PassableOption::new("apply_language_text_normalization", OptionKind::Boolean),
+            ],
         };
         Self { api: Api::new(ID, base_url.unwrap_or(DEFAULT_BASE_URL), Some(api_key), transport), capabilities }
     }
@@ -87,7 +97,7 @@ impl SpeechProvider for ElevenLabs {
         };
         let body = http::with_options(serde_json::to_value(&body).unwrap_or_default(), request.provider_options);
         let route = if request.timestamps { "stream/with-timestamps" } else { "stream" };
-        let voice: String = url_segment(&request.voice);
+        let voice = crate::domain::text::path_segment(&request.voice);
         let builder = self
             .api
             .post(&format!("/v1/text-to-speech/{voice}/{route}"))
@@ -116,16 +126,6 @@ impl SpeechProvider for ElevenLabs {
             })
             .collect())
     }
-}
-
-/// Keeps a path segment from escaping its place in the URL.
-fn url_segment(raw: &str) -> String {
-    raw.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }
 
 /// Turns the NDJSON of `/stream/with-timestamps` into audio and word events. Characters are

@@ -69,6 +69,7 @@ impl Local {
             native_dialogue: false,
             voices_listable: true,
             speed_range: Some(speed::RANGE),
+            provider_options: Vec::new(),
         };
         Ok(Self { data: Arc::new(data), catalogue, capabilities })
     }

@@ -8,9 +8,10 @@ use secrecy::SecretString;
 
 use super::{
     http::{self, Api, Transport},
-    Capabilities, EventStream, ModelInfo, NativeFormat, ProviderError, ProviderVoice, SpeechProvider, SynthesisRequest,
+    Capabilities, EventStream, ModelInfo, NativeFormat, PassableOption, ProviderError, ProviderVoice, SpeechProvider,
+    SynthesisRequest,
 };
-use crate::domain::audio::AudioFormat;
+use crate::{config::CompatibleConfig, domain::audio::AudioFormat};
 
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 /// OpenAI returns every format at 24 kHz; `pcm` is headerless s16le mono.
@@ -52,6 +53,7 @@ impl OpenAi {
             native_dialogue: false,
             voices_listable: true,
             speed_range: Some((0.25, 4.0)),
+            provider_options: Vec::new(),
         };
         Self::new(
             "openai",
@@ -64,27 +66,22 @@ impl OpenAi {
     }
 
     /// A self-hosted server speaking OpenAI's wire format.
-    pub fn compatible(
-        id: &str,
-        base_url: &str,
-        api_key: Option<SecretString>,
-        models: &[String],
-        voices: &[String],
-        max_characters: Option<usize>,
-        transport: Transport,
-    ) -> Self {
-        let max = max_characters.unwrap_or(MAX_INPUT);
+    pub fn compatible(id: &str, config: &CompatibleConfig, transport: Transport) -> Self {
+        let max = config.max_characters.unwrap_or(MAX_INPUT);
+        let provider_options =
+            config.provider_options.iter().map(|(name, kind)| PassableOption::new(name, *kind)).collect();
         let capabilities = Capabilities {
-            models: models.iter().map(|m| model(m, max, true)).collect(),
-            default_model: models.first().cloned().unwrap_or_default(),
+            models: config.models.iter().map(|m| model(m, max, true)).collect(),
+            default_model: config.models.first().cloned().unwrap_or_default(),
             formats: formats(),
             streaming: true,
             native_timestamps: false,
             native_dialogue: false,
-            voices_listable: !voices.is_empty(),
+            voices_listable: !config.voices.is_empty(),
             speed_range: Some((0.25, 4.0)),
+            provider_options,
         };
-        Self::new(id, base_url, api_key, voices.to_vec(), capabilities, transport)
+        Self::new(id, &config.base_url, config.api_key.clone(), config.voices.clone(), capabilities, transport)
     }
 
     fn new(

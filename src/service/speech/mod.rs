@@ -19,7 +19,7 @@ use super::{usage::UsageDetails, ServiceError};
 use crate::{
     domain::{
         audio::{AudioFormat, AudioSpec},
-        FieldError,
+        text, FieldError,
     },
     providers::{registry::Resolved, EventStream, ProviderError, Registry, SynthesisRequest},
     store::Store,
@@ -72,6 +72,8 @@ pub struct Prepared {
 }
 
 pub const VOLUME_RANGE: (f32, f32) = (-60.0, 0.0);
+/// Longest `language` tag accepted (BCP 47 tags in practice stay far below it).
+const MAX_LANGUAGE_CHARS: usize = 35;
 
 /// Validates and resolves a request. Fails before any provider is called.
 pub async fn prepare(
@@ -81,11 +83,21 @@ pub async fn prepare(
     input: SpeechInput,
 ) -> Result<Prepared, ServiceError> {
     let mut problems = Vec::new();
+    // Identifiers reach vendor URLs and queries: each is checked here, once, for every route.
+    let identifiers = [("voiceId", &input.voice_id), ("voice", &input.voice), ("model", &input.model)];
+    for (field, value) in identifiers {
+        if let Some(problem) = value.as_deref().and_then(text::identifier_problem) {
+            problems.push(FieldError::new(field, problem));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ServiceError::Validation(problems));
+    }
     let (model, voice, mut provider_options) = match (&input.voice_id, &input.voice, &input.model) {
         (Some(id), None, None) => {
             let saved = super::voices::get(store, owner, id).await.map_err(|e| match e {
                 ServiceError::NotFound { .. } => {
-                    ServiceError::Validation(vec![FieldError::new("voiceId", format!("no saved voice {id:?}"))])
+                    ServiceError::VoiceNotFound(FieldError::new("voiceId", format!("no saved voice {id:?}")))
                 }
                 other => other,
             })?;
@@ -103,12 +115,19 @@ pub async fn prepare(
         (None, Some(_), None) => return Err(invalid("model", "is required with `voice`")),
     };
     provider_options.extend(input.provider_options);
-    if voice.trim().is_empty() {
-        problems.push(FieldError::new("voice", "must not be empty"));
-    }
 
     let resolved = registry.resolve(&model).map_err(|e| ServiceError::UnknownModel(e.to_string()))?;
     let caps = resolved.provider.capabilities();
+    problems.extend(caps.check_options(&provider_options));
+    if let Some(language) = &input.language {
+        let tag = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+        if language.is_empty() || language.len() > MAX_LANGUAGE_CHARS || !language.chars().all(tag) {
+            problems.push(FieldError::new(
+                "language",
+                format!("must be a language tag such as en or pt-BR (letters, digits and `-`, at most {MAX_LANGUAGE_CHARS})"),
+            ));
+        }
+    }
 
     let characters = input.text.chars().count();
     if input.text.trim().is_empty() {

@@ -109,6 +109,7 @@ mod tests {
             native_dialogue: false,
             voices_listable: false,
             speed_range: None,
+            provider_options: Vec::new(),
         }
     }
 

@@ -1,0 +1,261 @@
+//! Hostile callers and hostile vendors (issue: a trustworthy core). Each test pins a defence:
+//! a request cannot rewrite what the vendor is asked, identifiers cannot leave their URL
+//! segment, and no request can stop accounting.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail by panicking")]
+
+mod common;
+
+use common::{problem, Db, TestApp};
+use serde_json::{json, Value};
+use speechgate::config::VendorConfig;
+use wiremock::{
+    matchers::{method, path},
+    Mock, MockServer, Request, ResponseTemplate,
+};
+
+const SECRET: &str = "vendor-secret-0000";
+const MP3: &[u8] = b"ID3\x04\x00\x00\x00\x00\x00\x00fake-mp3-frames";
+
+fn vendor(uri: String) -> VendorConfig {
+    VendorConfig { api_key: Some(SECRET.to_owned().into()), base_url: Some(uri) }
+}
+
+/// The gateway with OpenAI (at `{uri}/v1`), ElevenLabs, Cartesia and Deepgram all pointed at
+/// one fake upstream.
+async fn gateway(db: Db, upstream: &MockServer) -> TestApp {
+    let uri = upstream.uri();
+    TestApp::spawn_with(db, move |c| {
+        c.providers.local.enabled = false;
+        c.providers.timeout_secs = 2;
+        c.providers.openai = vendor(format!("{uri}/v1"));
+        c.providers.elevenlabs = vendor(uri.clone());
+        c.providers.cartesia = vendor(uri.clone());
+        c.providers.deepgram = vendor(uri);
+    })
+    .await
+}
+
+async fn speak(app: &TestApp, key: &str, body: Value) -> reqwest::Response {
+    app.client.post(app.url("/v1/audio/speech")).bearer_auth(key).json(&body).send().await.unwrap()
+}
+
+fn audio_reply() -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_bytes(MP3).insert_header("content-type", "audio/mpeg")
+}
+
+async fn requests(upstream: &MockServer) -> Vec<Request> {
+    upstream.received_requests().await.unwrap_or_default()
+}
+
+fn paths(body: &Value) -> Vec<String> {
+    body["validation"]
+        .as_array()
+        .map(|v| {
+            v.iter()
+                .map(|f| {
+                    f["path"].as_array().unwrap().iter().map(|p| p.as_str().unwrap_or("")).collect::<Vec<_>>().join(".")
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_options_cannot_replace_core_fields() {
+    let upstream = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(audio_reply()).mount(&upstream).await;
+    let app = gateway(Db::Sqlite, &upstream).await;
+    let (_, key) = app.speech_key().await;
+
+    let refused = [
+        ("openai/tts-1", "alloy", json!({"input": "x", "model": "tts-1-hd", "response_format": "wav"})),
+        ("elevenlabs", "JBFqnCBsd6RMkjVDRZzb", json!({"text": "x", "model_id": "eleven_v3"})),
+        ("cartesia", "voice-1", json!({"transcript": "x", "output_format": {"container": "wav"}})),
+        ("deepgram", "thalia", json!({"callback": "https://attacker.example/", "model": "aura-2-zeus-en"})),
+    ];
+    for (model, voice, options) in refused {
+        let response =
+            speak(&app, &key, json!({"model": model, "voice": voice, "text": "Hello.", "providerOptions": options}))
+                .await;
+        let (status, body) = problem(response).await;
+        assert_eq!(status, 400, "{model}: {body}");
+        let mut expected: Vec<String> =
+            options.as_object().unwrap().keys().map(|k| format!("providerOptions.{k}")).collect();
+        let mut got = paths(&body);
+        expected.sort();
+        got.sort();
+        assert_eq!(got, expected, "{model}: {body}");
+    }
+    // A declared option with the wrong type is refused too.
+    let response = speak(
+        &app,
+        &key,
+        json!({"model": "deepgram", "voice": "thalia", "text": "Hi", "providerOptions": {"tag": {"nested": 1}}}),
+    )
+    .await;
+    let (status, body) = problem(response).await;
+    assert_eq!((status, paths(&body)), (400, vec!["providerOptions.tag".to_owned()]));
+    assert!(requests(&upstream).await.is_empty(), "nothing refused may reach the vendor");
+
+    // Declared options pass, below the adapter's own fields.
+    let response = speak(
+        &app,
+        &key,
+        json!({"model": "elevenlabs", "voice": "JBFqnCBsd6RMkjVDRZzb", "text": "Hello.", "speed": 1.1,
+               "providerOptions": {"voice_settings": {"speed": 0.7, "stability": 0.3}, "next_text": "More."}}),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let response = speak(
+        &app,
+        &key,
+        json!({"model": "deepgram", "voice": "thalia", "text": "Hi", "output": "mp3",
+               "providerOptions": {"tag": "team-a", "mip_opt_out": true}}),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let seen = requests(&upstream).await;
+    assert_eq!(seen.len(), 2);
+    let eleven: Value = serde_json::from_slice(&seen[0].body).unwrap();
+    assert_eq!(eleven["text"], "Hello.");
+    assert_eq!(eleven["next_text"], "More.");
+    assert!((eleven["voice_settings"]["speed"].as_f64().unwrap() - 1.1).abs() < 1e-6, "{eleven}");
+    assert!((eleven["voice_settings"]["stability"].as_f64().unwrap() - 0.3).abs() < 1e-6, "{eleven}");
+    let query: Vec<(String, String)> = seen[1].url.query_pairs().map(|(k, v)| (k.into(), v.into())).collect();
+    assert_eq!(query.iter().filter(|(k, _)| k == "model").count(), 1, "{query:?}");
+    assert!(query.contains(&("tag".to_owned(), "team-a".to_owned())), "{query:?}");
+    assert!(query.contains(&("mip_opt_out".to_owned(), "true".to_owned())), "{query:?}");
+    assert!(!query.iter().any(|(k, _)| k == "callback"));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identifiers_stay_inside_their_url_segment() {
+    let upstream = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(audio_reply()).mount(&upstream).await;
+    let app = gateway(Db::Sqlite, &upstream).await;
+    let (_, key) = app.speech_key().await;
+    let long = "v".repeat(20_000);
+    let refused = [
+        json!({"model": "elevenlabs", "voice": "..", "text": "Hi"}),
+        json!({"model": "elevenlabs", "voice": ".", "text": "Hi"}),
+        json!({"model": "elevenlabs", "voice": long, "text": "Hi"}),
+        json!({"model": "elevenlabs", "voice": "a\u{0}b", "text": "Hi"}),
+        json!({"model": "elevenlabs", "voice": "a\nb", "text": "Hi"}),
+        json!({"model": "openai/tts-1\u{0}", "voice": "alloy", "text": "Hi"}),
+        json!({"voiceId": "x".repeat(300), "text": "Hi"}),
+        json!({"model": "deepgram", "voice": "thalia", "text": "Hi", "language": "en&callback=x"}),
+    ];
+    for body in refused {
+        let (status, problem) = problem(speak(&app, &key, body.clone()).await).await;
+        assert_eq!(status, 400, "{body}: {problem}");
+        assert_eq!(problem["code"], "validation_failed");
+        assert_eq!(problem["validation"].as_array().unwrap().len(), 1, "{problem}");
+        // The problem never echoes a huge or control-laden identifier back in full.
+        assert!(problem.to_string().len() < 2_000);
+    }
+    assert!(requests(&upstream).await.is_empty());
+
+    // Separators become part of the one segment.
+    let response = speak(&app, &key, json!({"model": "elevenlabs", "voice": "a/../b?c#d", "text": "Hi"})).await;
+    assert_eq!(response.status(), 200);
+    let seen = requests(&upstream).await;
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].url.path(), "/v1/text-to-speech/a%2F%2E%2E%2Fb%3Fc%23d/stream");
+    assert!(seen[0].url.query().is_some_and(|q| q.starts_with("output_format=")));
+    app.stop().await;
+}
+
+/// Control characters in what a caller sends never stop usage being written, on PostgreSQL
+/// (whose `text` refuses NUL) as on SQLite: every request keeps its event.
+async fn hostile_text_never_stops_accounting(db: Db) {
+    let upstream = MockServer::start().await;
+    Mock::given(method("POST")).and(path("/v1/audio/speech")).respond_with(audio_reply()).mount(&upstream).await;
+    let app = gateway(db, &upstream).await;
+    let (key_id, key) = app.speech_key().await;
+    let bodies = [
+        json!({"model": "openai/tts-1", "voice": "al\u{0}loy", "text": "Hi"}),
+        json!({"model": "openai/tts-1", "voice": "alloy", "text": "Hi \u{0} there"}),
+        json!({"model": "openai/tts-1", "voice": "alloy", "text": "Hi", "output": "mp3"}),
+    ];
+    let mut statuses = Vec::new();
+    for body in bodies {
+        statuses.push(speak(&app, &key, body).await.status().as_u16());
+    }
+    assert_eq!(statuses, [400, 200, 200]);
+    let events = app.stop_and_read_usage(Some(&key_id)).await;
+    let speech: Vec<u16> =
+        events.iter().rev().filter(|e| e.event.route == "/v1/audio/speech").map(|e| e.event.status).collect();
+    assert_eq!(speech, statuses, "every request has its usage event");
+}
+
+/// A batch the database refuses for good is split until only the refused event is left out;
+/// everything else is written and the refusal is counted.
+async fn a_refused_event_is_set_aside_and_the_rest_written(db: Db) {
+    use speechgate::{domain::UsageEvent, metrics::Metrics};
+    let (store, _db) = common::test_store(db).await;
+    let event = |i: usize, key_id: Option<&str>, voice: &str| UsageEvent {
+        request_id: format!("req-{i}"),
+        key_id: key_id.map(str::to_owned),
+        route: "/v1/audio/speech".into(),
+        method: "POST".into(),
+        provider: Some("openai".into()),
+        model: Some("tts-1".into()),
+        voice: Some(voice.into()),
+        characters: 5,
+        audio_ms: 0,
+        bytes_out: 0,
+        status: 200,
+        error_code: None,
+        latency_ms: 1,
+        ttfb_ms: None,
+        created_at: chrono::Utc::now(),
+    };
+    // A key that does not exist breaks the foreign key in both databases.
+    let mut batch: Vec<UsageEvent> = (0..7).map(|i| event(i, None, "alloy")).collect();
+    batch.insert(3, event(99, Some("no-such-key"), "alloy"));
+    let metrics = Metrics::new();
+    metrics.usage_queue_depth.set(batch.len() as i64);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    speechgate::service::usage::write_batch(store.as_ref(), &metrics, batch, &shutdown).await;
+    let written = store.list_usage(None, speechgate::domain::LogPage { before: None, limit: 100 }).await.unwrap();
+    let mut ids: Vec<String> = written.iter().map(|r| r.event.request_id.clone()).collect();
+    ids.sort();
+    assert_eq!(ids, (0..7).map(|i| format!("req-{i}")).collect::<Vec<_>>());
+    assert_eq!(metrics.usage_rejected.get(), 1);
+    assert_eq!(metrics.usage_written.get(), 7);
+    assert_eq!(metrics.usage_queue_depth.get(), 0);
+}
+
+async fn a_deleted_saved_voice_is_a_404_at_its_path(db: Db) {
+    let upstream = MockServer::start().await;
+    let app = gateway(db, &upstream).await;
+    let (_, key) = app.create_key(json!({"name": "t", "scopes": ["speech", "voices"]})).await;
+    let created: Value = app
+        .client
+        .post(app.url("/v1/voices"))
+        .bearer_auth(&key)
+        .json(&json!({"title": "Narrator", "provider": "openai", "voiceId": "alloy"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap();
+    let deleted = app.client.delete(app.url(&format!("/v1/voices/{id}"))).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(deleted.status(), 204);
+    for voice_id in [id, "never-existed"] {
+        let (status, body) = problem(speak(&app, &key, json!({"voiceId": voice_id, "text": "Hi"})).await).await;
+        assert_eq!(status, 404, "{body}");
+        assert_eq!(body["code"], "voice_not_found");
+        assert_eq!(paths(&body), vec!["voiceId".to_owned()]);
+    }
+    app.stop().await;
+}
+
+both_databases!(
+    hostile_text_never_stops_accounting,
+    a_refused_event_is_set_aside_and_the_rest_written,
+    a_deleted_saved_voice_is_a_404_at_its_path,
+);
