@@ -89,6 +89,8 @@ pub struct ProvidersConfig {
     pub timeout_secs: u64,
     /// How long a gap between two audio chunks may last before the stream counts as broken.
     pub idle_timeout_secs: u64,
+    /// How long one provider stream may last in all, however steadily it flows.
+    pub max_stream_secs: u64,
     /// How long a provider's voice catalogue is cached.
     pub voice_cache_secs: u64,
 }
@@ -139,6 +141,7 @@ impl Default for ProvidersConfig {
             aliases: BTreeMap::new(),
             timeout_secs: 30,
             idle_timeout_secs: 30,
+            max_stream_secs: 900,
             voice_cache_secs: 600,
         }
     }
@@ -302,7 +305,10 @@ impl Config {
                 return invalid("providers.compatible.<name>.models", &format!("{name}: must list at least one model"));
             }
         }
-        if self.providers.timeout_secs == 0 || self.providers.idle_timeout_secs == 0 {
+        if self.providers.timeout_secs == 0
+            || self.providers.idle_timeout_secs == 0
+            || self.providers.max_stream_secs == 0
+        {
             return invalid("providers.timeout_secs", "timeouts must be greater than 0");
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {

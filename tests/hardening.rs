@@ -2,6 +2,7 @@
 //! a request cannot rewrite what the vendor is asked, identifiers cannot leave their URL
 //! segment, and no request can stop accounting.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail by panicking")]
+#![allow(clippy::disallowed_methods, reason = "fake upstreams run as detached tasks that end with the test")]
 
 mod common;
 
@@ -259,3 +260,104 @@ both_databases!(
     a_refused_event_is_set_aside_and_the_rest_written,
     a_deleted_saved_voice_is_a_404_at_its_path,
 );
+
+/// Vendor answers are checked before they are passed on: a 200 HTML page is not audio, a
+/// redirect is not followed (it would carry the credential to another host), an absurd
+/// `Retry-After` is capped, and what a vendor says about the operator's account stays private.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vendor_answers_are_checked_before_they_are_passed_on() {
+    let upstream = MockServer::start().await;
+    let elsewhere = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(audio_reply()).mount(&elsewhere).await;
+    let voice_path = |voice: &str| format!("/v1/text-to-speech/{voice}/stream");
+    Mock::given(path(voice_path("html")))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_raw("<html><body>Service Unavailable</body></html>", "text/html; charset=utf-8"),
+        )
+        .mount(&upstream)
+        .await;
+    Mock::given(path(voice_path("moved")))
+        .respond_with(
+            ResponseTemplate::new(307).insert_header("location", format!("{}/v1/steal", elsewhere.uri()).as_str()),
+        )
+        .mount(&upstream)
+        .await;
+    Mock::given(path(voice_path("busy")))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("retry-after", "1e30")
+                .set_body_json(json!({"detail": {"status": "quota_exceeded\u{0}<script>", "message": "Organisation org-8f3k2 has used 99,812 of 100,000 credits on the Creator plan"}})),
+        )
+        .mount(&upstream)
+        .await;
+    Mock::given(path(voice_path("denied")))
+        .respond_with(
+            ResponseTemplate::new(401)
+                .set_body_json(json!({"detail": {"status": "invalid_api_key", "message": "Key for workspace acme-billing@corp.example is disabled"}})),
+        )
+        .mount(&upstream)
+        .await;
+    let app = gateway(Db::Sqlite, &upstream).await;
+    let (_, key) = app.speech_key().await;
+    let ask = |voice: &str| json!({"model": "elevenlabs", "voice": voice, "text": "Hi", "output": "mp3"});
+
+    let (status, body) = problem(speak(&app, &key, ask("html")).await).await;
+    assert_eq!((status, body["code"].as_str()), (502, Some("upstream_invalid_response")), "{body}");
+
+    let (status, body) = problem(speak(&app, &key, ask("moved")).await).await;
+    assert_eq!((status, body["code"].as_str()), (502, Some("upstream_invalid_response")), "{body}");
+    assert!(requests(&elsewhere).await.is_empty(), "the redirect was not followed");
+
+    let response = speak(&app, &key, ask("busy")).await;
+    let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=3600).contains(&retry_after), "{retry_after}");
+    let (status, body) = problem(response).await;
+    assert_eq!((status, body["code"].as_str()), (429, Some("upstream_rate_limited")));
+    assert_eq!(body["upstream_code"], "quota_exceededscript", "codes are kept to a slug");
+    assert!(!body.to_string().contains("org-8f3k2") && !body.to_string().contains("Creator"), "{body}");
+
+    let (status, body) = problem(speak(&app, &key, ask("denied")).await).await;
+    assert_eq!((status, body["code"].as_str()), (502, Some("provider_auth_failed")));
+    assert_eq!(body["upstream_code"], "invalid_api_key");
+    assert!(!body.to_string().contains("acme-billing"), "{body}");
+    app.stop().await;
+}
+
+/// A stream that keeps flowing past `providers.max_stream_secs` is cut, and usage says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_upstream_stream_is_cut_at_the_total_cap() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let uri = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let Ok((mut socket, _)) = listener.accept().await else { return };
+        let mut buf = vec![0u8; 65536];
+        let _ = socket.read(&mut buf).await;
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: audio/mpeg\r\ntransfer-encoding: chunked\r\n\r\n";
+        let _ = socket.write_all(head.as_bytes()).await;
+        // A chunk every 100 ms, for at most 30 s: never idle, never done.
+        for _ in 0..300 {
+            if socket.write_all(b"4\r\nmp3!\r\n").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    });
+    let app = TestApp::spawn_with(Db::Sqlite, move |c| {
+        c.providers.local.enabled = false;
+        c.providers.max_stream_secs = 1;
+        c.providers.openai = vendor(format!("{uri}/v1"));
+    })
+    .await;
+    let (key_id, key) = app.speech_key().await;
+    let started = std::time::Instant::now();
+    let response =
+        speak(&app, &key, json!({"model": "openai/tts-1", "voice": "alloy", "text": "Hi", "output": "mp3"})).await;
+    assert_eq!(response.status(), 200);
+    assert!(response.bytes().await.is_err(), "the body ends in error, not as if complete");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    let events = app.stop_and_read_usage(Some(&key_id)).await;
+    let speech = events.iter().find(|e| e.event.route == "/v1/audio/speech").unwrap();
+    assert_eq!(speech.event.error_code.as_deref(), Some("upstream_stream_failed"));
+}

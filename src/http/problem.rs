@@ -121,7 +121,9 @@ impl ApiError {
             ApiError::Provider(e) => match e {
                 ProviderError::Rejected { status: 404, .. } => StatusCode::NOT_FOUND,
                 ProviderError::Rejected { .. } => StatusCode::BAD_REQUEST,
-                ProviderError::Unauthorized { .. } | ProviderError::Interrupted { .. } => StatusCode::BAD_GATEWAY,
+                ProviderError::Unauthorized { .. }
+                | ProviderError::Interrupted { .. }
+                | ProviderError::Invalid { .. } => StatusCode::BAD_GATEWAY,
                 ProviderError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
                 ProviderError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
                 ProviderError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -161,6 +163,7 @@ impl ApiError {
                 ProviderError::Unavailable { .. } => "provider_unavailable",
                 ProviderError::Timeout { .. } => "provider_timeout",
                 ProviderError::Interrupted { .. } => "upstream_stream_failed",
+                ProviderError::Invalid { .. } => "upstream_invalid_response",
             },
             ApiError::Http { .. } => "http_error",
             ApiError::Internal(_) => "internal_error",
@@ -209,7 +212,9 @@ impl ApiError {
                     }
                     ProviderError::RateLimited { code, .. } => (Some(429), code.clone()),
                     ProviderError::Unavailable { status, code, .. } => (*status, code.clone()),
-                    ProviderError::Timeout { .. } | ProviderError::Interrupted { .. } => (None, None),
+                    ProviderError::Timeout { .. }
+                    | ProviderError::Interrupted { .. }
+                    | ProviderError::Invalid { .. } => (None, None),
                 };
                 (Some(e.provider().to_owned()), status, code)
             }

@@ -18,6 +18,46 @@ pub struct Transport {
     pub timeout: Duration,
     /// Longest gap between two chunks of a streamed body.
     pub idle: Duration,
+    /// Longest a streamed body may last in all.
+    pub total: Duration,
+}
+
+impl Transport {
+    /// The client every vendor call uses. It never follows a redirect: a vendor's 3xx is an
+    /// invalid answer, so the credential headers never travel to another host.
+    pub fn new(timeout: Duration, idle: Duration, total: Duration) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Self { http, timeout, idle, total })
+    }
+}
+
+/// What a successful reply must carry, by its `Content-Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Audio bytes: `audio/*` or `application/octet-stream`.
+    Audio,
+    /// JSON, NDJSON or server-sent events.
+    Structured,
+}
+
+impl Expect {
+    fn admits(self, content_type: Option<&str>) -> bool {
+        // A reply without a Content-Type is judged by its body later (decoders, parsers).
+        let Some(media) = content_type else {
+            return true;
+        };
+        let media = media.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        match self {
+            Expect::Audio => media.starts_with("audio/") || media == "application/octet-stream",
+            Expect::Structured => {
+                ["application/json", "application/x-ndjson", "application/jsonl", "text/event-stream", "text/plain"]
+                    .contains(&media.as_str())
+            }
+        }
+    }
 }
 
 /// One vendor API instance: where it is, the gateway's key for it, and the transport. Adapters
@@ -52,18 +92,41 @@ impl Api {
         send(&self.provider, request, self.transport.timeout, parse_error, self.key()).await
     }
 
-    /// A successful reply's body as audio events (see [`audio_stream`]).
-    pub fn audio(&self, response: Response) -> EventStream {
-        audio_stream(&self.provider, response, self.transport.idle)
+    /// A successful reply's body as raw events (see [`audio_stream`]), once its Content-Type
+    /// says it is what the adapter asked for: an HTML page from a CDN is not audio.
+    pub fn stream(&self, response: Response, expect: Expect) -> Result<EventStream, ProviderError> {
+        self.check_type(&response, expect)?;
+        Ok(audio_stream(&self.provider, response, self.transport.idle, self.transport.total))
     }
 
-    /// A reply's JSON body, or `Unavailable` when it is not the vendor's protocol.
+    /// A reply's JSON body (at most [`MAX_JSON_BODY`] bytes), or `Invalid` when it is not the
+    /// vendor's protocol.
     pub async fn json<T: serde::de::DeserializeOwned>(&self, response: Response) -> Result<T, ProviderError> {
-        response.json().await.map_err(|e| ProviderError::Unavailable {
+        self.check_type(&response, Expect::Structured)?;
+        let invalid = |detail: String| ProviderError::Invalid { provider: self.provider.clone(), detail };
+        let (body, complete) = read_bounded(response, MAX_JSON_BODY, self.transport.timeout).await;
+        if !complete {
+            return Err(invalid(format!("the reply was not read in full (over {MAX_JSON_BODY} bytes, or too slow)")));
+        }
+        serde_json::from_slice(&body).map_err(|e| invalid(sanitize(&format!("unreadable reply: {e}"))))
+    }
+
+    fn check_type(&self, response: &Response, expect: Expect) -> Result<(), ProviderError> {
+        let content_type = response.headers().get(reqwest::header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("?"));
+        if expect.admits(content_type) {
+            return Ok(());
+        }
+        Err(ProviderError::Invalid {
             provider: self.provider.clone(),
-            status: None,
-            code: None,
-            detail: sanitize(&format!("unreadable reply: {}", without_url(&e))),
+            detail: format!(
+                "answered {} with Content-Type {:?} where {} was expected",
+                response.status().as_u16(),
+                sanitize(content_type.unwrap_or_default()),
+                match expect {
+                    Expect::Audio => "audio",
+                    Expect::Structured => "JSON or events",
+                }
+            ),
         })
     }
 
@@ -80,8 +143,16 @@ impl Api {
 
 /// Longest vendor error text passed on to clients.
 const MAX_DETAIL: usize = 300;
+/// Longest vendor error code passed on.
+const MAX_CODE: usize = 64;
 /// Largest error body read from a vendor.
 const MAX_ERROR_BODY: usize = 64 * 1024;
+/// Largest JSON reply (a voice catalogue) read from a vendor.
+pub const MAX_JSON_BODY: usize = 16 * 1024 * 1024;
+/// Longest line of a streamed NDJSON or SSE body.
+const MAX_LINE: usize = 8 * 1024 * 1024;
+/// Longest `Retry-After` passed on; vendors have sent absurd values.
+const MAX_RETRY_AFTER_SECS: f64 = 3600.0;
 
 /// A vendor's error body, parsed: its machine code (if any) and its message.
 pub type ErrorParser = fn(&[u8]) -> (Option<String>, Option<String>);
@@ -111,64 +182,99 @@ pub async fn send(
         }
         Ok(Ok(response)) => response,
     };
-    if response.status().is_success() {
+    let status = response.status();
+    if status.is_success() {
         return Ok(response);
     }
-    let status = response.status().as_u16();
+    if status.is_redirection() || status.is_informational() {
+        return Err(ProviderError::Invalid {
+            provider: provider.to_owned(),
+            detail: format!("answered HTTP {} (redirects are not followed)", status.as_u16()),
+        });
+    }
+    let status = status.as_u16();
     let retry_after = response
         .headers()
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|secs| secs.is_finite() && *secs >= 0.0)
-        .map(Duration::from_secs_f64);
-    let body = read_bounded(response, timeout).await;
+        .map(|secs| Duration::from_secs_f64(secs.min(MAX_RETRY_AFTER_SECS)));
+    let (body, _) = read_bounded(response, MAX_ERROR_BODY, timeout).await;
     let (code, message) = parse_error(&body);
-    let detail = message.unwrap_or_else(|| {
-        let text = String::from_utf8_lossy(&body).trim().to_owned();
-        if text.is_empty() {
-            format!("HTTP {status}")
-        } else {
-            text
+    let code = code.map(|c| scrub_code(&c)).filter(|c| !c.is_empty());
+    let detail = match status {
+        // What a vendor says about the gateway's own account (its organisation, plan, quota)
+        // is the operator's business, not the caller's: the gateway says it in its own words.
+        401 | 403 => "the provider refused the gateway's credential for it".to_owned(),
+        429 => "the provider is limiting the gateway's requests; retry later".to_owned(),
+        _ => {
+            let detail = message.unwrap_or_else(|| {
+                let text = String::from_utf8_lossy(&body).trim().to_owned();
+                if text.is_empty() {
+                    format!("HTTP {status}")
+                } else {
+                    text
+                }
+            });
+            match secret.filter(|s| !s.is_empty()) {
+                Some(secret) => detail.replace(secret, "[redacted]"),
+                None => detail,
+            }
         }
-    });
-    let detail = match secret.filter(|s| !s.is_empty()) {
-        Some(secret) => detail.replace(secret, "[redacted]"),
-        None => detail,
     };
     Err(ProviderError::from_status(provider, status, code, sanitize(&detail), retry_after))
 }
 
-async fn read_bounded(response: Response, timeout: Duration) -> Vec<u8> {
+/// A vendor's error code, kept to a machine slug: letters, digits, `_`, `-`, `.`, at most
+/// [`MAX_CODE`] characters.
+fn scrub_code(code: &str) -> String {
+    code.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')).take(MAX_CODE).collect()
+}
+
+/// Reads at most `limit` bytes of a body within `timeout`; says whether it read all of it.
+async fn read_bounded(response: Response, limit: usize, timeout: Duration) -> (Vec<u8>, bool) {
     let mut body = Vec::new();
     let mut stream = response.bytes_stream();
     let read = async {
-        while let Some(Ok(chunk)) = stream.next().await {
-            let room = MAX_ERROR_BODY.saturating_sub(body.len());
-            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            if body.len() >= MAX_ERROR_BODY {
-                break;
+        loop {
+            match stream.next().await {
+                None => return true,
+                Some(Err(_)) => return false,
+                Some(Ok(chunk)) => {
+                    let room = limit.saturating_sub(body.len());
+                    body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    if chunk.len() > room {
+                        return false;
+                    }
+                }
             }
         }
     };
-    let _ = tokio::time::timeout(timeout, read).await;
-    body
+    let complete = tokio::time::timeout(timeout, read).await.unwrap_or(false);
+    (body, complete)
 }
 
-/// The body of a successful reply as audio events. A gap longer than `idle` between chunks, or
-/// a transport error, ends the stream with `Interrupted`.
-pub fn audio_stream(provider: &str, response: Response, idle: Duration) -> EventStream {
+/// The body of a successful reply as audio events. A gap longer than `idle` between chunks, a
+/// body that lasts longer than `total`, or a transport error ends the stream with `Interrupted`.
+pub fn audio_stream(provider: &str, response: Response, idle: Duration, total: Duration) -> EventStream {
     let provider = provider.to_owned();
     let chunks = response.bytes_stream();
+    let deadline = tokio::time::Instant::now() + total;
     Box::pin(futures::stream::unfold(Some(chunks), move |state| {
         let provider = provider.clone();
         async move {
             let mut chunks = state?;
-            match tokio::time::timeout(idle, chunks.next()).await {
+            let wait = idle.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+            match tokio::time::timeout(wait, chunks.next()).await {
                 Ok(Some(Ok(bytes))) => Some((Ok(SynthesisEvent::Audio(bytes)), Some(chunks))),
                 Ok(None) => None,
                 Ok(Some(Err(err))) => {
                     let detail = sanitize(&without_url(&err).to_string());
+                    Some((Err(ProviderError::Interrupted { provider, detail }), None))
+                }
+                Err(_) if tokio::time::Instant::now() >= deadline => {
+                    let detail = format!("the stream lasted longer than {} s", total.as_secs());
                     Some((Err(ProviderError::Interrupted { provider, detail }), None))
                 }
                 Err(_) => {
@@ -182,14 +288,16 @@ pub fn audio_stream(provider: &str, response: Response, idle: Duration) -> Event
 
 /// Splits a streamed body into text lines (for NDJSON and SSE). A last line without its
 /// newline still counts.
-pub fn lines(body: EventStream) -> futures::stream::BoxStream<'static, Result<String, ProviderError>> {
+pub fn lines(provider: &str, body: EventStream) -> futures::stream::BoxStream<'static, Result<String, ProviderError>> {
     struct State {
+        provider: String,
         body: EventStream,
         buffer: Vec<u8>,
         ready: std::collections::VecDeque<String>,
         ended: bool,
     }
-    let state = State { body, buffer: Vec::new(), ready: Default::default(), ended: false };
+    let state =
+        State { provider: provider.to_owned(), body, buffer: Vec::new(), ready: Default::default(), ended: false };
     futures::stream::unfold(state, |mut s| async move {
         loop {
             if let Some(line) = s.ready.pop_front() {
@@ -199,7 +307,15 @@ pub fn lines(body: EventStream) -> futures::stream::BoxStream<'static, Result<St
                 return None;
             }
             match s.body.next().await {
-                Some(Ok(SynthesisEvent::Audio(bytes))) => s.buffer.extend_from_slice(&bytes),
+                Some(Ok(SynthesisEvent::Audio(bytes))) => {
+                    s.buffer.extend_from_slice(&bytes);
+                    if s.buffer.len() > MAX_LINE && !s.buffer.contains(&b'\n') {
+                        s.ended = true;
+                        let detail = format!("a line of the stream exceeds {MAX_LINE} bytes");
+                        let provider = s.provider.clone();
+                        return Some((Err(ProviderError::Interrupted { provider, detail }), s));
+                    }
+                }
                 Some(Ok(SynthesisEvent::Words(_))) => {}
                 Some(Err(err)) => {
                     s.ended = true;

@@ -254,6 +254,10 @@ pub enum ProviderError {
     /// The audio stream broke off after it had started.
     #[error("{provider}'s audio stream broke off: {detail}")]
     Interrupted { provider: String, detail: String },
+    /// The vendor answered something that is not its protocol: a redirect, an HTML page where
+    /// audio belongs, JSON that does not parse.
+    #[error("{provider} answered something that is not its API's: {detail}")]
+    Invalid { provider: String, detail: String },
 }
 
 impl ProviderError {
@@ -264,7 +268,8 @@ impl ProviderError {
             | ProviderError::RateLimited { provider, .. }
             | ProviderError::Unavailable { provider, .. }
             | ProviderError::Timeout { provider, .. }
-            | ProviderError::Interrupted { provider, .. } => provider,
+            | ProviderError::Interrupted { provider, .. }
+            | ProviderError::Invalid { provider, .. } => provider,
         }
     }
 

@@ -54,11 +54,11 @@ pub enum ResolveError {
 impl Registry {
     /// Every provider whose credential is configured, plus `local` where built in and enabled.
     pub fn from_config(config: &ProvidersConfig) -> Result<Self, reqwest::Error> {
-        let transport = Transport {
-            http: reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).build()?,
-            timeout: Duration::from_secs(config.timeout_secs),
-            idle: Duration::from_secs(config.idle_timeout_secs),
-        };
+        let transport = Transport::new(
+            Duration::from_secs(config.timeout_secs),
+            Duration::from_secs(config.idle_timeout_secs),
+            Duration::from_secs(config.max_stream_secs),
+        )?;
         let mut providers: Vec<Arc<dyn SpeechProvider>> = Vec::new();
         if let Some(key) = &config.openai.api_key {
             providers.push(Arc::new(OpenAi::official(

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use secrecy::SecretString;
 
 use super::{
-    http::{self, Api, Transport},
+    http::{self, Api, Expect, Transport},
     Capabilities, EventStream, ModelInfo, NativeFormat, OptionKind, PassableOption, ProviderError, ProviderVoice,
     SpeechProvider, SynthesisEvent, SynthesisRequest, WordTiming,
 };
@@ -88,8 +88,11 @@ impl SpeechProvider for Cartesia {
             .header("Cartesia-Version", wire::VERSION)
             .json(&body);
         let response = self.api.send(builder, wire::parse_error).await?;
-        let stream = self.api.audio(response);
-        Ok(if sse { sse_events(stream) } else { stream })
+        Ok(if sse {
+            sse_events(self.api.stream(response, Expect::Structured)?)
+        } else {
+            self.api.stream(response, Expect::Audio)?
+        })
     }
 
     /// Every page of `GET /voices`: the public library and the account's own voices.
@@ -131,7 +134,7 @@ impl SpeechProvider for Cartesia {
 
 /// Parses `data:` lines of the SSE body into audio and word events.
 fn sse_events(body: EventStream) -> EventStream {
-    let lines = http::lines(body);
+    let lines = http::lines(ID, body);
     Box::pin(lines.filter_map(|line| async move {
         let line = match line {
             Ok(line) => line,

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use secrecy::SecretString;
 
 use super::{
-    http::{Api, Transport},
+    http::{Api, Expect, Transport},
     Capabilities, EventStream, ModelInfo, NativeFormat, OptionKind, PassableOption, ProviderError, ProviderVoice,
     SpeechProvider, SynthesisRequest,
 };
@@ -126,7 +126,7 @@ impl SpeechProvider for Deepgram {
             .header("Authorization", format!("Token {}", self.api.key().unwrap_or_default()))
             .json(&body);
         let response = self.api.send(builder, parse_error).await?;
-        Ok(self.api.audio(response))
+        self.api.stream(response, Expect::Audio)
     }
 
     /// The text-to-speech half of `GET /v1/models`. Each voice's id is its full model name

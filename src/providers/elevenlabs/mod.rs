@@ -11,7 +11,7 @@ use futures::StreamExt;
 use secrecy::SecretString;
 
 use super::{
-    http::{self, Api, Transport},
+    http::{self, Api, Expect, Transport},
     Capabilities, EventStream, ModelInfo, NativeFormat, OptionKind, PassableOption, ProviderError, ProviderVoice,
     SpeechProvider, SynthesisEvent, SynthesisRequest, WordTiming,
 };
@@ -105,8 +105,11 @@ impl SpeechProvider for ElevenLabs {
             .header("xi-api-key", self.api.key().unwrap_or_default())
             .json(&body);
         let response = self.api.send(builder, http::parse_detail_error).await?;
-        let audio = self.api.audio(response);
-        Ok(if request.timestamps { with_timestamps(audio) } else { audio })
+        Ok(if request.timestamps {
+            with_timestamps(self.api.stream(response, Expect::Structured)?)
+        } else {
+            self.api.stream(response, Expect::Audio)?
+        })
     }
 
     async fn voices(&self) -> Result<Vec<ProviderVoice>, ProviderError> {
@@ -134,7 +137,7 @@ fn with_timestamps(body: EventStream) -> EventStream {
     // The word in progress outlives the line stream: the last one is flushed when it ends.
     let word = std::sync::Arc::new(std::sync::Mutex::new(None::<WordTiming>));
     let last = word.clone();
-    let events = http::lines(body).map(move |line| -> Vec<Result<SynthesisEvent, ProviderError>> {
+    let events = http::lines(ID, body).map(move |line| -> Vec<Result<SynthesisEvent, ProviderError>> {
         let interrupted = |detail: String| ProviderError::Interrupted { provider: ID.to_owned(), detail };
         let chunk: wire::TimestampChunk = match line
             .and_then(|l| serde_json::from_str(&l).map_err(|e| interrupted(format!("unreadable timestamp chunk: {e}"))))

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use secrecy::SecretString;
 
 use super::{
-    http::{self, Api, Transport},
+    http::{self, Api, Expect, Transport},
     Capabilities, EventStream, ModelInfo, NativeFormat, PassableOption, ProviderError, ProviderVoice, SpeechProvider,
     SynthesisRequest,
 };
@@ -123,7 +123,7 @@ impl SpeechProvider for OpenAi {
             builder = builder.bearer_auth(key);
         }
         let response = self.api.send(builder, wire::parse_error).await?;
-        Ok(self.api.audio(response))
+        self.api.stream(response, Expect::Audio)
     }
 
     async fn voices(&self) -> Result<Vec<ProviderVoice>, ProviderError> {
