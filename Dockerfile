@@ -9,6 +9,8 @@ WORKDIR /src
 COPY rust-toolchain.toml Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY migrations ./migrations
+# Cargo.toml declares the [[bench]] targets: cargo refuses the manifest when their files are missing.
+COPY benches ./benches
 # Registry and target caches survive between builds; the binary is copied out of the cache mount.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
