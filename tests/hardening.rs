@@ -361,3 +361,33 @@ async fn an_endless_upstream_stream_is_cut_at_the_total_cap() {
     let speech = events.iter().find(|e| e.event.route == "/v1/audio/speech").unwrap();
     assert_eq!(speech.event.error_code.as_deref(), Some("upstream_stream_failed"));
 }
+
+/// Usage ranges at the edges of the calendar are input errors, not panics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_dates_at_the_calendar_edges_are_400s() {
+    let app = TestApp::spawn(Db::Sqlite).await;
+    let (_, key) = app.speech_key().await;
+    let cases = [
+        ("to=-262143-01-01T00:00:00Z", "to"),
+        ("from=-262143-01-01T00:00:00Z&to=%2B262142-12-31T23:59:59Z", "from"),
+        ("from=%2B262142-12-31T23:59:59Z", "from"),
+    ];
+    for (query, field) in cases {
+        for route in ["/v1/usage", "/admin/v1/usage"] {
+            let response = if route.starts_with("/admin") {
+                app.client
+                    .get(app.url(&format!("{route}?{query}")))
+                    .bearer_auth(common::ADMIN_TOKEN)
+                    .send()
+                    .await
+                    .unwrap()
+            } else {
+                app.get(&format!("{route}?{query}"), Some(&key)).await
+            };
+            let (status, body) = problem(response).await;
+            assert_eq!(status, 400, "{route}?{query}: {body}");
+            assert_eq!(paths(&body), vec![field.to_owned()], "{route}?{query}: {body}");
+        }
+    }
+    app.stop().await;
+}

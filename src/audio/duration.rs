@@ -76,14 +76,14 @@ impl DurationCounter {
             AudioFormat::Ulaw | AudioFormat::Alaw => self.bytes,
             AudioFormat::Wav => self.bytes.saturating_sub(44) / 2,
             AudioFormat::Mp3 | AudioFormat::Aac => self.samples,
-            AudioFormat::Opus => return Some(self.granule.saturating_sub(self.pre_skip) * 1000 / 48_000),
+            AudioFormat::Opus => return Some(millis(self.granule.saturating_sub(self.pre_skip), 48_000)),
             AudioFormat::Flac => {
                 let flac = self.flac.as_ref()?;
                 let rate = u64::from(flac.rate.unwrap_or(self.spec.sample_rate).max(1));
-                return (flac.end > 0).then(|| flac.end * 1000 / rate);
+                return (flac.end > 0).then(|| millis(flac.end, rate));
             }
         };
-        Some(samples * 1000 / rate)
+        Some(millis(samples, rate))
     }
 
     fn scan_mpeg(&mut self) {
@@ -180,6 +180,12 @@ impl DurationCounter {
     }
 }
 
+/// `samples` at `rate` in milliseconds, without overflow: positions come from vendor bytes
+/// (an Ogg granule can be anything up to 2^64 - 2).
+fn millis(samples: u64, rate: u64) -> u64 {
+    u64::try_from(u128::from(samples) * 1000 / u128::from(rate.max(1))).unwrap_or(u64::MAX)
+}
+
 /// An MPEG-1/2/2.5 Layer III frame header: (frame length, samples, sample rate).
 fn mpeg_frame(h: &[u8]) -> Option<(usize, u64, u32)> {
     if h[0] != 0xFF || h[1] & 0xE0 != 0xE0 {
@@ -252,6 +258,20 @@ mod tests {
             // The encoder's start-up delay and last-frame padding add up to ~2 frames.
             assert!((1_000..=1_160).contains(&ms), "{rate} Hz: {ms} ms");
         }
+    }
+
+    #[test]
+    fn absurd_vendor_positions_do_not_overflow() {
+        let mut counter =
+            DurationCounter::new(AudioSpec { format: AudioFormat::Opus, sample_rate: 48_000, bitrate_kbps: None });
+        let mut page = b"OggS\x00\x00".to_vec();
+        page.extend_from_slice(&(u64::MAX - 1).to_le_bytes());
+        page.extend_from_slice(&[0; 12]);
+        page.push(1);
+        page.push(0);
+        counter.push(&page);
+        assert_eq!(counter.duration_ms(), Some(u64::MAX / 48));
+        assert_eq!(millis(u64::MAX, 1), u64::MAX, "saturates");
     }
 
     #[test]

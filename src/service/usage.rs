@@ -324,11 +324,17 @@ pub async fn summary(
     to: Option<DateTime<Utc>>,
 ) -> Result<UsageReport, ServiceError> {
     let to = to.unwrap_or_else(Utc::now);
-    let from = from.unwrap_or(to - chrono::Duration::days(30));
+    // Dates at the calendar's edges are valid input; arithmetic on them must not overflow.
+    let from = match from {
+        Some(from) => from,
+        None => to.checked_sub_signed(chrono::Duration::days(30)).ok_or_else(|| {
+            ServiceError::Validation(vec![FieldError::new("to", "is too early for a default range; give `from`")])
+        })?,
+    };
     if from >= to {
         return Err(ServiceError::Validation(vec![FieldError::new("from", "must be earlier than `to`")]));
     }
-    if to - from > chrono::Duration::days(MAX_RANGE_DAYS) {
+    if to.signed_duration_since(from) > chrono::Duration::days(MAX_RANGE_DAYS) {
         return Err(ServiceError::Validation(vec![FieldError::new(
             "from",
             format!("the range may cover at most {MAX_RANGE_DAYS} days"),
