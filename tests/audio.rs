@@ -3,6 +3,8 @@
 //! (`scripts/test.sh` installs it).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail by panicking")]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -112,7 +114,7 @@ fn encode_directly(spec: AudioSpec, samples: &[i16]) -> Vec<u8> {
 
 fn ffmpeg_available() {
     let ok = Command::new("ffprobe").arg("-version").output().is_ok_and(|o| o.status.success());
-    assert!(ok, "ffmpeg/ffprobe are required for the audio tests (scripts/test.sh installs them)");
+    assert!(ok, "{}", common::needs("ffmpeg and ffprobe"));
 }
 
 /// ffmpeg's demuxer arguments for headerless formats.
@@ -594,12 +596,16 @@ fn garbage_is_a_decode_error_not_a_panic() {
         *byte ^= 0x5A;
     }
     assert!(decode(AudioFormat::Opus, &corrupted, None).is_err());
-    let _ = decode(AudioFormat::Opus, &good[..good.len() / 2], None);
+    // A stream cut in the middle of a page is a decode error, not a panic and not audio.
+    let cut = decode(AudioFormat::Opus, &good[..good.len() / 2], None);
+    assert!(matches!(cut, Err(AudioError::Decode(_))), "{:?}", cut.map(|d| d.samples.len()));
     let flac = encode_directly(
         AudioSpec { format: AudioFormat::Flac, sample_rate: 16_000, bitrate_kbps: None },
         &test_signal(16_000, 0.5),
     );
-    let _ = decode(AudioFormat::Flac, &flac[..flac.len() / 2], None);
+    let half = decode(AudioFormat::Flac, &flac[..flac.len() / 2], None).expect("a cut FLAC stream decodes");
+    assert_eq!(half.sample_rate, 16_000);
+    assert!((3_000..=6_000).contains(&half.samples.len()), "{} samples of 8,000", half.samples.len());
     let mut wav_header_only = flac[..0].to_vec();
     wav_header_only.extend_from_slice(b"RIFF\xff\xff\xff\xffWAVEfmt ");
     assert!(decode(AudioFormat::Wav, &wav_header_only, None).is_err());

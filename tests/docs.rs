@@ -28,7 +28,8 @@ async fn docs_render_offline_from_local_assets() {
 
     assert!(
         std::path::Path::new(CHROMIUM).exists(),
-        "{CHROMIUM} is needed to render /docs; the README's test command installs it (apt package chromium)"
+        "{}",
+        common::needs(&format!("{CHROMIUM} (the apt package chromium) to render /docs"))
     );
     let profile = tempfile::tempdir().unwrap();
     let url = app.url("/docs/");

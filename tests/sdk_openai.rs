@@ -31,9 +31,9 @@ print(json.dumps(result))
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_python_sdk_gets_audio_and_errors() {
-    let python = std::env::var("SPEECHGATE_TEST_PYTHON").expect(
-        "SPEECHGATE_TEST_PYTHON must name a Python with the `openai` package (the README's test command sets it up)",
-    );
+    let python = std::env::var("SPEECHGATE_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!("{}", common::needs("SPEECHGATE_TEST_PYTHON: a Python with the official `openai` SDK"))
+    });
     let upstream = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(200).set_body_bytes(b"ID3-sdk-audio".to_vec()))

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 pub use voice::{Gender, Voice, VoiceCursor, VoicePage, VoicePatch};
 
 /// What an API key may do. Routes declare the scope they need in the router table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     /// Synthesis endpoints (`/v1/audio/...`).

@@ -27,6 +27,15 @@ pub struct TestDb {
     _dir: Option<tempfile::TempDir>,
 }
 
+/// The one message for a test that needs something plain `cargo test` does not provide. These
+/// tests fail rather than skip, so a CI run can never pass by quietly testing less.
+pub fn needs(what: &str) -> String {
+    format!(
+        "this test needs {what}, which plain `cargo test` does not provide: run the whole suite with \
+         `bash scripts/test.sh`, which installs and starts everything the tests need"
+    )
+}
+
 pub async fn test_db(db: Db) -> TestDb {
     match db {
         Db::Sqlite => {
@@ -35,10 +44,9 @@ pub async fn test_db(db: Db) -> TestDb {
             TestDb { url, _dir: Some(dir) }
         }
         Db::Postgres => {
-            let admin_url = std::env::var("SPEECHGATE_TEST_POSTGRES_URL").expect(
-                "SPEECHGATE_TEST_POSTGRES_URL must name a PostgreSQL server whose role has CREATEDB \
-                 (the README's test command starts one and sets it)",
-            );
+            let admin_url = std::env::var("SPEECHGATE_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+                panic!("{}", needs("a PostgreSQL server named by SPEECHGATE_TEST_POSTGRES_URL (a role with CREATEDB)"))
+            });
             let name = format!("sg_test_{}", uuid::Uuid::now_v7().simple());
             let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url)
                 .await
@@ -279,7 +287,8 @@ pub fn ffprobe(audio: &[u8], raw: Option<(&str, u32)>) -> (String, u32, u32, f64
     args.push("-i".into());
     args.push(file.display().to_string());
     args.extend(["-f", "s16le", "-ac", "1", "-"].map(String::from));
-    let decoded = std::process::Command::new("ffmpeg").args(&args).output().expect("ffmpeg is installed");
+    let decoded =
+        std::process::Command::new("ffmpeg").args(&args).output().unwrap_or_else(|_| panic!("{}", needs("ffmpeg")));
     assert!(decoded.status.success(), "ffmpeg could not decode: {}", String::from_utf8_lossy(&decoded.stderr));
     let mut probe_args: Vec<String> = vec!["-v".into(), "error".into()];
     if let Some((format, rate)) = raw {
@@ -294,7 +303,10 @@ pub fn ffprobe(audio: &[u8], raw: Option<(&str, u32)>) -> (String, u32, u32, f64
     }
     probe_args.extend(["-show_entries", "stream=codec_name,sample_rate,channels", "-of", "json"].map(String::from));
     probe_args.push(file.display().to_string());
-    let probe = std::process::Command::new("ffprobe").args(&probe_args).output().expect("ffprobe is installed");
+    let probe = std::process::Command::new("ffprobe")
+        .args(&probe_args)
+        .output()
+        .unwrap_or_else(|_| panic!("{}", needs("ffprobe")));
     assert!(probe.status.success(), "ffprobe failed: {}", String::from_utf8_lossy(&probe.stderr));
     let info: serde_json::Value = serde_json::from_slice(&probe.stdout).expect("ffprobe json");
     let stream = &info["streams"][0];

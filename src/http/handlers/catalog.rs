@@ -124,7 +124,7 @@ pub async fn list_models(State(state): State<AppState>) -> Json<ModelList> {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct VoiceList {
+pub struct ProviderVoiceList {
     data: Vec<ProviderVoice>,
 }
 
@@ -136,7 +136,7 @@ pub struct VoiceList {
     params(("id" = String, Path, description = "Provider id, e.g. `openai`")),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Voices", body = VoiceList),
+        (status = 200, description = "Voices", body = ProviderVoiceList),
         (status = 401, description = "Missing, invalid, expired or revoked credential", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown provider, or one without a catalogue", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The provider failed", body = Problem, content_type = "application/problem+json")
@@ -145,9 +145,9 @@ pub struct VoiceList {
 pub async fn list_provider_voices(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<VoiceList>, ApiError> {
+) -> Result<Json<ProviderVoiceList>, ApiError> {
     match state.registry.voices(&id).await {
-        Ok(voices) => Ok(Json(VoiceList { data: voices.as_ref().clone() })),
+        Ok(voices) => Ok(Json(ProviderVoiceList { data: voices.as_ref().clone() })),
         Err(e @ (VoicesError::UnknownProvider(_) | VoicesError::NotListable(_))) => {
             Err(ApiError::NotFound(e.to_string()))
         }
