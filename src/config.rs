@@ -12,7 +12,10 @@ use figment::{
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use crate::store;
+use crate::{
+    providers::registry::{self, KINDS},
+    store,
+};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -109,6 +112,10 @@ pub struct VendorConfig {
 pub struct LocalConfig {
     /// Serve the offline `local` provider (in builds that have it).
     pub enabled: bool,
+    /// Clips rendered at once (each takes a CPU core); 0 means one per core.
+    pub max_jobs: usize,
+    /// Requests that may wait for a free slot; beyond that the provider answers 503 at once.
+    pub max_waiting: usize,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -149,7 +156,7 @@ impl Default for ProvidersConfig {
 
 impl Default for LocalConfig {
     fn default() -> Self {
-        Self { enabled: true }
+        Self { enabled: true, max_jobs: 0, max_waiting: 256 }
     }
 }
 
@@ -209,21 +216,23 @@ fn serialize_redacted<S: serde::Serializer>(value: &Option<SecretString>, s: S) 
     }
 }
 
-/// The vendors' own variables: `OPENAI_API_KEY` → `providers.openai.api_key`, and so on.
+/// The vendors' own variables, from the table of provider kinds: `OPENAI_API_KEY` →
+/// `providers.openai.api_key`, `OPENAI_BASE_URL` → `providers.openai.base_url`, and so on.
 fn vendor_env() -> Env {
-    const VARS: [(&str, &str); 8] = [
-        ("OPENAI_API_KEY", "providers.openai.api_key"),
-        ("OPENAI_BASE_URL", "providers.openai.base_url"),
-        ("ELEVENLABS_API_KEY", "providers.elevenlabs.api_key"),
-        ("ELEVENLABS_BASE_URL", "providers.elevenlabs.base_url"),
-        ("CARTESIA_API_KEY", "providers.cartesia.api_key"),
-        ("CARTESIA_BASE_URL", "providers.cartesia.base_url"),
-        ("DEEPGRAM_API_KEY", "providers.deepgram.api_key"),
-        ("DEEPGRAM_BASE_URL", "providers.deepgram.base_url"),
-    ];
-    Env::raw().only(&VARS.map(|(var, _)| var)).map(|var| {
-        let key = VARS.iter().find(|(v, _)| v.eq_ignore_ascii_case(var.as_str())).map_or("", |(_, key)| *key);
-        key.into()
+    let vars: Vec<(&'static str, String)> = KINDS
+        .iter()
+        .filter_map(|kind| Some((kind.id, kind.vendor.as_ref()?)))
+        .flat_map(|(id, vendor)| {
+            [
+                (vendor.key_var, format!("providers.{id}.api_key")),
+                (vendor.base_url_var, format!("providers.{id}.base_url")),
+            ]
+        })
+        .collect();
+    let names: Vec<&str> = vars.iter().map(|(var, _)| *var).collect();
+    Env::raw().only(&names).map(move |var| {
+        let key = vars.iter().find(|(v, _)| v.eq_ignore_ascii_case(var.as_str())).map_or("", |(_, key)| key.as_str());
+        key.to_owned().into()
     })
 }
 
@@ -232,7 +241,7 @@ pub enum ConfigError {
     #[error("configuration: {0}")]
     Load(#[from] Box<figment::Error>),
     #[error("configuration: {field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid { field: String, message: String },
 }
 
 impl Config {
@@ -259,7 +268,9 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |field, message: &str| Err(ConfigError::Invalid { field, message: message.to_owned() });
+        let invalid = |field: &str, message: &str| {
+            Err(ConfigError::Invalid { field: field.to_owned(), message: message.to_owned() })
+        };
         if self.listen_addr().is_none() {
             return invalid("server.listen", "must be an address such as 127.0.0.1:8080");
         }
@@ -283,18 +294,23 @@ impl Config {
         if self.usage.max_queue == 0 {
             return invalid("usage.max_queue", "must be greater than 0");
         }
-        let vendors = [
-            ("providers.openai.base_url", &self.providers.openai),
-            ("providers.elevenlabs.base_url", &self.providers.elevenlabs),
-            ("providers.cartesia.base_url", &self.providers.cartesia),
-            ("providers.deepgram.base_url", &self.providers.deepgram),
-        ];
-        for (field, vendor) in vendors {
-            if vendor.base_url.as_deref().is_some_and(|url| !is_http_url(url)) {
-                return invalid(field, "must be an http:// or https:// URL");
+        for kind in KINDS {
+            let Some(vendor) = &kind.vendor else { continue };
+            if (vendor.section)(&self.providers).base_url.as_deref().is_some_and(|url| !is_http_url(url)) {
+                return invalid(&format!("providers.{}.base_url", kind.id), "must be an http:// or https:// URL");
             }
         }
         for (name, instance) in &self.providers.compatible {
+            let field = format!("providers.compatible.{name}");
+            if registry::is_builtin(name) {
+                return invalid(&field, "names a built-in provider; give the instance a name of its own");
+            }
+            let slug = !name.is_empty()
+                && name.len() <= 64
+                && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+            if !slug {
+                return invalid(&field, "the name must be 1 to 64 lowercase letters, digits, `-` or `_` (no `/`)");
+            }
             if !is_http_url(&instance.base_url) {
                 return invalid(
                     "providers.compatible.<name>.base_url",
@@ -366,6 +382,25 @@ mod tests {
             assert!(err.contains("providers.elevenlabs.base_url"), "{err}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn compatible_instances_cannot_take_a_builtin_name_or_a_slash() {
+        for (name, expected) in
+            [("openai", "built-in"), ("local", "built-in"), ("a/b", "no `/`"), ("Kokoro", "lowercase")]
+        {
+            let mut config = Config::default();
+            config.providers.compatible.insert(
+                name.to_owned(),
+                CompatibleConfig {
+                    base_url: "http://127.0.0.1:1/v1".into(),
+                    models: vec!["m".into()],
+                    ..Default::default()
+                },
+            );
+            let err = config.validate().err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains(&format!("providers.compatible.{name}")) && err.contains(expected), "{name}: {err}");
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! eSpeak NG data, word timings, streaming, errors, the voice catalogue and the registry.
 #![cfg(feature = "local")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail by panicking")]
+#![allow(clippy::disallowed_methods, reason = "a waiting request runs as a task the test joins")]
 
 use std::sync::{Arc, OnceLock};
 
@@ -20,7 +21,7 @@ const HELLO: &str = "Hello world. This is a test.";
 /// One provider for the whole file: unpacking the data once is enough.
 fn local() -> &'static Local {
     static LOCAL: OnceLock<Local> = OnceLock::new();
-    LOCAL.get_or_init(|| Local::new().expect("the bundled data unpacks"))
+    LOCAL.get_or_init(|| Local::new(&speechgate::config::LocalConfig::default()).expect("the bundled data unpacks"))
 }
 
 fn request(voice: &str, text: &str) -> SynthesisRequest {
@@ -259,7 +260,7 @@ fn the_registry_serves_local_when_enabled() {
 
 #[tokio::test]
 async fn concurrent_requests_each_get_their_own_clip() {
-    let provider: Arc<dyn SpeechProvider> = Arc::new(Local::new().unwrap());
+    let provider: Arc<dyn SpeechProvider> = Arc::new(Local::new(&speechgate::config::LocalConfig::default()).unwrap());
     let runs = ["en-us", "en-gb", "en-us+m3"].map(|voice| {
         let provider = provider.clone();
         async move {
@@ -269,4 +270,35 @@ async fn concurrent_requests_each_get_their_own_clip() {
         }
     });
     assert_eq!(futures::future::join_all(runs).await, [6, 6, 6]);
+}
+
+/// The engine runs on a bounded pool: with one slot and room for one waiter, a third request
+/// is refused at once (503), and the waiter gets the slot when the first clip's reader leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_pool_is_bounded() {
+    let config = speechgate::config::LocalConfig { enabled: true, max_jobs: 1, max_waiting: 1 };
+    let local = Arc::new(Local::new(&config).unwrap());
+    let long = "This sentence is long enough to keep the engine busy. ".repeat(40);
+    let mut first = local.synthesize(request("en-us", &long)).await.unwrap();
+    assert!(matches!(first.next().await, Some(Ok(_))), "the first clip is rendering");
+    let waiter = {
+        let local = local.clone();
+        tokio::spawn(async move { local.synthesize(request("en-us", HELLO)).await.map(|_| ()) })
+    };
+    // Let the second request take its place in the queue.
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        if waiter.is_finished() {
+            break;
+        }
+    }
+    assert!(!waiter.is_finished(), "the second request waits for the slot");
+    match local.synthesize(request("en-us", HELLO)).await {
+        Err(ProviderError::Unavailable { code: Some(code), .. }) => assert_eq!(code, "local_busy"),
+        Err(other) => panic!("expected local_busy, got {other:?}"),
+        Ok(_) => panic!("a third request must be refused while one renders and one waits"),
+    }
+    drop(first);
+    let waited = tokio::time::timeout(std::time::Duration::from_secs(60), waiter).await;
+    assert!(matches!(waited, Ok(Ok(Ok(())))), "the waiter got the slot once the first reader left");
 }

@@ -11,17 +11,95 @@ use super::{
     cartesia::Cartesia, deepgram::Deepgram, elevenlabs::ElevenLabs, http::Transport, openai::OpenAi, ModelInfo,
     ProviderError, ProviderVoice, SpeechProvider,
 };
-use crate::config::ProvidersConfig;
+use crate::config::{ProvidersConfig, VendorConfig};
+
+/// One kind of provider this build can serve: its id, the vendor's own environment variables
+/// and configuration section (for vendors), and how to build it from the configuration. The
+/// configuration (`config.rs`) and the registry both read this table; nothing else lists kinds.
+pub struct Kind {
+    pub id: &'static str,
+    pub vendor: Option<VendorKind>,
+    /// The provider, when the configuration enables it.
+    build: fn(&ProvidersConfig, &Transport) -> Option<Arc<dyn SpeechProvider>>,
+}
+
+/// Where a vendor's settings come from: `<KEY_VAR>`, `<BASE_URL_VAR>`, `[providers.<id>]`.
+pub struct VendorKind {
+    pub key_var: &'static str,
+    pub base_url_var: &'static str,
+    pub section: fn(&ProvidersConfig) -> &VendorConfig,
+}
 
 /// Every kind of provider this build can serve, enabled or not.
-const KINDS: &[&str] = &[
-    "openai",
-    "elevenlabs",
-    "cartesia",
-    "deepgram",
+pub const KINDS: &[Kind] = &[
+    Kind {
+        id: "openai",
+        vendor: Some(VendorKind { key_var: "OPENAI_API_KEY", base_url_var: "OPENAI_BASE_URL", section: |c| &c.openai }),
+        build: |c, t| {
+            let key = c.openai.api_key.clone()?;
+            Some(Arc::new(OpenAi::official(c.openai.base_url.as_deref(), key, t.clone())))
+        },
+    },
+    Kind {
+        id: "elevenlabs",
+        vendor: Some(VendorKind {
+            key_var: "ELEVENLABS_API_KEY",
+            base_url_var: "ELEVENLABS_BASE_URL",
+            section: |c| &c.elevenlabs,
+        }),
+        build: |c, t| {
+            let key = c.elevenlabs.api_key.clone()?;
+            Some(Arc::new(ElevenLabs::new(c.elevenlabs.base_url.as_deref(), key, t.clone())))
+        },
+    },
+    Kind {
+        id: "cartesia",
+        vendor: Some(VendorKind {
+            key_var: "CARTESIA_API_KEY",
+            base_url_var: "CARTESIA_BASE_URL",
+            section: |c| &c.cartesia,
+        }),
+        build: |c, t| {
+            let key = c.cartesia.api_key.clone()?;
+            Some(Arc::new(Cartesia::new(c.cartesia.base_url.as_deref(), key, t.clone())))
+        },
+    },
+    Kind {
+        id: "deepgram",
+        vendor: Some(VendorKind {
+            key_var: "DEEPGRAM_API_KEY",
+            base_url_var: "DEEPGRAM_BASE_URL",
+            section: |c| &c.deepgram,
+        }),
+        build: |c, t| {
+            let key = c.deepgram.api_key.clone()?;
+            Some(Arc::new(Deepgram::new(c.deepgram.base_url.as_deref(), key, t.clone())))
+        },
+    },
     #[cfg(feature = "local")]
-    "local",
+    Kind { id: "local", vendor: None, build: |c, _| build_local(c) },
 ];
+
+/// The offline voice. A failure here (no writable temporary directory) costs the offline
+/// voice, not the gateway: the vendors still serve.
+#[cfg(feature = "local")]
+fn build_local(config: &ProvidersConfig) -> Option<Arc<dyn SpeechProvider>> {
+    if !config.local.enabled {
+        return None;
+    }
+    match super::local::Local::new(&config.local) {
+        Ok(local) => Some(Arc::new(local)),
+        Err(error) => {
+            tracing::warn!(%error, "the local provider is off: its bundled voice data could not be unpacked");
+            None
+        }
+    }
+}
+
+/// Whether `id` names a built-in kind (an OpenAI-compatible instance may not take it).
+pub fn is_builtin(id: &str) -> bool {
+    KINDS.iter().any(|k| k.id == id)
+}
 
 /// Aliases every deployment has unless its config says otherwise.
 const DEFAULT_ALIASES: [(&str, &str); 3] =
@@ -59,48 +137,10 @@ impl Registry {
             Duration::from_secs(config.idle_timeout_secs),
             Duration::from_secs(config.max_stream_secs),
         )?;
-        let mut providers: Vec<Arc<dyn SpeechProvider>> = Vec::new();
-        if let Some(key) = &config.openai.api_key {
-            providers.push(Arc::new(OpenAi::official(
-                config.openai.base_url.as_deref(),
-                key.clone(),
-                transport.clone(),
-            )));
-        }
-        if let Some(key) = &config.elevenlabs.api_key {
-            providers.push(Arc::new(ElevenLabs::new(
-                config.elevenlabs.base_url.as_deref(),
-                key.clone(),
-                transport.clone(),
-            )));
-        }
-        if let Some(key) = &config.cartesia.api_key {
-            providers.push(Arc::new(Cartesia::new(
-                config.cartesia.base_url.as_deref(),
-                key.clone(),
-                transport.clone(),
-            )));
-        }
-        if let Some(key) = &config.deepgram.api_key {
-            providers.push(Arc::new(Deepgram::new(
-                config.deepgram.base_url.as_deref(),
-                key.clone(),
-                transport.clone(),
-            )));
-        }
+        let mut providers: Vec<Arc<dyn SpeechProvider>> =
+            KINDS.iter().filter_map(|kind| (kind.build)(config, &transport)).collect();
         for (id, instance) in &config.compatible {
             providers.push(Arc::new(OpenAi::compatible(id, instance, transport.clone())));
-        }
-        #[cfg(feature = "local")]
-        if config.local.enabled {
-            // A failure here (no writable temporary directory) costs the offline voice, not the
-            // gateway: the vendors still serve.
-            match super::local::Local::new() {
-                Ok(local) => providers.push(Arc::new(local)),
-                Err(error) => {
-                    tracing::warn!(%error, "the local provider is off: its bundled voice data could not be unpacked");
-                }
-            }
         }
         let mut aliases: BTreeMap<String, String> =
             DEFAULT_ALIASES.iter().map(|(a, t)| ((*a).to_owned(), (*t).to_owned())).collect();
@@ -127,7 +167,7 @@ impl Registry {
 
     /// Provider kinds this build knows but this deployment has not enabled.
     pub fn disabled_kinds(&self) -> impl Iterator<Item = &'static str> + '_ {
-        KINDS.iter().copied().filter(|kind| !self.providers.contains_key(*kind))
+        KINDS.iter().map(|kind| kind.id).filter(|id| !self.providers.contains_key(*id))
     }
 
     pub fn get(&self, id: &str) -> Option<&Arc<dyn SpeechProvider>> {

@@ -19,18 +19,27 @@ mod text;
 mod timing;
 mod voices;
 
-use std::{io, sync::Arc};
+use std::{
+    io,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+};
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use tokio::{sync::mpsc, task::JoinHandle};
+use tokio::{
+    sync::{mpsc, OwnedSemaphorePermit, Semaphore},
+    task::JoinHandle,
+};
 
 use self::{data::BundledData, synth::Job, voices::Catalogue};
 use super::{
     Capabilities, EventStream, ModelInfo, NativeFormat, ProviderError, ProviderVoice, SpeechProvider, SynthesisEvent,
     SynthesisRequest,
 };
-use crate::domain::audio::AudioFormat;
+use crate::{config::LocalConfig, domain::audio::AudioFormat};
 
 pub const ID: &str = "local";
 pub const MODEL: &str = "espeak-ng";
@@ -45,11 +54,47 @@ pub struct Local {
     data: Arc<BundledData>,
     catalogue: Catalogue,
     capabilities: Capabilities,
+    pool: Pool,
+}
+
+/// The engine's bounded pool: at most `slots` clips render at once, at most `max_waiting`
+/// requests wait for a slot, and any more are refused at once rather than queued without end.
+struct Pool {
+    slots: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    max_waiting: usize,
+}
+
+impl Pool {
+    async fn slot(&self) -> Result<OwnedSemaphorePermit, ProviderError> {
+        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        let busy = || ProviderError::Unavailable {
+            provider: ID.to_owned(),
+            status: None,
+            code: Some("local_busy".to_owned()),
+            detail: "the local engine is busy: every slot is taken and its queue is full".to_owned(),
+        };
+        // Counted as waiting until this future ends, however it ends (a client may go away).
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        let queued = self.waiting.fetch_add(1, Ordering::AcqRel);
+        let _waiting = Waiting(&self.waiting);
+        if queued >= self.max_waiting {
+            return Err(busy());
+        }
+        self.slots.clone().acquire_owned().await.map_err(|_| busy())
+    }
 }
 
 impl Local {
     /// Unpacks the bundled voice data (about 3 MB, 20 ms) and reads the voice catalogue.
-    pub fn new() -> io::Result<Self> {
+    pub fn new(config: &LocalConfig) -> io::Result<Self> {
         let data = BundledData::unpack()?;
         let catalogue = Catalogue::load(data.path());
         let capabilities = Capabilities {
@@ -71,7 +116,16 @@ impl Local {
             speed_range: Some(speed::RANGE),
             provider_options: Vec::new(),
         };
-        Ok(Self { data: Arc::new(data), catalogue, capabilities })
+        let jobs = match config.max_jobs {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        };
+        let pool = Pool {
+            slots: Arc::new(Semaphore::new(jobs)),
+            waiting: AtomicUsize::new(0),
+            max_waiting: config.max_waiting,
+        };
+        Ok(Self { data: Arc::new(data), catalogue, capabilities, pool })
     }
 
     /// Checks a request and resolves it into a job for the engine.
@@ -137,8 +191,13 @@ impl SpeechProvider for Local {
 
     async fn synthesize(&self, request: SynthesisRequest) -> Result<EventStream, ProviderError> {
         let job = self.plan(request)?;
+        let slot = self.pool.slot().await?;
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-        let task = tokio::task::spawn_blocking(move || synth::run(&job, &tx));
+        let task = tokio::task::spawn_blocking(move || {
+            // The slot is held until the clip is rendered or its reader has gone away.
+            let _slot = slot;
+            synth::run(&job, &tx);
+        });
         Ok(events(rx, task))
     }
 
