@@ -66,18 +66,33 @@ pub trait Encoder: Send {
 /// Silence stays silence. Targets above 0 dBFS are treated as 0 dBFS (full scale, no clipping);
 /// a non-finite target leaves the samples as they are.
 pub fn normalize_peak(samples: &mut [i16], target_dbfs: f32) {
-    if !target_dbfs.is_finite() {
-        return;
-    }
     let peak = samples.iter().map(|s| i32::from(*s).abs()).max().unwrap_or(0);
-    if peak == 0 {
-        return;
+    if let Some(gain) = peak_gain(peak, target_dbfs) {
+        for s in samples.iter_mut() {
+            *s = to_i16(f64::from(*s) * gain);
+        }
+    }
+}
+
+/// [`normalize_peak`] on s16le bytes, in place: no copy of the clip is made.
+pub fn normalize_peak_le(pcm: &mut [u8], target_dbfs: f32) {
+    let sample = |pair: &[u8]| i16::from_le_bytes([pair[0], pair[1]]);
+    let peak = pcm.chunks_exact(2).map(|pair| i32::from(sample(pair)).abs()).max().unwrap_or(0);
+    if let Some(gain) = peak_gain(peak, target_dbfs) {
+        for pair in pcm.chunks_exact_mut(2) {
+            let scaled = to_i16(f64::from(sample(pair)) * gain);
+            pair.copy_from_slice(&scaled.to_le_bytes());
+        }
+    }
+}
+
+/// The gain that moves `peak` to `target_dbfs`, if there is anything to do.
+fn peak_gain(peak: i32, target_dbfs: f32) -> Option<f64> {
+    if !target_dbfs.is_finite() || peak == 0 {
+        return None;
     }
     let target = 32767.0 * 10f64.powf(f64::from(target_dbfs.min(0.0)) / 20.0);
-    let gain = target / f64::from(peak);
-    for s in samples.iter_mut() {
-        *s = to_i16(f64::from(*s) * gain);
-    }
+    Some(target / f64::from(peak))
 }
 
 /// Duration in ms of `samples` samples at `rate`, rounded to the nearest millisecond (0 at rate 0).
