@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    auth::Authenticator,
+    auth::{AuthLimits, Authenticator},
     config::Config,
     http::{self, extract::BodyLimit, AppState},
     metrics::Metrics,
@@ -24,6 +24,7 @@ pub struct App {
     tracker: TaskTracker,
     stop_background: CancellationToken,
     shutdown_grace: Duration,
+    connection_limits: http::server::ConnectionLimits,
 }
 
 impl App {
@@ -55,7 +56,11 @@ impl App {
         let auth = Arc::new(Authenticator::new(
             store.clone(),
             config.auth.admin_token.clone(),
-            Duration::from_secs(config.auth.cache_ttl_secs),
+            AuthLimits {
+                cache_ttl: Duration::from_secs(config.auth.cache_ttl_secs),
+                max_concurrent_per_key: config.auth.max_concurrent_per_key,
+                max_failures_per_minute: config.auth.max_failures_per_minute,
+            },
         ));
         let openapi_json = serde_json::to_vec(&http::openapi()).unwrap_or_default().into();
         let state = AppState {
@@ -64,10 +69,24 @@ impl App {
             auth,
             usage,
             metrics,
-            body_limit: BodyLimit(config.server.max_body_bytes),
+            body_limit: BodyLimit {
+                bytes: config.server.max_body_bytes,
+                read_timeout: Duration::from_secs(config.server.body_read_timeout_secs),
+            },
+            requests: Arc::new(tokio::sync::Semaphore::new(config.server.max_concurrent_requests)),
             openapi_json,
         };
-        Self { state, tracker, stop_background, shutdown_grace: Duration::from_secs(config.server.shutdown_grace_secs) }
+        let connection_limits = http::server::ConnectionLimits {
+            header_read_timeout: Duration::from_secs(config.server.header_read_timeout_secs),
+            max_connections: config.server.max_connections,
+        };
+        Self {
+            state,
+            tracker,
+            stop_background,
+            shutdown_grace: Duration::from_secs(config.server.shutdown_grace_secs),
+            connection_limits,
+        }
     }
 
     pub fn backend(&self) -> store::Backend {
@@ -91,24 +110,13 @@ impl App {
         let router = self.router();
         let stopping = CancellationToken::new();
         let signal = stopping.clone();
-        // No Nagle delay: the first audio chunk of a stream goes out as soon as it is written.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            if let Err(err) = tcp.set_nodelay(true) {
-                tracing::warn!(error = %err, "cannot set TCP_NODELAY");
-            }
-        });
-        let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        let server = http::server::serve(listener, router, self.connection_limits, stopping, self.shutdown_grace);
+        let requested = async move {
             shutdown.await;
             tracing::info!("shutdown requested; finishing in-flight requests");
             signal.cancel();
-        });
-        let grace = self.shutdown_grace;
-        tokio::select! {
-            served = server => served.context("serving HTTP")?,
-            () = async { stopping.cancelled().await; tokio::time::sleep(grace).await } => {
-                tracing::warn!(grace_secs = grace.as_secs(), "grace period over; dropping remaining connections");
-            }
-        }
+        };
+        tokio::join!(server, requested);
         self.drain().await;
         Ok(())
     }

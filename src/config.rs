@@ -37,6 +37,16 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long a graceful shutdown waits for in-flight requests, in seconds.
     pub shutdown_grace_secs: u64,
+    /// How long a client may take to send a request's head; an idle keep-alive connection is
+    /// closed after the same time.
+    pub header_read_timeout_secs: u64,
+    /// How long a client may take to send a request's body.
+    pub body_read_timeout_secs: u64,
+    /// Open connections at once; beyond that, new ones wait to be accepted.
+    pub max_connections: usize,
+    /// Requests in progress at once (streams count until their last byte); beyond that, 503
+    /// `overloaded` before any work.
+    pub max_concurrent_requests: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,6 +67,10 @@ pub struct AuthConfig {
     pub admin_token: Option<SecretString>,
     /// How long a key lookup is cached; a revoked key stops working on every replica within this.
     pub cache_ttl_secs: u64,
+    /// Requests one key may have in progress at once (on one replica); beyond that, 429.
+    pub max_concurrent_per_key: usize,
+    /// Failed authentications one client address may make per minute before it gets 429.
+    pub max_failures_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -177,7 +191,15 @@ pub struct LogConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8080".into(), max_body_bytes: 1024 * 1024, shutdown_grace_secs: 30 }
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            max_body_bytes: 1024 * 1024,
+            shutdown_grace_secs: 30,
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 30,
+            max_connections: 10_000,
+            max_concurrent_requests: 2_048,
+        }
     }
 }
 
@@ -189,7 +211,7 @@ impl Default for DatabaseConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        Self { admin_token: None, cache_ttl_secs: 5 }
+        Self { admin_token: None, cache_ttl_secs: 5, max_concurrent_per_key: 64, max_failures_per_minute: 30 }
     }
 }
 
@@ -274,8 +296,19 @@ impl Config {
         if self.listen_addr().is_none() {
             return invalid("server.listen", "must be an address such as 127.0.0.1:8080");
         }
-        if self.server.max_body_bytes == 0 {
-            return invalid("server.max_body_bytes", "must be greater than 0");
+        let positive = [
+            ("server.max_body_bytes", self.server.max_body_bytes),
+            ("server.header_read_timeout_secs", self.server.header_read_timeout_secs as usize),
+            ("server.body_read_timeout_secs", self.server.body_read_timeout_secs as usize),
+            ("server.max_connections", self.server.max_connections),
+            ("server.max_concurrent_requests", self.server.max_concurrent_requests),
+            ("auth.max_concurrent_per_key", self.auth.max_concurrent_per_key),
+            ("auth.max_failures_per_minute", self.auth.max_failures_per_minute as usize),
+        ];
+        for (field, value) in positive {
+            if value == 0 {
+                return invalid(field, "must be greater than 0");
+            }
         }
         if store::backend_of(&self.database.url).is_none() {
             return invalid("database.url", "must start with sqlite: or postgres:");

@@ -1,18 +1,24 @@
-//! Per-key request rate limits: a token bucket per key that holds `rate_limit_per_minute`
-//! tokens and refills continuously. State lives in this replica's memory, so with N replicas
-//! behind a round-robin balancer a key gets up to N times its limit; shared limits and budgets
-//! belong in the database and come with the budgets work.
+//! Per-replica limits: token buckets (a key's `rate_limit_per_minute`, and failed
+//! authentications per client address) and in-flight request counts per key. State lives in
+//! this replica's memory, so with N replicas behind a round-robin balancer a key gets up to N
+//! times its limit; shared limits and budgets belong in the database and come with the budgets
+//! work.
 
 use std::{
     collections::HashMap,
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
+/// Token buckets by id. Buckets that have refilled are pruned when the map grows large, so ids
+/// chosen by strangers (client addresses) cannot grow it without bound.
 #[derive(Default)]
 pub struct RateLimiter {
     buckets: Mutex<HashMap<String, Bucket>>,
 }
+
+/// Buckets kept before full ones are pruned.
+const PRUNE_ABOVE: usize = 10_000;
 
 struct Bucket {
     tokens: f64,
@@ -22,18 +28,77 @@ struct Bucket {
 impl RateLimiter {
     /// Takes one token from the key's bucket, or says how long until one is available.
     pub fn acquire(&self, key_id: &str, per_minute: u32, now: Instant) -> Result<(), Duration> {
+        self.take(key_id, per_minute, now, true)
+    }
+
+    /// How long until the id's bucket holds a token again, without taking one.
+    pub fn check(&self, id: &str, per_minute: u32, now: Instant) -> Result<(), Duration> {
+        self.take(id, per_minute, now, false)
+    }
+
+    fn take(&self, id: &str, per_minute: u32, now: Instant, consume: bool) -> Result<(), Duration> {
         let capacity = f64::from(per_minute.max(1));
         let per_second = capacity / 60.0;
         let mut buckets = self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let bucket = buckets.entry(key_id.to_owned()).or_insert(Bucket { tokens: capacity, refilled_at: now });
+        if !buckets.contains_key(id) {
+            if !consume {
+                return Ok(());
+            }
+            if buckets.len() >= PRUNE_ABOVE {
+                buckets.retain(|_, b| {
+                    b.tokens + now.saturating_duration_since(b.refilled_at).as_secs_f64() * per_second < capacity
+                });
+            }
+        }
+        let bucket = buckets.entry(id.to_owned()).or_insert(Bucket { tokens: capacity, refilled_at: now });
         let elapsed = now.saturating_duration_since(bucket.refilled_at).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * per_second).min(capacity);
         bucket.refilled_at = now;
         if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+            if consume {
+                bucket.tokens -= 1.0;
+            }
             Ok(())
         } else {
             Err(Duration::from_secs_f64((1.0 - bucket.tokens) / per_second))
+        }
+    }
+}
+
+/// Requests in progress per key on this replica.
+#[derive(Default)]
+pub struct InFlight {
+    counts: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// One request's place in its key's count, given back when dropped (when the response body
+/// has ended or the client has gone).
+pub struct InFlightSlot {
+    counts: Arc<Mutex<HashMap<String, usize>>>,
+    key_id: String,
+}
+
+impl InFlight {
+    /// A slot for one more request of `key_id`, unless it already has `max` in progress.
+    pub fn enter(&self, key_id: &str, max: usize) -> Option<InFlightSlot> {
+        let mut counts = self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = counts.entry(key_id.to_owned()).or_insert(0);
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(InFlightSlot { counts: self.counts.clone(), key_id: key_id.to_owned() })
+    }
+}
+
+impl Drop for InFlightSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = counts.get_mut(&self.key_id) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&self.key_id);
+            }
         }
     }
 }
@@ -53,5 +118,19 @@ mod tests {
         assert!(wait > Duration::from_secs(19) && wait <= Duration::from_secs(20), "{wait:?}");
         assert!(limiter.acquire("other", 3, t0).is_ok(), "buckets are per key");
         assert!(limiter.acquire("k", 3, t0 + Duration::from_secs(20)).is_ok());
+        assert!(limiter.check("k", 3, t0 + Duration::from_secs(20)).is_err(), "checking takes no token");
+        assert!(limiter.check("unseen", 3, t0).is_ok());
+    }
+
+    #[test]
+    fn in_flight_slots_are_counted_and_given_back() {
+        let in_flight = InFlight::default();
+        let first = in_flight.enter("k", 2);
+        let second = in_flight.enter("k", 2);
+        assert!(first.is_some() && second.is_some());
+        assert!(in_flight.enter("k", 2).is_none());
+        assert!(in_flight.enter("other", 2).is_some(), "per key");
+        drop(first);
+        assert!(in_flight.enter("k", 2).is_some());
     }
 }

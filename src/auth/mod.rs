@@ -12,7 +12,7 @@ use std::{
 
 use secrecy::SecretString;
 
-pub use limits::RateLimiter;
+pub use limits::{InFlight, InFlightSlot, RateLimiter};
 pub use token::{mint, MintedKey, PresentedKey};
 
 use crate::{
@@ -56,6 +56,8 @@ pub enum AuthError {
     Expired,
     #[error("the admin API is disabled: set SPEECHGATE_ADMIN_TOKEN to enable it")]
     AdminDisabled,
+    #[error("too many failed authentications from this address")]
+    Throttled(Duration),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -65,30 +67,94 @@ pub struct Authenticator {
     admin_token: Option<SecretString>,
     cache: KeyCache,
     limiter: RateLimiter,
+    failures: RateLimiter,
+    in_flight: InFlight,
+    limits: AuthLimits,
+}
+
+/// The limits the authenticator applies (from `[auth]`).
+#[derive(Debug, Clone, Copy)]
+pub struct AuthLimits {
+    pub cache_ttl: Duration,
+    /// Requests one key may have in progress at once.
+    pub max_concurrent_per_key: usize,
+    /// Failed authentications per client address per minute before it is throttled.
+    pub max_failures_per_minute: u32,
 }
 
 impl Authenticator {
-    pub fn new(store: Arc<dyn Store>, admin_token: Option<SecretString>, cache_ttl: Duration) -> Self {
-        Self { store, admin_token, cache: KeyCache::new(cache_ttl), limiter: RateLimiter::default() }
+    pub fn new(store: Arc<dyn Store>, admin_token: Option<SecretString>, limits: AuthLimits) -> Self {
+        Self {
+            store,
+            admin_token,
+            cache: KeyCache::new(limits.cache_ttl),
+            limiter: RateLimiter::default(),
+            failures: RateLimiter::default(),
+            in_flight: InFlight::default(),
+            limits,
+        }
+    }
+
+    /// A slot for one more request of `key`, or `Err(limit)` when it has that many in progress.
+    pub fn enter(&self, key: &ApiKey) -> Result<InFlightSlot, usize> {
+        let max = self.limits.max_concurrent_per_key;
+        self.in_flight.enter(&key.id, max).ok_or(max)
     }
 
     pub fn admin_enabled(&self) -> bool {
         self.admin_token.is_some()
     }
 
-    /// Resolves a presented credential. `admin_route` says whether the admin token is acceptable.
-    pub async fn authenticate(&self, credential: Option<&str>, admin_route: bool) -> Result<Principal, AuthError> {
+    /// Resolves a presented credential for a request from `client` (its address, when known).
+    /// `admin_route` says whether the admin token is acceptable.
+    ///
+    /// A client that has failed too often is throttled: until its bucket refills, only keys
+    /// already in the cache are accepted from it (no database lookups), so guessing costs the
+    /// guesser and not the database, while known keys behind the same proxy keep working.
+    /// Every failure is counted against the client.
+    pub async fn authenticate(
+        &self,
+        credential: Option<&str>,
+        admin_route: bool,
+        client: Option<&str>,
+    ) -> Result<Principal, AuthError> {
+        let throttled = client.map(|c| self.failures.check(c, self.limits.max_failures_per_minute, Instant::now()));
+        let throttled = match throttled {
+            Some(Err(wait)) => Some(wait),
+            _ => None,
+        };
+        let result = self.resolve(credential, admin_route, throttled).await;
+        if let (Some(client), Err(AuthError::Invalid | AuthError::Revoked | AuthError::Expired)) = (client, &result) {
+            // The bucket may already be empty; the next check reports the wait.
+            let _ = self.failures.acquire(client, self.limits.max_failures_per_minute, Instant::now());
+        }
+        result
+    }
+
+    async fn resolve(
+        &self,
+        credential: Option<&str>,
+        admin_route: bool,
+        throttled: Option<Duration>,
+    ) -> Result<Principal, AuthError> {
         if admin_route && !self.admin_enabled() {
             return Err(AuthError::AdminDisabled);
         }
         let credential = credential.ok_or(AuthError::Missing)?;
+        // The admin API has no cache to fall back on: a throttled address waits.
+        if let (Some(wait), true) = (throttled, admin_route) {
+            return Err(AuthError::Throttled(wait));
+        }
         if let (true, Some(admin)) = (admin_route, &self.admin_token) {
             if token::admin_token_matches(credential, admin) {
                 return Ok(Principal::Admin);
             }
         }
         let presented = PresentedKey::parse(credential).ok_or(AuthError::Invalid)?;
-        let stored = self.lookup(presented.id).await?.ok_or(AuthError::Invalid)?;
+        let stored = match throttled {
+            Some(wait) => self.cache.get(presented.id, Instant::now()).flatten().ok_or(AuthError::Throttled(wait))?,
+            None => self.lookup(presented.id).await?.ok_or(AuthError::Invalid)?,
+        };
         if !presented.matches(&stored.secret_sha256) {
             return Err(AuthError::Invalid);
         }
@@ -110,57 +176,131 @@ impl Authenticator {
     }
 
     /// Drops a cached key at once (this replica); other replicas notice within the cache TTL.
+    /// A lookup already in flight cannot put the old key back (see [`KeyCache`]).
     pub fn forget(&self, key_id: &str) {
         self.cache.remove(key_id);
     }
 
     async fn lookup(&self, id: &str) -> Result<Option<Arc<KeyCredential>>, StoreError> {
         if let Some(hit) = self.cache.get(id, Instant::now()) {
-            return Ok(Some(hit));
+            return Ok(hit);
         }
-        let Some(found) = self.store.get_key_credential(id).await? else {
-            return Ok(None);
-        };
-        let found = Arc::new(found);
-        self.cache.insert(id, found.clone(), Instant::now());
-        Ok(Some(found))
+        let generation = self.cache.generation();
+        let found = self.store.get_key_credential(id).await?.map(Arc::new);
+        self.cache.insert(id, found.clone(), generation, Instant::now());
+        Ok(found)
     }
 }
 
-/// Key lookups by public id, each kept for a short TTL. Only found keys are cached, so a key
-/// created on another replica works at once.
+/// What a lookup found: the key, or that no key has this id (cached too, briefly, so that
+/// made-up ids do not cost a database query each).
+type Lookup = Option<Arc<KeyCredential>>;
+
+/// Key lookups by public id, each kept for a short TTL (unknown ids for at most
+/// [`KeyCache::NEGATIVE_TTL`], so a key created on another replica works within a second).
+///
+/// Every removal advances a generation number. A lookup notes the generation before it reads
+/// the database and stores its result only if no removal happened meanwhile: a lookup that
+/// read a key just before it was revoked cannot put it back into the cache just after.
 struct KeyCache {
     ttl: Duration,
-    entries: Mutex<HashMap<String, (Instant, Arc<KeyCredential>)>>,
+    entries: Mutex<Entries>,
+}
+
+#[derive(Default)]
+struct Entries {
+    generation: u64,
+    keys: HashMap<String, (Instant, Lookup)>,
 }
 
 impl KeyCache {
     const PRUNE_ABOVE: usize = 10_000;
+    const NEGATIVE_TTL: Duration = Duration::from_secs(1);
 
     fn new(ttl: Duration) -> Self {
         Self { ttl, entries: Mutex::default() }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Arc<KeyCredential>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn get(&self, id: &str, now: Instant) -> Option<Arc<KeyCredential>> {
-        let entries = self.lock();
-        let (stored_at, value) = entries.get(id)?;
-        (now.saturating_duration_since(*stored_at) < self.ttl).then(|| value.clone())
+    fn ttl_of(&self, lookup: &Lookup) -> Duration {
+        match lookup {
+            Some(_) => self.ttl,
+            None => self.ttl.min(Self::NEGATIVE_TTL),
+        }
     }
 
-    fn insert(&self, id: &str, value: Arc<KeyCredential>, now: Instant) {
+    /// `Some(lookup)` on a fresh hit.
+    fn get(&self, id: &str, now: Instant) -> Option<Lookup> {
+        let entries = self.lock();
+        let (stored_at, value) = entries.keys.get(id)?;
+        (now.saturating_duration_since(*stored_at) < self.ttl_of(value)).then(|| value.clone())
+    }
+
+    fn generation(&self) -> u64 {
+        self.lock().generation
+    }
+
+    /// Stores a lookup begun at `generation`, unless something was removed since.
+    fn insert(&self, id: &str, value: Lookup, generation: u64, now: Instant) {
+        let ttl = self.ttl;
         let mut entries = self.lock();
-        if entries.len() >= Self::PRUNE_ABOVE {
-            let ttl = self.ttl;
-            entries.retain(|_, (at, _)| now.saturating_duration_since(*at) < ttl);
+        if entries.generation != generation {
+            return;
         }
-        entries.insert(id.to_owned(), (now, value));
+        if entries.keys.len() >= Self::PRUNE_ABOVE {
+            entries.keys.retain(|_, (at, _)| now.saturating_duration_since(*at) < ttl);
+        }
+        entries.keys.insert(id.to_owned(), (now, value));
     }
 
     fn remove(&self, id: &str) {
-        self.lock().remove(id);
+        let mut entries = self.lock();
+        entries.generation += 1;
+        entries.keys.remove(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn credential(revoked: bool) -> Lookup {
+        let key = ApiKey {
+            id: "k".into(),
+            name: "n".into(),
+            scopes: vec![Scope::Speech],
+            rate_limit_per_minute: None,
+            created_at: chrono::Utc::now(),
+            expires_at: None,
+            revoked_at: revoked.then(chrono::Utc::now),
+            last_used_at: None,
+        };
+        Some(Arc::new(KeyCredential { key: Arc::new(key), secret_sha256: vec![0; 32] }))
+    }
+
+    #[test]
+    fn a_lookup_that_began_before_a_revocation_is_not_cached() {
+        let cache = KeyCache::new(Duration::from_secs(5));
+        let now = Instant::now();
+        let began = cache.generation();
+        // The key is revoked (and forgotten) while the lookup reads the old row.
+        cache.remove("k");
+        cache.insert("k", credential(false), began, now);
+        assert!(cache.get("k", now).is_none(), "the stale key went back into the cache");
+        // A lookup that begins after the revocation is cached as usual.
+        cache.insert("k", credential(true), cache.generation(), now);
+        assert!(cache.get("k", now).flatten().is_some_and(|c| c.key.revoked_at.is_some()));
+    }
+
+    #[test]
+    fn unknown_ids_are_cached_briefly() {
+        let cache = KeyCache::new(Duration::from_secs(5));
+        let now = Instant::now();
+        cache.insert("nobody", None, cache.generation(), now);
+        assert!(matches!(cache.get("nobody", now + Duration::from_millis(500)), Some(None)));
+        assert!(cache.get("nobody", now + Duration::from_secs(2)).is_none(), "a negative entry lives 1 s");
     }
 }

@@ -20,9 +20,13 @@ use crate::{
 /// limit is a 413.
 pub struct ApiJson<T>(pub T);
 
-/// The largest request body the server accepts, in bytes (`server.max_body_bytes`).
+/// The largest request body the server accepts, in bytes (`server.max_body_bytes`), and how
+/// long a client may take to send it (`server.body_read_timeout_secs`).
 #[derive(Debug, Clone, Copy)]
-pub struct BodyLimit(pub usize);
+pub struct BodyLimit {
+    pub bytes: usize,
+    pub read_timeout: std::time::Duration,
+}
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T>
 where
@@ -40,7 +44,10 @@ where
                 content_type
             )));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| body_rejection(rejection, limit))?;
+        let bytes = tokio::time::timeout(limit.read_timeout, Bytes::from_request(req, state))
+            .await
+            .map_err(|_| ApiError::BodyTimeout(limit.read_timeout))?
+            .map_err(|rejection| body_rejection(rejection, limit))?;
         // Two steps, so that syntax and shape errors are told apart reliably: serde_json reports
         // some shape errors (an enum given a number) as syntax errors when deserializing directly.
         let document: serde_json::Value =
@@ -62,7 +69,7 @@ where
 
 fn body_rejection(rejection: BytesRejection, limit: BodyLimit) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::PayloadTooLarge(limit.0)
+        ApiError::PayloadTooLarge(limit.bytes)
     } else {
         ApiError::Http { status: rejection.status(), detail: rejection.body_text() }
     }

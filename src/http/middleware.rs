@@ -1,7 +1,8 @@
 //! The cross-cutting layers, in the order `router()` stacks them (outermost first):
-//! observe → authenticate → meter → rate_limit → catch_panic → normalize_errors → route.
+//! observe → admit → authenticate → meter → rate_limit → catch_panic → normalize_errors → route.
 
 use std::{
+    net::SocketAddr,
     pin::Pin,
     task::{Context, Poll},
     time::Instant,
@@ -9,8 +10,8 @@ use std::{
 
 use axum::{
     body::{Body, Bytes},
-    extract::{MatchedPath, Request, State},
-    http::{header, HeaderMap, HeaderValue, StatusCode},
+    extract::{ConnectInfo, MatchedPath, Request, State},
+    http::{header, HeaderMap, HeaderValue, Method, StatusCode},
     middleware::Next,
     response::{IntoResponse, Response},
 };
@@ -22,7 +23,7 @@ use super::{
     AppState,
 };
 use crate::{
-    auth::Principal,
+    auth::{AuthError, Principal},
     domain::Scope,
     metrics::{ErrorLabels, ReasonLabels, RequestLabels},
     service::usage::{Meter, MeterStart, UsageDetails},
@@ -41,6 +42,23 @@ pub struct RequestId(pub String);
 
 fn route_of(req: &Request) -> String {
     req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned())
+}
+
+/// The method as a metric label and in usage events: the standard methods by name, anything
+/// made up as `OTHER`, so a client cannot create new series on the public `/metrics`.
+fn method_label(method: &Method) -> &'static str {
+    const KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    KNOWN.iter().find(|known| *known == method).map_or("OTHER", Method::as_str)
 }
 
 fn accept_request_id(headers: &HeaderMap) -> Option<String> {
@@ -66,7 +84,7 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
     let request_id = accept_request_id(req.headers()).unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let route = route_of(&req);
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method()).to_owned();
     let span = tracing::info_span!("request", request_id = %request_id, %method, %route);
     let started = Instant::now();
     state.metrics.in_flight.inc();
@@ -100,6 +118,16 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
     response
 }
 
+/// The global limit on requests in progress: beyond it, 503 `overloaded` before any work (not
+/// metered: nothing was done). A permit is held until the response body has ended.
+pub async fn admit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Ok(permit) = state.requests.clone().try_acquire_owned() else {
+        state.metrics.shed.get_or_create(&ReasonLabels { reason: "overloaded".to_owned() }).inc();
+        return ApiError::Overloaded.into_response();
+    };
+    hold_until_body_ends(next.run(req).await, permit)
+}
+
 /// The credential a request carries: `Authorization: Bearer`, or the vendor-style
 /// `xi-api-key` / `X-API-Key` headers that the facades' SDKs send.
 fn credential(headers: &HeaderMap) -> Option<&str> {
@@ -121,8 +149,12 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         return Ok(next.run(req).await);
     }
     let admin_route = route.as_str().starts_with(ADMIN_PREFIX);
-    let principal = state.auth.authenticate(credential(req.headers()), admin_route).await?;
-    req.extensions_mut().insert(principal);
+    let client = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+    let principal = state.auth.authenticate(credential(req.headers()), admin_route, client.as_deref()).await;
+    if let Err(AuthError::Throttled(_)) = &principal {
+        state.metrics.shed.get_or_create(&ReasonLabels { reason: "auth_throttled".to_owned() }).inc();
+    }
+    req.extensions_mut().insert(principal?);
     Ok(next.run(req).await)
 }
 
@@ -143,7 +175,7 @@ pub async fn meter(State(state): State<AppState>, mut req: Request, next: Next) 
             request_id: req.extensions().get::<RequestId>().map(|id| id.0.clone()).unwrap_or_default(),
             key_id: principal.key_id().map(str::to_owned),
             route: route_of(&req),
-            method: req.method().as_str().to_owned(),
+            method: method_label(req.method()).to_owned(),
             started: Instant::now(),
         },
         details.clone(),
@@ -205,12 +237,49 @@ impl http_body::Body for MeteredBody {
     }
 }
 
-/// The key's per-minute request limit. Inside `meter`, so a limited request is still metered.
+/// The key's per-minute request limit and its limit of requests in progress. Inside `meter`, so
+/// a limited request is still metered.
 pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
-    if let Some(Principal::Key(key)) = req.extensions().get::<Principal>() {
-        state.auth.check_rate(key).map_err(ApiError::RateLimited)?;
+    let Some(Principal::Key(key)) = req.extensions().get::<Principal>() else {
+        return Ok(next.run(req).await);
+    };
+    state.auth.check_rate(key).map_err(ApiError::RateLimited)?;
+    let slot = state.auth.enter(key).map_err(ApiError::TooManyConcurrent)?;
+    Ok(hold_until_body_ends(next.run(req).await, slot))
+}
+
+/// Keeps `guard` alive until the response body has been sent or abandoned, so that a streamed
+/// response counts as in progress until its last byte.
+fn hold_until_body_ends<G: Send + 'static>(response: Response, guard: G) -> Response {
+    if http_body::Body::is_end_stream(response.body()) {
+        return response;
     }
-    Ok(next.run(req).await)
+    response.map(|inner| Body::new(HeldBody { inner, _guard: guard }))
+}
+
+pin_project_lite::pin_project! {
+    struct HeldBody<G> {
+        #[pin]
+        inner: Body,
+        _guard: G,
+    }
+}
+
+impl<G> http_body::Body for HeldBody<G> {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Route-group guard: the caller must hold `scope`.
@@ -225,7 +294,7 @@ pub async fn require_scope(State(scope): State<Scope>, req: Request, next: Next)
 /// Innermost: turns the framework's own error responses (405 from the method router, and any
 /// other bare 4xx/5xx) into problem+json, so no client ever sees a plain-text error.
 pub async fn normalize_errors(req: Request, next: Next) -> Response {
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method()).to_owned();
     let response = next.run(req).await;
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) || response.extensions().get::<ErrorCode>().is_some() {

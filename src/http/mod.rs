@@ -6,6 +6,7 @@ pub mod handlers;
 pub mod middleware;
 pub mod openapi;
 pub mod problem;
+pub mod server;
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -41,6 +42,8 @@ pub struct AppState {
     pub usage: UsageSink,
     pub metrics: Arc<Metrics>,
     pub body_limit: BodyLimit,
+    /// Permits for requests in progress (`server.max_concurrent_requests`).
+    pub requests: Arc<tokio::sync::Semaphore>,
     /// The serialized OpenAPI document, built once.
     pub openapi_json: Bytes,
 }
@@ -142,6 +145,8 @@ fn assemble(routes: OpenApiRouter<AppState>, state: AppState) -> Router {
         ]))
         // Request id, span, metrics and the one log line; sees every response, including 401s.
         .layer(from_fn_with_state(state.clone(), middleware::observe))
+        // The global limit of requests in progress: sheds load before any lookup.
+        .layer(from_fn_with_state(state.clone(), middleware::admit))
         // Default deny. Outside `meter`: unauthenticated requests are not metered.
         .layer(from_fn_with_state(state.clone(), middleware::authenticate))
         // One usage event per authenticated request, whatever happens inside.
@@ -152,7 +157,7 @@ fn assemble(routes: OpenApiRouter<AppState>, state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         // Innermost: framework errors (405...) become problems before anyone reads their status.
         .layer(from_fn(middleware::normalize_errors))
-        .layer(DefaultBodyLimit::max(state.body_limit.0));
+        .layer(DefaultBodyLimit::max(state.body_limit.bytes));
 
     Router::new().merge(api).merge(docs).fallback(fallback).layer(layers).with_state(state)
 }

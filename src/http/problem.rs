@@ -55,6 +55,8 @@ pub enum ApiError {
     Conflict(String),
     #[error("the request body exceeds the limit of {0} bytes")]
     PayloadTooLarge(usize),
+    #[error("the request body did not arrive within {} s", .0.as_secs())]
+    BodyTimeout(Duration),
     #[error("rate limit exceeded; retry in {} s", retry_after_secs(*.0))]
     RateLimited(Duration),
     #[error("this API key already has {0} requests in flight, its limit; retry when one ends")]
@@ -112,6 +114,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::RateLimited(_) | ApiError::TooManyConcurrent(_) | ApiError::AuthThrottled(_) => {
                 StatusCode::TOO_MANY_REQUESTS
             }
@@ -148,6 +151,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::BodyTimeout(_) => "request_timeout",
             ApiError::RateLimited(_) => "rate_limited",
             ApiError::TooManyConcurrent(_) => "too_many_concurrent_requests",
             ApiError::AuthThrottled(_) => "auth_throttled",
@@ -184,6 +188,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => "Method not allowed",
             ApiError::Conflict(_) => "Conflict",
             ApiError::PayloadTooLarge(_) => "Payload too large",
+            ApiError::BodyTimeout(_) => "Request timeout",
             ApiError::RateLimited(_) | ApiError::TooManyConcurrent(_) | ApiError::AuthThrottled(_) => "Rate limited",
             ApiError::Overloaded | ApiError::UsageBacklog => "Service unavailable",
             ApiError::DatabaseUnavailable(_) => "Service unavailable",
@@ -391,6 +396,7 @@ impl From<AuthError> for ApiError {
                 ApiError::Unauthorized(err.to_string())
             }
             AuthError::AdminDisabled => ApiError::AdminDisabled,
+            AuthError::Throttled(wait) => ApiError::AuthThrottled(wait),
             AuthError::Store(e) => e.into(),
         }
     }

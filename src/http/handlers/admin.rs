@@ -76,6 +76,8 @@ pub async fn create_key(
         },
     )
     .await?;
+    // A guess at this id may have left a brief negative cache entry.
+    state.auth.forget(&created.key.id);
     let key = created.token.expose_secret().to_owned();
     Ok((StatusCode::CREATED, Json(CreatedKey { api_key: created.key, key })))
 }
