@@ -13,7 +13,17 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 #[tokio::test]
 async fn docs_render_offline_from_local_assets() {
     let app = TestApp::spawn(Db::Sqlite).await;
-    let html = app.get("/docs/", None).await.text().await.unwrap();
+    let page = app.get("/docs/", None).await;
+    // The page may load only its own assets, may not be framed, and is not sniffed.
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(!csp.contains("http:") && !csp.contains("https:") && !csp.contains("unsafe-eval"), "{csp}");
+    assert_eq!(page.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    let html = page.text().await.unwrap();
+    // A credential pasted into the page is not kept in the browser's storage.
+    let init = app.get("/docs/swagger-initializer.js", None).await.text().await.unwrap();
+    assert!(init.contains(r#""persistAuthorization": false"#), "{init}");
     let mut assets = 0;
     for attr in ["src=\"", "href=\""] {
         for part in html.split(attr).skip(1) {
@@ -55,7 +65,7 @@ async fn docs_render_offline_from_local_assets() {
     .await
     .unwrap();
     let dom = String::from_utf8_lossy(&dom.stdout);
-    // Swagger UI has fetched /openapi.json and rendered operations from it.
+    // Swagger UI has fetched /openapi.json and rendered operations from it, under its CSP.
     for needle in ["speechgate", "/v1/usage", "/admin/v1/keys", "opblock"] {
         assert!(dom.contains(needle), "rendered page lacks {needle:?}:\n{}", &dom[..dom.len().min(3000)]);
     }

@@ -131,9 +131,12 @@ pub fn router(state: AppState) -> Router {
 fn assemble(routes: OpenApiRouter<AppState>, state: AppState) -> Router {
     let (api, _) = routes.split_for_parts();
     // Assets are compiled in (the crate's `vendored` feature); the validator badge, which would
-    // call a public service from the browser, is off. The page works with no network.
+    // call a public service from the browser, is off. The page works with no network. A pasted
+    // credential is not persisted in the browser, and the page may load only its own assets
+    // and may not be framed.
     let docs = utoipa_swagger_ui::SwaggerUi::new("/docs")
-        .config(utoipa_swagger_ui::Config::from("/openapi.json").validator_url("none").persist_authorization(true));
+        .config(utoipa_swagger_ui::Config::from("/openapi.json").validator_url("none").persist_authorization(false));
+    let docs = Router::<AppState>::from(docs).layer(axum::middleware::map_response(docs_headers));
 
     // Outermost first. Position matters for each layer, as noted.
     let layers = ServiceBuilder::new()
@@ -160,6 +163,21 @@ fn assemble(routes: OpenApiRouter<AppState>, state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.body_limit.bytes));
 
     Router::new().merge(api).merge(docs).fallback(fallback).layer(layers).with_state(state)
+}
+
+/// The Content-Security-Policy of `/docs`: its own scripts, styles and images (Swagger UI sets
+/// inline styles and uses `data:` icons), requests to this gateway only, never in a frame.
+const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+                        img-src 'self' data:; font-src 'self'; connect-src 'self'; frame-ancestors 'none'; \
+                        base-uri 'none'; form-action 'none'";
+
+async fn docs_headers(mut response: axum::response::Response) -> axum::response::Response {
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_SECURITY_POLICY, header::HeaderValue::from_static(DOCS_CSP));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
+    headers.insert(header::X_FRAME_OPTIONS, header::HeaderValue::from_static("DENY"));
+    headers.insert(header::REFERRER_POLICY, header::HeaderValue::from_static("no-referrer"));
+    response
 }
 
 async fn fallback(req: Request) -> ApiError {
