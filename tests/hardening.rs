@@ -127,6 +127,15 @@ async fn provider_options_cannot_replace_core_fields() {
     assert!(query.contains(&("tag".to_owned(), "team-a".to_owned())), "{query:?}");
     assert!(query.contains(&("mip_opt_out".to_owned(), "true".to_owned())), "{query:?}");
     assert!(!query.iter().any(|(k, _)| k == "callback"));
+
+    // Each provider call is in the provider histograms, by provider and model.
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    for series in [
+        r#"speechgate_provider_first_byte_seconds_count{provider="elevenlabs",model="eleven_multilingual_v2"} 1"#,
+        r#"speechgate_provider_request_duration_seconds_count{provider="deepgram",model="aura-2"} 1"#,
+    ] {
+        assert!(metrics.contains(series), "{series} missing from\n{metrics}");
+    }
     app.stop().await;
 }
 
@@ -321,6 +330,15 @@ async fn vendor_answers_are_checked_before_they_are_passed_on() {
     assert_eq!((status, body["code"].as_str()), (502, Some("provider_auth_failed")));
     assert_eq!(body["upstream_code"], "invalid_api_key");
     assert!(!body.to_string().contains("acme-billing"), "{body}");
+
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    for series in [
+        r#"speechgate_provider_errors_total{provider="elevenlabs",code="upstream_invalid_response"} 2"#,
+        r#"speechgate_provider_errors_total{provider="elevenlabs",code="upstream_rate_limited"} 1"#,
+        r#"speechgate_provider_errors_total{provider="elevenlabs",code="provider_auth_failed"} 1"#,
+    ] {
+        assert!(metrics.contains(series), "{series} missing from\n{metrics}");
+    }
     app.stop().await;
 }
 

@@ -159,16 +159,7 @@ impl ApiError {
             ApiError::UsageBacklog => "usage_backlog",
             ApiError::DatabaseUnavailable(_) => "database_unavailable",
             ApiError::UnknownModel(_) => "unknown_model",
-            ApiError::Provider(e) => match e {
-                ProviderError::Rejected { status: 404, .. } => "upstream_not_found",
-                ProviderError::Rejected { .. } => "upstream_rejected",
-                ProviderError::Unauthorized { .. } => "provider_auth_failed",
-                ProviderError::RateLimited { .. } => "upstream_rate_limited",
-                ProviderError::Unavailable { .. } => "provider_unavailable",
-                ProviderError::Timeout { .. } => "provider_timeout",
-                ProviderError::Interrupted { .. } => "upstream_stream_failed",
-                ProviderError::Invalid { .. } => "upstream_invalid_response",
-            },
+            ApiError::Provider(e) => e.code(),
             ApiError::Http { .. } => "http_error",
             ApiError::Internal(_) => "internal_error",
         }

@@ -273,6 +273,20 @@ impl ProviderError {
         }
     }
 
+    /// The stable slug of this failure: the problem's `code` and the label on provider metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProviderError::Rejected { status: 404, .. } => "upstream_not_found",
+            ProviderError::Rejected { .. } => "upstream_rejected",
+            ProviderError::Unauthorized { .. } => "provider_auth_failed",
+            ProviderError::RateLimited { .. } => "upstream_rate_limited",
+            ProviderError::Unavailable { .. } => "provider_unavailable",
+            ProviderError::Timeout { .. } => "provider_timeout",
+            ProviderError::Interrupted { .. } => "upstream_stream_failed",
+            ProviderError::Invalid { .. } => "upstream_invalid_response",
+        }
+    }
+
     /// Sorts a vendor's HTTP error into the right kind.
     pub fn from_status(
         provider: &str,

@@ -234,7 +234,7 @@ async fn speak(
     let (mut input, sse) = body.into_input()?;
     input.native_only = native_only;
     let prepared = speech::prepare(&state.registry, state.store.as_ref(), owner, input).await?;
-    let output = speech::synthesize(prepared, details).await?;
+    let output = speech::synthesize(prepared, details, &state.metrics).await?;
     let media_type = if sse { "text/event-stream" } else { output.output.format.media_type() };
     let body = if sse { Body::from_stream(sse_events(output.body)) } else { Body::from_stream(output.body) };
     let mut response = body.into_response();

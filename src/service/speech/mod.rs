@@ -9,9 +9,12 @@
 mod body;
 mod plan;
 
+use std::{sync::Arc, time::Instant};
+
 use bytes::Bytes;
-use futures::{stream::BoxStream, StreamExt};
+use futures::{stream::BoxStream, Stream, StreamExt};
 use serde_json::{Map, Value};
+use tracing::Instrument;
 
 pub use plan::{plan, Plan};
 
@@ -21,7 +24,8 @@ use crate::{
         audio::{AudioFormat, AudioSpec},
         text, FieldError,
     },
-    providers::{registry::Resolved, EventStream, ProviderError, Registry, SynthesisRequest},
+    metrics::{Metrics, ProviderErrorLabels, ProviderLabels},
+    providers::{registry::Resolved, EventStream, ProviderError, Registry, SynthesisEvent, SynthesisRequest},
     store::Store,
 };
 
@@ -223,27 +227,104 @@ pub struct SpeechOutput {
 }
 
 /// Calls the provider and waits for its first event, so a provider that fails at once yields a
-/// proper error status instead of a broken 200.
-pub async fn synthesize(prepared: Prepared, details: &UsageDetails) -> Result<SpeechOutput, ServiceError> {
+/// proper error status instead of a broken 200. The call is observed: a `provider_call` span
+/// (provider, model, characters, time to first byte), and per provider and model the time to
+/// first audio, the time to the end of the audio and failures by code.
+pub async fn synthesize(
+    prepared: Prepared,
+    details: &UsageDetails,
+    metrics: &Arc<Metrics>,
+) -> Result<SpeechOutput, ServiceError> {
     let Prepared { resolved, request, plan } = prepared;
     let provider = resolved.provider.id().to_owned();
     let characters = request.text.chars().count();
     details.serving(&provider, &resolved.model.id, &request.voice, characters);
-    let mut events = resolved.provider.synthesize(request).await?;
-    let first = match events.next().await {
-        Some(Ok(event)) => event,
-        Some(Err(err)) => return Err(err.into()),
-        None => {
-            return Err(ProviderError::Unavailable {
-                provider,
+    let call = ProviderCall::new(metrics.clone(), &provider, &resolved.model.id, characters);
+    let started = async {
+        let mut events = resolved.provider.synthesize(request).await?;
+        match events.next().await {
+            Some(Ok(first)) => Ok((first, events)),
+            Some(Err(err)) => Err(err),
+            None => Err(ProviderError::Unavailable {
+                provider: provider.clone(),
                 status: None,
                 code: None,
                 detail: "the provider returned no audio".to_owned(),
-            }
-            .into())
+            }),
+        }
+    }
+    .instrument(call.span.clone())
+    .await;
+    let (first, events) = match started {
+        Ok(started) => started,
+        Err(err) => {
+            call.failed(&err);
+            return Err(err.into());
         }
     };
-    let events: EventStream = Box::pin(futures::stream::iter([Ok(first)]).chain(events));
+    call.first_byte();
+    let events: EventStream = Box::pin(call.observe(futures::stream::iter([Ok(first)]).chain(events)));
     let body = body::body(events, plan, details.clone())?;
     Ok(SpeechOutput { output: plan.output(), provider, model: resolved.model.id, characters, body })
+}
+
+/// One provider call, observed in metrics and a tracing span.
+struct ProviderCall {
+    metrics: Arc<Metrics>,
+    labels: ProviderLabels,
+    span: tracing::Span,
+    started: Instant,
+}
+
+impl ProviderCall {
+    fn new(metrics: Arc<Metrics>, provider: &str, model: &str, characters: usize) -> Self {
+        let span = tracing::info_span!(
+            "provider_call",
+            provider,
+            model,
+            characters,
+            ttfb_ms = tracing::field::Empty,
+            error = tracing::field::Empty
+        );
+        let labels = ProviderLabels { provider: provider.to_owned(), model: model.to_owned() };
+        Self { metrics, labels, span, started: Instant::now() }
+    }
+
+    fn first_byte(&self) {
+        let elapsed = self.started.elapsed();
+        self.span.record("ttfb_ms", elapsed.as_secs_f64() * 1000.0);
+        self.metrics.provider_ttfb.get_or_create(&self.labels).observe(elapsed.as_secs_f64());
+    }
+
+    fn failed(&self, error: &ProviderError) {
+        self.span.record("error", error.code());
+        let labels = ProviderErrorLabels { provider: self.labels.provider.clone(), code: error.code().to_owned() };
+        self.metrics.provider_errors.get_or_create(&labels).inc();
+    }
+
+    /// The rest of the audio: a failure mid-stream is counted, and the end records the call's
+    /// whole duration.
+    fn observe(
+        self,
+        events: impl Stream<Item = Result<SynthesisEvent, ProviderError>> + Send + 'static,
+    ) -> impl Stream<Item = Result<SynthesisEvent, ProviderError>> + Send + 'static {
+        let call = Arc::new(self);
+        let end = call.clone();
+        events
+            .inspect(move |item| {
+                if let Err(err) = item {
+                    call.failed(err);
+                }
+            })
+            .chain(
+                futures::stream::once(async move {
+                    end.metrics
+                        .provider_duration
+                        .get_or_create(&end.labels)
+                        .observe(end.started.elapsed().as_secs_f64());
+                    None
+                })
+                .filter_map(futures::future::ready),
+            )
+    }
 }
