@@ -49,14 +49,11 @@ async fn requests(upstream: &MockServer) -> Vec<Request> {
 }
 
 fn paths(body: &Value) -> Vec<String> {
+    let segment = |p: &Value| p.as_str().map_or_else(|| p.to_string(), str::to_owned);
     body["validation"]
         .as_array()
         .map(|v| {
-            v.iter()
-                .map(|f| {
-                    f["path"].as_array().unwrap().iter().map(|p| p.as_str().unwrap_or("")).collect::<Vec<_>>().join(".")
-                })
-                .collect()
+            v.iter().map(|f| f["path"].as_array().unwrap().iter().map(segment).collect::<Vec<_>>().join(".")).collect()
         })
         .unwrap_or_default()
 }
@@ -192,7 +189,7 @@ async fn hostile_text_never_stops_accounting(db: Db) {
     for body in bodies {
         statuses.push(speak(&app, &key, body).await.status().as_u16());
     }
-    assert_eq!(statuses, [400, 200, 200]);
+    assert_eq!(statuses, [400, 400, 200], "NUL is refused in any body string");
     let events = app.stop_and_read_usage(Some(&key_id)).await;
     let speech: Vec<u16> =
         events.iter().rev().filter(|e| e.event.route == "/v1/audio/speech").map(|e| e.event.status).collect();
@@ -264,7 +261,55 @@ async fn a_deleted_saved_voice_is_a_404_at_its_path(db: Db) {
     app.stop().await;
 }
 
+/// NUL and other control characters never reach a query: in bodies (any string, at its path),
+/// in path segments and in query parameters they are 400s, on PostgreSQL as on SQLite.
+async fn control_characters_never_reach_the_database(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let (_, key) = app.create_key(json!({"name": "t", "scopes": ["speech", "voices"]})).await;
+    let post =
+        |path: &str, body: Value, token: &str| app.client.post(app.url(path)).bearer_auth(token).json(&body).send();
+    let cases = [
+        (
+            post("/v1/voices", json!({"title": "a\u{0}b", "provider": "openai", "voiceId": "alloy"}), &key)
+                .await
+                .unwrap(),
+            "title",
+        ),
+        (
+            post(
+                "/v1/voices",
+                json!({"title": "t", "provider": "openai", "voiceId": "alloy", "tags": ["x", "y\u{0}"]}),
+                &key,
+            )
+            .await
+            .unwrap(),
+            "tags.1",
+        ),
+        (post("/admin/v1/keys", json!({"name": "n\u{0}"}), common::ADMIN_TOKEN).await.unwrap(), "name"),
+        (app.get("/v1/voices/ab%00cd", Some(&key)).await, "path"),
+        (app.get("/v1/voices?cursor=%00", Some(&key)).await, "cursor"),
+        (app.client.get(app.url("/admin/v1/keys/%00")).bearer_auth(common::ADMIN_TOKEN).send().await.unwrap(), "path"),
+        (
+            app.client
+                .get(app.url("/admin/v1/usage?keyId=a%00"))
+                .bearer_auth(common::ADMIN_TOKEN)
+                .send()
+                .await
+                .unwrap(),
+            "keyId",
+        ),
+    ];
+    for (response, field) in cases {
+        let (status, body) = problem(response).await;
+        assert_eq!((status, paths(&body)), (400, vec![field.to_owned()]), "{body}");
+    }
+    // The database still answers normally.
+    assert_eq!(app.get("/v1/voices", Some(&key)).await.status(), 200);
+    app.stop().await;
+}
+
 both_databases!(
+    control_characters_never_reach_the_database,
     hostile_text_never_stops_accounting,
     a_refused_event_is_set_aside_and_the_rest_written,
     a_deleted_saved_voice_is_a_404_at_its_path,
@@ -408,4 +453,47 @@ async fn usage_dates_at_the_calendar_edges_are_400s() {
         }
     }
     app.stop().await;
+}
+
+/// The usage queue is bounded by admission: while the backlog is at `usage.max_queue`, new
+/// requests get 503 `usage_backlog` before doing any work, and none loses its event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_usage_backlog_turns_new_requests_away() {
+    let app = TestApp::spawn_with(Db::Sqlite, |c| {
+        c.usage.max_queue = 1;
+        // The writer holds its first event this long, waiting for more: a backlog of one.
+        c.usage.flush_interval_ms = 1_500;
+    })
+    .await;
+    let (key_id, key) = app.speech_key().await;
+    // Creating the key left its own event in the queue: wait until it is written.
+    let admitted = async {
+        for _ in 0..100 {
+            if app.get("/v1/usage", Some(&key)).await.status() == 200 {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        false
+    };
+    assert!(admitted.await, "the backlog never drained");
+    let response = app.get("/v1/usage", Some(&key)).await;
+    assert!(response.headers().contains_key("retry-after"));
+    let (status, body) = problem(response).await;
+    assert_eq!((status, body["code"].as_str()), (503, Some("usage_backlog")));
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(metrics.contains("speechgate_usage_writer_queue_depth 1"), "{metrics}");
+    assert!(metrics.contains(r#"speechgate_requests_shed_total{reason="usage_backlog"}"#), "{metrics}");
+    // Once written, requests are admitted again.
+    let mut admitted = false;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        if app.get("/v1/usage", Some(&key)).await.status() == 200 {
+            admitted = true;
+            break;
+        }
+    }
+    assert!(admitted, "the backlog never drained");
+    let events = app.stop_and_read_usage(Some(&key_id)).await;
+    assert_eq!(events.iter().filter(|e| e.event.status == 200).count(), 2, "every admitted request has its event");
 }

@@ -59,11 +59,39 @@ where
                 message: "the body must be a JSON object".to_owned(),
             }]));
         }
+        // No text the gateway stores or forwards may hold NUL (PostgreSQL's `text` refuses it).
+        if let Some(path) = nul_at(&document, &mut Vec::new()) {
+            return Err(ApiError::Validation(vec![FieldError {
+                path,
+                message: "must not contain the NUL character (\\u0000)".to_owned(),
+            }]));
+        }
         let value = serde_path_to_error::deserialize(document).map_err(|err| {
             let path = path_segments(err.path());
             ApiError::Validation(vec![FieldError { path, message: err.into_inner().to_string() }])
         })?;
         Ok(ApiJson(value))
+    }
+}
+
+/// The path of the first string or member name in `value` that contains NUL.
+fn nul_at(value: &serde_json::Value, path: &mut Vec<PathSegment>) -> Option<Vec<PathSegment>> {
+    use serde_json::Value;
+    match value {
+        Value::String(s) if s.contains('\0') => Some(path.clone()),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            path.push(PathSegment::Index(i));
+            let found = nul_at(item, path);
+            path.pop();
+            found
+        }),
+        Value::Object(members) => members.iter().find_map(|(name, member)| {
+            path.push(PathSegment::Field(name.replace('\0', "\u{FFFD}")));
+            let found = if name.contains('\0') { Some(path.clone()) } else { nul_at(member, path) };
+            path.pop();
+            found
+        }),
+        _ => None,
     }
 }
 

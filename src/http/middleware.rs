@@ -24,7 +24,7 @@ use super::{
 };
 use crate::{
     auth::{AuthError, Principal},
-    domain::Scope,
+    domain::{FieldError, Scope},
     metrics::{ErrorLabels, ReasonLabels, RequestLabels},
     service::usage::{Meter, MeterStart, UsageDetails},
 };
@@ -126,6 +126,26 @@ pub async fn admit(State(state): State<AppState>, req: Request, next: Next) -> R
         return ApiError::Overloaded.into_response();
     };
     hold_until_body_ends(next.run(req).await, permit)
+}
+
+/// Path segments and query parameters reach database queries and logs: none may hold a control
+/// character once percent-decoded (a NUL in an id made PostgreSQL fail the query). A 400 names
+/// the parameter.
+pub async fn refuse_control_characters(req: Request, next: Next) -> Response {
+    let control = |text: &str| text.chars().any(char::is_control);
+    let path = percent_encoding::percent_decode_str(req.uri().path()).decode_utf8_lossy();
+    let mut bad = control(&path).then(|| "path".to_owned());
+    if let Some(query) = req.uri().query().filter(|_| bad.is_none()) {
+        bad = form_urlencoded::parse(query.as_bytes())
+            .find(|(name, value)| control(name) || control(value))
+            .map(|(name, _)| name.chars().filter(|c| !c.is_control()).take(64).collect());
+    }
+    match bad {
+        Some(field) => {
+            ApiError::Validation(vec![FieldError::new(&field, "must not contain control characters")]).into_response()
+        }
+        None => next.run(req).await,
+    }
 }
 
 /// The credential a request carries: `Authorization: Bearer`, or the vendor-style

@@ -150,6 +150,8 @@ fn assemble(routes: OpenApiRouter<AppState>, state: AppState) -> Router {
         .layer(from_fn_with_state(state.clone(), middleware::observe))
         // The global limit of requests in progress: sheds load before any lookup.
         .layer(from_fn_with_state(state.clone(), middleware::admit))
+        // No control characters in decoded paths or queries (they reach queries and logs).
+        .layer(from_fn(middleware::refuse_control_characters))
         // Default deny. Outside `meter`: unauthenticated requests are not metered.
         .layer(from_fn_with_state(state.clone(), middleware::authenticate))
         // One usage event per authenticated request, whatever happens inside.
