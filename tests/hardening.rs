@@ -37,7 +37,7 @@ async fn gateway(db: Db, upstream: &MockServer) -> TestApp {
 }
 
 async fn speak(app: &TestApp, key: &str, body: Value) -> reqwest::Response {
-    app.client.post(app.url("/v1/audio/speech")).bearer_auth(key).json(&body).send().await.unwrap()
+    app.post("/v1/audio/speech", key, body).await
 }
 
 fn audio_reply() -> ResponseTemplate {
@@ -238,17 +238,8 @@ async fn a_deleted_saved_voice_is_a_404_at_its_path(db: Db) {
     let upstream = MockServer::start().await;
     let app = gateway(db, &upstream).await;
     let (_, key) = app.create_key(json!({"name": "t", "scopes": ["speech", "voices"]})).await;
-    let created: Value = app
-        .client
-        .post(app.url("/v1/voices"))
-        .bearer_auth(&key)
-        .json(&json!({"title": "Narrator", "provider": "openai", "voiceId": "alloy"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let voice = json!({"title": "Narrator", "provider": "openai", "voiceId": "alloy"});
+    let created: Value = app.post("/v1/voices", &key, voice).await.json().await.unwrap();
     let id = created["id"].as_str().unwrap();
     let deleted = app.client.delete(app.url(&format!("/v1/voices/{id}"))).bearer_auth(&key).send().await.unwrap();
     assert_eq!(deleted.status(), 204);
@@ -266,38 +257,17 @@ async fn a_deleted_saved_voice_is_a_404_at_its_path(db: Db) {
 async fn control_characters_never_reach_the_database(db: Db) {
     let app = TestApp::spawn(db).await;
     let (_, key) = app.create_key(json!({"name": "t", "scopes": ["speech", "voices"]})).await;
-    let post =
-        |path: &str, body: Value, token: &str| app.client.post(app.url(path)).bearer_auth(token).json(&body).send();
+    let admin = |path: &str| app.client.get(app.url(path)).bearer_auth(common::ADMIN_TOKEN).send();
+    let nul_title = json!({"title": "a\u{0}b", "provider": "openai", "voiceId": "alloy"});
+    let nul_tag = json!({"title": "t", "provider": "openai", "voiceId": "alloy", "tags": ["x", "y\u{0}"]});
     let cases = [
-        (
-            post("/v1/voices", json!({"title": "a\u{0}b", "provider": "openai", "voiceId": "alloy"}), &key)
-                .await
-                .unwrap(),
-            "title",
-        ),
-        (
-            post(
-                "/v1/voices",
-                json!({"title": "t", "provider": "openai", "voiceId": "alloy", "tags": ["x", "y\u{0}"]}),
-                &key,
-            )
-            .await
-            .unwrap(),
-            "tags.1",
-        ),
-        (post("/admin/v1/keys", json!({"name": "n\u{0}"}), common::ADMIN_TOKEN).await.unwrap(), "name"),
+        (app.post("/v1/voices", &key, nul_title).await, "title"),
+        (app.post("/v1/voices", &key, nul_tag).await, "tags.1"),
+        (app.post("/admin/v1/keys", common::ADMIN_TOKEN, json!({"name": "n\u{0}"})).await, "name"),
         (app.get("/v1/voices/ab%00cd", Some(&key)).await, "path"),
         (app.get("/v1/voices?cursor=%00", Some(&key)).await, "cursor"),
-        (app.client.get(app.url("/admin/v1/keys/%00")).bearer_auth(common::ADMIN_TOKEN).send().await.unwrap(), "path"),
-        (
-            app.client
-                .get(app.url("/admin/v1/usage?keyId=a%00"))
-                .bearer_auth(common::ADMIN_TOKEN)
-                .send()
-                .await
-                .unwrap(),
-            "keyId",
-        ),
+        (admin("/admin/v1/keys/%00").await.unwrap(), "path"),
+        (admin("/admin/v1/usage?keyId=a%00").await.unwrap(), "keyId"),
     ];
     for (response, field) in cases {
         let (status, body) = problem(response).await;

@@ -261,17 +261,8 @@ async fn saved_voices_resolve_to_their_provider(db: Db) {
         .mount(&upstream)
         .await;
     let (_, key) = app.create_key(json!({"name": "both", "scopes": ["speech", "voices"]})).await;
-    let created: Value = app
-        .client
-        .post(app.url("/v1/voices"))
-        .bearer_auth(&key)
-        .json(&json!({"title": "Narrator", "provider": "openai", "model": "tts-1-hd", "voiceId": "nova"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let voice = json!({"title": "Narrator", "provider": "openai", "model": "tts-1-hd", "voiceId": "nova"});
+    let created: Value = app.post("/v1/voices", &key, voice).await.json().await.unwrap();
     let id = created["id"].as_str().unwrap();
     let response = speak(&app, &key, json!({"voiceId": id, "text": "Saved.", "output": "mp3"})).await;
     assert_eq!(response.status(), 200);

@@ -124,6 +124,10 @@ impl TestApp {
         req.send().await.expect("request")
     }
 
+    pub async fn post(&self, path: &str, key: &str, body: Value) -> Response {
+        self.client.post(self.url(path)).bearer_auth(key).json(&body).send().await.expect("request")
+    }
+
     pub async fn admin_post(&self, path: &str, body: Value) -> Response {
         self.client.post(self.url(path)).bearer_auth(ADMIN_TOKEN).json(&body).send().await.expect("request")
     }
