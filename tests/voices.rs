@@ -265,7 +265,7 @@ async fn invalid_voices_are_refused_with_field_paths(db: Db) {
     let everything = with(json!({
         "title": "",
         "provider": "Open AI",
-        "model": "m".repeat(201),
+        "model": "m".repeat(257),
         "voiceId": "",
         "tags": vec!["t"; 33],
         "description": "d".repeat(2001),

@@ -133,7 +133,7 @@ pub async fn write_batch(store: &dyn Store, metrics: &Metrics, batch: Vec<UsageE
             Ok(()) => {
                 metrics.usage_written.inc_by(n as u64);
             }
-            Err(err) if err.is_transient() => {
+            Err(err) if !err.is_data_error() => {
                 tracing::error!(target: "speechgate::usage", error = %err, lost = n, "giving up on usage batch at shutdown");
             }
             Err(_) if chunk.len() > 1 => {
@@ -169,7 +169,7 @@ async fn insert_retrying(
             return Ok(());
         };
         metrics.usage_write_failures.inc();
-        if !err.is_transient() || (shutdown.is_cancelled() && attempts >= 5) {
+        if err.is_data_error() || (shutdown.is_cancelled() && attempts >= 5) {
             return Err(err);
         }
         tracing::warn!(target: "speechgate::usage", error = %err, attempts, "usage batch write failed; retrying");

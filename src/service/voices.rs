@@ -10,14 +10,12 @@ use serde_json::{Map, Value};
 
 use super::ServiceError;
 use crate::{
-    domain::{FieldError, Gender, PathSegment, Voice, VoiceCursor, VoicePage, VoicePatch},
+    domain::{text, FieldError, Gender, PathSegment, Voice, VoiceCursor, VoicePage, VoicePatch},
     store::Store,
 };
 
 pub const MAX_TITLE_CHARS: usize = 200;
 pub const MAX_PROVIDER_CHARS: usize = 64;
-pub const MAX_MODEL_CHARS: usize = 200;
-pub const MAX_VOICE_ID_CHARS: usize = 256;
 pub const MAX_DESCRIPTION_CHARS: usize = 2000;
 pub const MAX_TAGS: usize = 32;
 pub const MAX_TAG_CHARS: usize = 64;
@@ -211,19 +209,16 @@ fn provider(value: &str) -> Result<String, String> {
 }
 
 fn model(value: Option<String>) -> Result<Option<String>, String> {
-    match value {
-        Some(model) if !chars_between(&model, 1, MAX_MODEL_CHARS) => {
-            Err(format!("must be 1 to {MAX_MODEL_CHARS} characters, or null for the provider's default"))
-        }
-        model => Ok(model),
+    match value.as_deref().and_then(text::identifier_problem) {
+        Some(problem) => Err(format!("{problem}, or null for the provider's default")),
+        None => Ok(value),
     }
 }
 
 fn voice_id(value: String) -> Result<String, String> {
-    if chars_between(&value, 1, MAX_VOICE_ID_CHARS) && !value.trim().is_empty() {
-        Ok(value)
-    } else {
-        Err(format!("must be 1 to {MAX_VOICE_ID_CHARS} characters, not all whitespace"))
+    match text::identifier_problem(&value) {
+        None => Ok(value),
+        Some(problem) => Err(problem),
     }
 }
 

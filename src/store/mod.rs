@@ -32,26 +32,27 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Whether trying again later may succeed: the database is unreachable, busy or restarting.
-    /// Everything else (a constraint, a value the database refuses) fails the same way again.
-    pub fn is_transient(&self) -> bool {
+    /// Whether the data itself was refused, so that writing it again can never succeed: a
+    /// constraint, or a value the database cannot hold. Everything else — the database is
+    /// unreachable, busy, read-only after a failover, refusing our credentials — may pass later
+    /// and is retried, because usage people bill from must not be discarded for an outage.
+    pub fn is_data_error(&self) -> bool {
         let StoreError::Database(error) = self else {
             return false;
         };
         match error {
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::Protocol(_)
-            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Encode(_) | sqlx::Error::Decode(_) | sqlx::Error::TypeNotFound { .. } => true,
             sqlx::Error::Database(db) => {
                 let code = db.code().unwrap_or_default();
-                // SQLite: SQLITE_BUSY (5), SQLITE_LOCKED (6) and their extended codes.
-                // PostgreSQL: connection exceptions (08), rollbacks such as serialization
-                // failures (40), insufficient resources (53), operator intervention (57).
-                code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
-                    || ["08", "40", "53", "57"].iter().any(|class| code.starts_with(class))
+                if db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() {
+                    // SQLSTATE classes 22 (data exception: a NUL byte, a value out of range)
+                    // and 23 (integrity constraint violation).
+                    code.starts_with("22") || code.starts_with("23")
+                } else {
+                    // SQLite primary result codes: TOOBIG (18), CONSTRAINT (19), MISMATCH (20),
+                    // RANGE (25); extended codes keep the primary code in their low byte.
+                    code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 18 | 19 | 20 | 25))
+                }
             }
             _ => false,
         }

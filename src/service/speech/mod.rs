@@ -119,6 +119,15 @@ pub async fn prepare(
         (None, Some(_), None) => return Err(invalid("model", "is required with `voice`")),
     };
     provider_options.extend(input.provider_options);
+    // A saved voice's own ids reach the vendor too; they were checked when saved, and again
+    // here, where they are used (a voice saved before a rule existed gets no pass).
+    if input.voice_id.is_some() {
+        for (what, value) in [("voice", &voice), ("model", &model)] {
+            if let Some(problem) = text::identifier_problem(value) {
+                return Err(invalid("voiceId", &format!("the saved voice's {what} is not usable: {problem}")));
+            }
+        }
+    }
 
     let resolved = registry.resolve(&model).map_err(|e| ServiceError::UnknownModel(e.to_string()))?;
     let caps = resolved.provider.capabilities();
