@@ -78,6 +78,7 @@ impl App {
         };
         let connection_limits = http::server::ConnectionLimits {
             header_read_timeout: Duration::from_secs(config.server.header_read_timeout_secs),
+            write_timeout: Duration::from_secs(config.server.write_timeout_secs),
             max_connections: config.server.max_connections,
         };
         Self {

@@ -42,6 +42,8 @@ pub struct ServerConfig {
     pub header_read_timeout_secs: u64,
     /// How long a client may take to send a request's body.
     pub body_read_timeout_secs: u64,
+    /// How long a write may wait for a client that stopped reading before it is dropped.
+    pub write_timeout_secs: u64,
     /// Open connections at once; beyond that, new ones wait to be accepted.
     pub max_connections: usize,
     /// Requests in progress at once (streams count until their last byte); beyond that, 503
@@ -197,6 +199,7 @@ impl Default for ServerConfig {
             shutdown_grace_secs: 30,
             header_read_timeout_secs: 10,
             body_read_timeout_secs: 30,
+            write_timeout_secs: 30,
             max_connections: 10_000,
             max_concurrent_requests: 2_048,
         }
@@ -300,6 +303,7 @@ impl Config {
             ("server.max_body_bytes", self.server.max_body_bytes),
             ("server.header_read_timeout_secs", self.server.header_read_timeout_secs as usize),
             ("server.body_read_timeout_secs", self.server.body_read_timeout_secs as usize),
+            ("server.write_timeout_secs", self.server.write_timeout_secs as usize),
             ("server.max_connections", self.server.max_connections),
             ("server.max_concurrent_requests", self.server.max_concurrent_requests),
             ("auth.max_concurrent_per_key", self.auth.max_concurrent_per_key),

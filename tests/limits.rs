@@ -127,11 +127,12 @@ async fn requests_in_progress_are_limited_per_key_and_in_all() {
     let (_, key) = app.speech_key().await;
     let mut held = mp3_request(&app, &key).send().await.unwrap();
     assert_eq!(held.chunk().await.unwrap().unwrap().as_ref(), b"first");
-    let (status, body) = problem(app.get("/healthz", None).await).await;
+    let (status, body) = problem(app.get("/v1/usage", Some(&key)).await).await;
     assert_eq!((status, body["code"].as_str()), (503, Some("overloaded")));
+    assert_eq!(app.get("/healthz", None).await.status(), 200, "health is reported even when saturated");
     upstream.release();
     while held.chunk().await.unwrap().is_some() {}
-    assert_eq!(app.get("/healthz", None).await.status(), 200);
+    assert_eq!(app.get("/v1/usage", Some(&key)).await.status(), 200);
     app.stop().await;
 }
 
@@ -204,3 +205,47 @@ async fn revocation_wins_over_lookups_in_flight(db: Db) {
 }
 
 both_databases!(revocation_wins_over_lookups_in_flight);
+
+/// A client that stops reading is dropped once a write has waited `server.write_timeout_secs`,
+/// which gives back its key's slot (a stalled socket stops the body being polled, and with it
+/// every timeout inside it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_gives_its_slot_back() {
+    let big = vec![0x55u8; 32 * 1024 * 1024];
+    let upstream = StreamingUpstream::start("audio/mpeg", big, Vec::new(), false).await;
+    let uri = upstream.uri.clone();
+    let app = TestApp::spawn_with(Db::Sqlite, move |c| {
+        c.providers.local.enabled = false;
+        c.server.write_timeout_secs = 1;
+        c.auth.max_concurrent_per_key = 1;
+        c.providers.openai = speechgate::config::VendorConfig {
+            api_key: Some("sk-upstream".to_owned().into()),
+            base_url: Some(format!("{uri}/v1")),
+        };
+    })
+    .await;
+    let (_, key) = app.speech_key().await;
+    let mut socket = TcpStream::connect(app.addr).await.unwrap();
+    let body = r#"{"model": "openai/tts-1", "voice": "alloy", "text": "Hi", "output": "mp3"}"#;
+    let head = format!(
+        "POST /v1/audio/speech HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    // The stalled stream holds the key's only slot...
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(problem(app.get("/v1/usage", Some(&key)).await).await.0, 429);
+    // ...until the write deadline drops the connection.
+    let mut freed = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if app.get("/v1/usage", Some(&key)).await.status() == 200 {
+            freed = true;
+            break;
+        }
+    }
+    assert!(freed, "the stalled client kept its slot");
+    drop(socket);
+    app.stop().await;
+}

@@ -24,12 +24,6 @@ pub fn identifier_problem(value: &str) -> Option<String> {
     None
 }
 
-/// Whether free text (a title, a tag, a description) holds a character the database cannot
-/// store or a log would misread: any control character but tab and line breaks.
-pub fn has_forbidden_control(value: &str) -> bool {
-    value.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
-}
-
 /// Longest text kept in one field of a usage event.
 pub const MAX_RECORD_CHARS: usize = 256;
 
@@ -84,7 +78,5 @@ mod tests {
         assert_eq!(for_record("al\0loy".to_owned()), "al\u{FFFD}loy");
         assert_eq!(for_record("x".repeat(10_000)).chars().count(), MAX_RECORD_CHARS);
         assert_eq!(for_record("alloy".to_owned()), "alloy");
-        assert!(!has_forbidden_control("two\nlines\tand tabs"));
-        assert!(has_forbidden_control("nul\0"));
     }
 }
