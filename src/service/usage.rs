@@ -323,8 +323,15 @@ pub async fn summary(
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
 ) -> Result<UsageReport, ServiceError> {
+    // Dates at the calendar's edges parse, but no usage lies there and the databases' own date
+    // functions refuse them: the range is years 1 to 9999.
+    for (field, date) in [("from", from), ("to", to)] {
+        if date.is_some_and(|d| !(1..=9999).contains(&chrono::Datelike::year(&d))) {
+            return Err(ServiceError::Validation(vec![FieldError::new(field, "must be within the years 1 to 9999")]));
+        }
+    }
     let to = to.unwrap_or_else(Utc::now);
-    // Dates at the calendar's edges are valid input; arithmetic on them must not overflow.
+    // Arithmetic on dates near the edges must not overflow either.
     let from = match from {
         Some(from) => from,
         None => to.checked_sub_signed(chrono::Duration::days(30)).ok_or_else(|| {
