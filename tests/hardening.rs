@@ -93,6 +93,16 @@ async fn provider_options_cannot_replace_core_fields() {
     .await;
     let (status, body) = problem(response).await;
     assert_eq!((status, paths(&body)), (400, vec!["providerOptions.tag".to_owned()]));
+    // An object option cannot carry what the request's own fields set (and the range check).
+    let response = speak(
+        &app,
+        &key,
+        json!({"model": "elevenlabs", "voice": "JBFqnCBsd6RMkjVDRZzb", "text": "Hi",
+               "providerOptions": {"voice_settings": {"speed": 9.0}}}),
+    )
+    .await;
+    let (status, body) = problem(response).await;
+    assert_eq!((status, paths(&body)), (400, vec!["providerOptions.voice_settings.speed".to_owned()]));
     assert!(requests(&upstream).await.is_empty(), "nothing refused may reach the vendor");
 
     // Declared options pass, below the adapter's own fields.
@@ -100,7 +110,7 @@ async fn provider_options_cannot_replace_core_fields() {
         &app,
         &key,
         json!({"model": "elevenlabs", "voice": "JBFqnCBsd6RMkjVDRZzb", "text": "Hello.", "speed": 1.1,
-               "providerOptions": {"voice_settings": {"speed": 0.7, "stability": 0.3}, "next_text": "More."}}),
+               "providerOptions": {"voice_settings": {"stability": 0.3}, "next_text": "More."}}),
     )
     .await;
     assert_eq!(response.status(), 200);

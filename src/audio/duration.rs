@@ -68,8 +68,14 @@ impl DurationCounter {
         }
     }
 
-    /// The length of everything pushed so far, when the format allows counting it.
+    /// The length of everything pushed so far, when the format allows counting it and the
+    /// count is believable: positions read from vendor bytes that imply more than
+    /// [`MAX_BELIEVABLE_MS`] are not a length, and are reported as unknown.
     pub fn duration_ms(&self) -> Option<u64> {
+        self.counted_ms().filter(|ms| *ms <= MAX_BELIEVABLE_MS)
+    }
+
+    fn counted_ms(&self) -> Option<u64> {
         let rate = u64::from(self.rate.max(1));
         let samples = match self.spec.format {
             AudioFormat::Pcm => self.bytes / 2,
@@ -180,6 +186,9 @@ impl DurationCounter {
     }
 }
 
+/// A day: no clip the gateway passes on is longer, so a longer count is a vendor's nonsense.
+pub const MAX_BELIEVABLE_MS: u64 = 24 * 3600 * 1000;
+
 /// `samples` at `rate` in milliseconds, without overflow: positions come from vendor bytes
 /// (an Ogg granule can be anything up to 2^64 - 2).
 fn millis(samples: u64, rate: u64) -> u64 {
@@ -270,7 +279,8 @@ mod tests {
         page.push(1);
         page.push(0);
         counter.push(&page);
-        assert_eq!(counter.duration_ms(), Some(u64::MAX / 48));
+        assert_eq!(counter.counted_ms(), Some(u64::MAX / 48));
+        assert_eq!(counter.duration_ms(), None, "an impossible length is unknown, not a usage figure");
         assert_eq!(millis(u64::MAX, 1), u64::MAX, "saturates");
     }
 

@@ -202,28 +202,36 @@ pub async fn send(
         .map(|secs| Duration::from_secs_f64(secs.min(MAX_RETRY_AFTER_SECS)));
     let (body, _) = read_bounded(response, MAX_ERROR_BODY, timeout).await;
     let (code, message) = parse_error(&body);
+    let message = message.unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_owned());
+    let message = match secret.filter(|s| !s.is_empty()) {
+        Some(secret) => message.replace(secret, "[redacted]"),
+        None => message,
+    };
+    Err(vendor_error(provider, status, code, &message, retry_after))
+}
+
+/// A vendor's error — from an HTTP status or from an error event inside a stream — as the
+/// gateway passes it on: the code kept to a slug, the message scrubbed and shortened, and for
+/// 401, 402, 403 and 429 the vendor's words about the gateway's own account (organisation,
+/// plan, credits, quota) replaced with the gateway's: they are the operator's business, not the
+/// caller's. A status that is not an error is taken as the vendor failing.
+pub fn vendor_error(
+    provider: &str,
+    status: u16,
+    code: Option<String>,
+    message: &str,
+    retry_after: Option<Duration>,
+) -> ProviderError {
+    let status = if (400..=599).contains(&status) { status } else { 502 };
     let code = code.map(|c| scrub_code(&c)).filter(|c| !c.is_empty());
     let detail = match status {
-        // What a vendor says about the gateway's own account (its organisation, plan, quota)
-        // is the operator's business, not the caller's: the gateway says it in its own words.
         401 | 403 => "the provider refused the gateway's credential for it".to_owned(),
+        402 => "the provider refused the gateway's account for billing reasons".to_owned(),
         429 => "the provider is limiting the gateway's requests; retry later".to_owned(),
-        _ => {
-            let detail = message.unwrap_or_else(|| {
-                let text = String::from_utf8_lossy(&body).trim().to_owned();
-                if text.is_empty() {
-                    format!("HTTP {status}")
-                } else {
-                    text
-                }
-            });
-            match secret.filter(|s| !s.is_empty()) {
-                Some(secret) => detail.replace(secret, "[redacted]"),
-                None => detail,
-            }
-        }
+        _ if message.trim().is_empty() => format!("HTTP {status}"),
+        _ => sanitize(message),
     };
-    Err(ProviderError::from_status(provider, status, code, sanitize(&detail), retry_after))
+    ProviderError::from_status(provider, status, code, detail, retry_after)
 }
 
 /// A vendor's error code, kept to a machine slug: letters, digits, `_`, `-`, `.`, at most
@@ -406,7 +414,7 @@ fn without_url(err: &reqwest::Error) -> String {
     }
 }
 
-/// Shortens vendor text and masks anything shaped like a credential (long tokens with digits
+/// Shortens vendor text, drops control characters and masks anything shaped like a credential (long tokens with digits
 /// and letters, `sk-…`, `Bearer …`), so a vendor echoing our key never forwards it.
 pub fn sanitize(text: &str) -> String {
     let mut out = Vec::new();
@@ -426,7 +434,7 @@ pub fn sanitize(text: &str) -> String {
         }
         redact_next = word.eq_ignore_ascii_case("bearer") || word.eq_ignore_ascii_case("token");
     }
-    let mut joined = out.join(" ");
+    let mut joined: String = out.join(" ").chars().filter(|c| !c.is_control()).collect();
     if joined.chars().count() > MAX_DETAIL {
         joined = joined.chars().take(MAX_DETAIL).collect::<String>() + "…";
     }
@@ -436,6 +444,23 @@ pub fn sanitize(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vendor_errors_keep_status_and_code_but_not_account_talk() {
+        let err = vendor_error("v", 402, Some("payment_required\u{0}<b>".into()), "Workspace acme has 0 credits", None);
+        assert!(
+            matches!(&err, ProviderError::Rejected { status: 402, code: Some(c), detail, .. }
+                if c == "payment_requiredb" && !detail.contains("acme")),
+            "{err:?}"
+        );
+        // A stream's error event may claim any status; one that is not an error is the vendor failing.
+        assert!(matches!(vendor_error("v", 200, None, "", None), ProviderError::Unavailable { status: Some(502), .. }));
+        let err = vendor_error("v", 400, None, "bad\u{7}voice\nid", None);
+        assert!(
+            matches!(&err, ProviderError::Rejected { detail, .. } if detail == "bad voice id" || !detail.contains('\u{7}')),
+            "{err:?}"
+        );
+    }
 
     #[test]
     fn options_never_replace_core_fields() {

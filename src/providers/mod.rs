@@ -21,7 +21,7 @@ use utoipa::ToSchema;
 
 use crate::domain::{
     audio::{AudioFormat, AudioSpec},
-    FieldError,
+    text, FieldError, PathSegment,
 };
 
 pub use registry::Registry;
@@ -97,11 +97,21 @@ pub struct PassableOption {
     pub name: String,
     #[serde(rename = "type")]
     pub kind: OptionKind,
+    /// Members of an object option that the gateway sets from the request's own fields (and
+    /// checks there, such as `speed` against the provider's range); refused inside the option.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reserved: Vec<String>,
 }
 
 impl PassableOption {
     pub fn new(name: &str, kind: OptionKind) -> Self {
-        Self { name: name.to_owned(), kind }
+        Self { name: name.to_owned(), kind, reserved: Vec::new() }
+    }
+
+    /// An object option whose `reserved` members are the gateway's.
+    pub fn object_without(name: &str, reserved: &[&str]) -> Self {
+        let reserved = reserved.iter().map(|m| (*m).to_owned()).collect();
+        Self { name: name.to_owned(), kind: OptionKind::Object, reserved }
     }
 }
 
@@ -155,9 +165,16 @@ impl Capabilities {
                         format!("is not an option this provider passes on; it takes: {}", names.join(", "))
                     }
                     Some(option) if !option.kind.admits(value) => format!("must be {}", option.kind.as_str()),
-                    Some(_) => return None,
+                    Some(option) => {
+                        let member = option.reserved.iter().find(|m| value.get(m.as_str()).is_some())?;
+                        let path = ["providerOptions", name.as_str(), member.as_str()];
+                        return Some(FieldError {
+                            path: path.iter().map(|p| PathSegment::Field(text::for_record((*p).to_owned()))).collect(),
+                            message: format!("is set from the request's own `{member}` field"),
+                        });
+                    }
                 };
-                Some(FieldError::member("providerOptions", &crate::domain::text::for_record(name.clone()), message))
+                Some(FieldError::member("providerOptions", &text::for_record(name.clone()), message))
             })
             .collect()
     }

@@ -47,7 +47,7 @@ impl Cartesia {
             voices_listable: true,
             speed_range: Some((0.6, 1.5)),
             provider_options: vec![
-                PassableOption::new("generation_config", OptionKind::Object),
+                PassableOption::object_without("generation_config", &["speed"]),
                 PassableOption::new("pronunciation_dict_id", OptionKind::String),
             ],
         };
@@ -168,11 +168,11 @@ fn sse_events(body: EventStream) -> EventStream {
                     .collect();
                 Some(Ok(SynthesisEvent::Words(words)))
             }
-            "error" => Some(Err(ProviderError::from_status(
+            "error" => Some(Err(http::vendor_error(
                 ID,
                 event.status_code.unwrap_or(500),
                 event.error_code,
-                http::sanitize(&event.message.or(event.title).unwrap_or_else(|| "stream error".to_owned())),
+                &event.message.or(event.title).unwrap_or_default(),
                 None,
             ))),
             _ => None,

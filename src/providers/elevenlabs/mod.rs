@@ -56,7 +56,7 @@ impl ElevenLabs {
             voices_listable: true,
             speed_range: Some((0.7, 1.2)),
             provider_options: vec![
-                PassableOption::new("voice_settings", OptionKind::Object),
+                PassableOption::object_without("voice_settings", &["speed"]),
                 PassableOption::new("pronunciation_dictionary_locators", OptionKind::Array),
                 PassableOption::new("previous_text", OptionKind::String),
                 PassableOption::new("next_text", OptionKind::String),
@@ -139,9 +139,10 @@ fn with_timestamps(body: EventStream) -> EventStream {
     let last = word.clone();
     let events = http::lines(ID, body).map(move |line| -> Vec<Result<SynthesisEvent, ProviderError>> {
         let interrupted = |detail: String| ProviderError::Interrupted { provider: ID.to_owned(), detail };
-        let chunk: wire::TimestampChunk = match line
-            .and_then(|l| serde_json::from_str(&l).map_err(|e| interrupted(format!("unreadable timestamp chunk: {e}"))))
-        {
+        let chunk: wire::TimestampChunk = match line.and_then(|l| {
+            serde_json::from_str(&l)
+                .map_err(|e| interrupted(http::sanitize(&format!("unreadable timestamp chunk: {e}"))))
+        }) {
             Ok(chunk) => chunk,
             Err(err) => return vec![Err(err)],
         };
