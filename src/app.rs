@@ -74,6 +74,8 @@ impl App {
                 read_timeout: Duration::from_secs(config.server.body_read_timeout_secs),
             },
             requests: Arc::new(tokio::sync::Semaphore::new(config.server.max_concurrent_requests)),
+            // Validated with the rest of the configuration.
+            trusted_proxies: config.trusted_proxies().unwrap_or_default().into(),
             openapi_json,
         };
         let connection_limits = http::server::ConnectionLimits {

@@ -13,6 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    http::client::AddrBlock,
     providers::registry::{self, KINDS},
     store,
 };
@@ -49,6 +50,9 @@ pub struct ServerConfig {
     /// Requests in progress at once (streams count until their last byte); beyond that, 503
     /// `overloaded` before any work.
     pub max_concurrent_requests: usize,
+    /// Proxies (addresses or blocks such as `10.0.0.0/8`) whose `X-Forwarded-For` names the
+    /// client. Empty: the TCP peer is the client.
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -202,6 +206,7 @@ impl Default for ServerConfig {
             write_timeout_secs: 30,
             max_connections: 10_000,
             max_concurrent_requests: 2_048,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -314,6 +319,9 @@ impl Config {
                 return invalid(field, "must be greater than 0");
             }
         }
+        if let Err(message) = self.trusted_proxies() {
+            return invalid("server.trusted_proxies", &message);
+        }
         if store::backend_of(&self.database.url).is_none() {
             return invalid("database.url", "must start with sqlite: or postgres:");
         }
@@ -368,6 +376,11 @@ impl Config {
             return invalid("log.filter", "is not a valid tracing filter directive");
         }
         Ok(())
+    }
+
+    /// `server.trusted_proxies`, parsed.
+    pub fn trusted_proxies(&self) -> Result<Vec<AddrBlock>, String> {
+        self.server.trusted_proxies.iter().map(|block| block.parse()).collect()
     }
 
     pub fn listen_addr(&self) -> Option<SocketAddr> {

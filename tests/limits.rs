@@ -154,8 +154,36 @@ async fn guessing_keys_is_throttled_per_address() {
     // A key this replica already knows keeps working from the same address; others wait.
     assert_eq!(app.get("/v1/usage", Some(&known)).await.status(), 200);
     assert_eq!(problem(app.get("/v1/usage", Some(&unseen)).await).await.0, 429);
-    let admin = app.client.get(app.url("/admin/v1/keys")).bearer_auth(common::ADMIN_TOKEN).send().await.unwrap();
-    assert_eq!(problem(admin).await.0, 429, "the admin API has no cache to fall back on");
+    let admin = |token: &str| app.client.get(app.url("/admin/v1/keys")).bearer_auth(token.to_owned()).send();
+    assert_eq!(admin(common::ADMIN_TOKEN).await.unwrap().status(), 200, "the right admin token costs no lookup");
+    assert_eq!(problem(admin("a-wrong-admin-token-guess").await.unwrap()).await.0, 429);
+    app.stop().await;
+}
+
+/// Behind a trusted proxy, the client is the address the proxy names: one client guessing does
+/// not lock out the others, and an untrusted peer cannot pick its own address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_throttle_counts_the_client_a_trusted_proxy_names() {
+    let app = TestApp::spawn_with(Db::Sqlite, |c| {
+        c.auth.max_failures_per_minute = 2;
+        c.server.trusted_proxies = vec!["127.0.0.0/8".to_owned()];
+    })
+    .await;
+    let (_, key) = app.speech_key().await;
+    let from = |client: &str, token: &str| {
+        app.client
+            .get(app.url("/v1/usage"))
+            .bearer_auth(token.to_owned())
+            .header("x-forwarded-for", format!("6.6.6.6, {client}"))
+            .send()
+    };
+    let guess = format!("sg_{:012}_{}", 7, "x".repeat(40));
+    for _ in 0..2 {
+        assert_eq!(from("198.51.100.7", &guess).await.unwrap().status(), 401);
+    }
+    assert_eq!(problem(from("198.51.100.7", &guess).await.unwrap()).await.0, 429);
+    assert_eq!(problem(from("198.51.100.7", &key).await.unwrap()).await.0, 429, "an uncached key waits");
+    assert_eq!(from("198.51.100.8", &key).await.unwrap().status(), 200, "another client is not locked out");
     app.stop().await;
 }
 

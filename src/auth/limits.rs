@@ -10,11 +10,18 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// Token buckets by id. Buckets that have refilled are pruned when the map grows large, so ids
-/// chosen by strangers (client addresses) cannot grow it without bound.
+/// Token buckets by id. Buckets that have refilled are pruned when the map has grown large, so
+/// ids chosen by strangers (client addresses) cannot grow it without bound; pruning waits until
+/// the map has doubled since the last prune, so its cost stays proportional to inserts.
 #[derive(Default)]
 pub struct RateLimiter {
-    buckets: Mutex<HashMap<String, Bucket>>,
+    buckets: Mutex<Buckets>,
+}
+
+#[derive(Default)]
+struct Buckets {
+    by_id: HashMap<String, Bucket>,
+    prune_at: usize,
 }
 
 /// Buckets kept before full ones are pruned.
@@ -23,6 +30,17 @@ const PRUNE_ABOVE: usize = 10_000;
 struct Bucket {
     tokens: f64,
     refilled_at: Instant,
+    /// Capacity and refill rate, per bucket: ids may have different limits.
+    capacity: f64,
+    per_second: f64,
+}
+
+impl Bucket {
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.refilled_at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.capacity);
+        self.refilled_at = now;
+    }
 }
 
 impl RateLimiter {
@@ -40,20 +58,28 @@ impl RateLimiter {
         let capacity = f64::from(per_minute.max(1));
         let per_second = capacity / 60.0;
         let mut buckets = self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if !buckets.contains_key(id) {
+        if !buckets.by_id.contains_key(id) {
             if !consume {
                 return Ok(());
             }
-            if buckets.len() >= PRUNE_ABOVE {
-                buckets.retain(|_, b| {
-                    b.tokens + now.saturating_duration_since(b.refilled_at).as_secs_f64() * per_second < capacity
+            if buckets.by_id.len() >= buckets.prune_at.max(PRUNE_ABOVE) {
+                // A full bucket holds nothing a new one would not.
+                buckets.by_id.retain(|_, b| {
+                    b.refill(now);
+                    b.tokens < b.capacity
                 });
+                buckets.prune_at = buckets.by_id.len() * 2;
             }
         }
-        let bucket = buckets.entry(id.to_owned()).or_insert(Bucket { tokens: capacity, refilled_at: now });
-        let elapsed = now.saturating_duration_since(bucket.refilled_at).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * per_second).min(capacity);
-        bucket.refilled_at = now;
+        let bucket = buckets.by_id.entry(id.to_owned()).or_insert(Bucket {
+            tokens: capacity,
+            refilled_at: now,
+            capacity,
+            per_second,
+        });
+        bucket.capacity = capacity;
+        bucket.per_second = per_second;
+        bucket.refill(now);
         if bucket.tokens >= 1.0 {
             if consume {
                 bucket.tokens -= 1.0;
@@ -120,6 +146,22 @@ mod tests {
         assert!(limiter.acquire("k", 3, t0 + Duration::from_secs(20)).is_ok());
         assert!(limiter.check("k", 3, t0 + Duration::from_secs(20)).is_err(), "checking takes no token");
         assert!(limiter.check("unseen", 3, t0).is_ok());
+    }
+
+    #[test]
+    fn buckets_of_strangers_are_pruned_once_refilled() {
+        let limiter = RateLimiter::default();
+        let t0 = Instant::now();
+        for i in 0..PRUNE_ABOVE - 1 {
+            let _ = limiter.acquire(&format!("10.0.{}.{}", i / 256, i % 256), 30, t0);
+        }
+        let _ = limiter.acquire("slow", 1, t0);
+        // Two minutes on, every stranger's bucket is full again; the slow key's is not.
+        let later = t0 + Duration::from_secs(30);
+        let _ = limiter.acquire("newcomer", 30, later);
+        let buckets = limiter.buckets.lock().unwrap();
+        assert!(buckets.by_id.len() <= 3, "{} buckets kept", buckets.by_id.len());
+        assert!(buckets.by_id.contains_key("slow"), "a bucket is pruned by its own rate");
     }
 
     #[test]

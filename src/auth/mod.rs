@@ -108,10 +108,10 @@ impl Authenticator {
     /// Resolves a presented credential for a request from `client` (its address, when known).
     /// `admin_route` says whether the admin token is acceptable.
     ///
-    /// A client that has failed too often is throttled: until its bucket refills, only keys
-    /// already in the cache are accepted from it (no database lookups), so guessing costs the
-    /// guesser and not the database, while known keys behind the same proxy keep working.
-    /// Every failure is counted against the client.
+    /// A client that has failed too often is throttled: until its bucket refills, only keys in
+    /// this replica's cache (looked up in the last `cache_ttl_secs`) and the admin token are
+    /// accepted from it, with no database lookups, so guessing costs the guesser and not the
+    /// database. Every failure is counted against the client.
     pub async fn authenticate(
         &self,
         credential: Option<&str>,
@@ -141,16 +141,18 @@ impl Authenticator {
             return Err(AuthError::AdminDisabled);
         }
         let credential = credential.ok_or(AuthError::Missing)?;
-        // The admin API has no cache to fall back on: a throttled address waits.
-        if let (Some(wait), true) = (throttled, admin_route) {
-            return Err(AuthError::Throttled(wait));
-        }
+        // The right admin token costs nothing to check (no lookup) and is accepted even from a
+        // throttled address; wrong guesses are counted like any failure.
         if let (true, Some(admin)) = (admin_route, &self.admin_token) {
             if token::admin_token_matches(credential, admin) {
                 return Ok(Principal::Admin);
             }
         }
-        let presented = PresentedKey::parse(credential).ok_or(AuthError::Invalid)?;
+        let presented = match (PresentedKey::parse(credential), throttled) {
+            (Some(presented), _) => presented,
+            (None, Some(wait)) => return Err(AuthError::Throttled(wait)),
+            (None, None) => return Err(AuthError::Invalid),
+        };
         let stored = match throttled {
             Some(wait) => self.cache.get(presented.id, Instant::now()).flatten().ok_or(AuthError::Throttled(wait))?,
             None => self.lookup(presented.id).await?.ok_or(AuthError::Invalid)?,
@@ -211,6 +213,8 @@ struct KeyCache {
 struct Entries {
     generation: u64,
     keys: HashMap<String, (Instant, Lookup)>,
+    /// The size at which expired entries are next swept (twice the size after the last sweep).
+    prune_at: usize,
 }
 
 impl KeyCache {
@@ -245,13 +249,13 @@ impl KeyCache {
 
     /// Stores a lookup begun at `generation`, unless something was removed since.
     fn insert(&self, id: &str, value: Lookup, generation: u64, now: Instant) {
-        let ttl = self.ttl;
         let mut entries = self.lock();
         if entries.generation != generation {
             return;
         }
-        if entries.keys.len() >= Self::PRUNE_ABOVE {
-            entries.keys.retain(|_, (at, _)| now.saturating_duration_since(*at) < ttl);
+        if entries.keys.len() >= entries.prune_at.max(Self::PRUNE_ABOVE) {
+            entries.keys.retain(|_, (at, value)| now.saturating_duration_since(*at) < self.ttl_of(value));
+            entries.prune_at = entries.keys.len() * 2;
         }
         entries.keys.insert(id.to_owned(), (now, value));
     }

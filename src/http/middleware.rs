@@ -19,6 +19,7 @@ use http_body::{Frame, SizeHint};
 use tracing::Instrument;
 
 use super::{
+    client,
     problem::{ApiError, ErrorCause, ErrorCode, REQUEST_ID},
     AppState,
 };
@@ -174,7 +175,10 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         return Ok(next.run(req).await);
     }
     let admin_route = route.as_str().starts_with(ADMIN_PREFIX);
-    let client = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+    let client = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|peer| client::throttle_key(client::client_address(peer.0.ip(), req.headers(), &state.trusted_proxies)));
     let principal = state.auth.authenticate(credential(req.headers()), admin_route, client.as_deref()).await;
     if let Err(AuthError::Throttled(_)) = &principal {
         state.metrics.shed.get_or_create(&ReasonLabels { reason: "auth_throttled".to_owned() }).inc();

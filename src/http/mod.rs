@@ -1,6 +1,7 @@
 //! The HTTP boundary: the router table, the layer stack, extractors, thin handlers and the one
 //! problem+json error type.
 
+pub mod client;
 pub mod extract;
 pub mod handlers;
 pub mod middleware;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub body_limit: BodyLimit,
     /// Permits for requests in progress (`server.max_concurrent_requests`).
     pub requests: Arc<tokio::sync::Semaphore>,
+    /// `server.trusted_proxies`: whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Arc<[client::AddrBlock]>,
     /// The serialized OpenAPI document, built once.
     pub openapi_json: Bytes,
 }
