@@ -277,6 +277,12 @@ async fn saved_voices_cannot_smuggle_identifiers(db: Db) {
         let (status, body) = problem(app.post("/v1/voices", &key, saved).await).await;
         assert_eq!((status, paths(&body)), (400, vec!["voiceId".to_owned()]), "{body}");
     }
+    // Options are checked when saved, against a configured provider's passable options.
+    let saved = json!({"title": "Opt", "provider": "elevenlabs", "voiceId": "v", "providerOptions": {"model_id": "x"}});
+    let (status, body) = problem(app.post("/v1/voices", &key, saved).await).await;
+    assert_eq!((status, paths(&body)), (400, vec!["providerOptions.model_id".to_owned()]), "{body}");
+    let later = json!({"title": "Later", "provider": "acme", "voiceId": "v", "providerOptions": {"anything": 1}});
+    assert_eq!(app.post("/v1/voices", &key, later).await.status(), 201, "an unconfigured provider is checked at use");
     let store = speechgate::store::connect(&app.db.url, 1).await.unwrap();
     let now = chrono::Utc::now();
     let legacy = speechgate::domain::Voice {

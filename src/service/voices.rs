@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use super::ServiceError;
 use crate::{
     domain::{text, FieldError, Gender, PathSegment, Voice, VoiceCursor, VoicePage, VoicePatch},
+    providers::Registry,
     store::Store,
 };
 
@@ -61,7 +62,12 @@ pub struct VoiceListing {
     pub limit: u32,
 }
 
-pub async fn create(store: &dyn Store, owner: &str, request: CreateVoice) -> Result<Voice, ServiceError> {
+pub async fn create(
+    store: &dyn Store,
+    registry: &Registry,
+    owner: &str,
+    request: CreateVoice,
+) -> Result<Voice, ServiceError> {
     let mut problems = Vec::new();
     let title = check(&mut problems, "title", title(&request.title));
     let provider = check(&mut problems, "provider", provider(&request.provider));
@@ -82,6 +88,7 @@ pub async fn create(store: &dyn Store, owner: &str, request: CreateVoice) -> Res
     else {
         return Err(ServiceError::Validation(problems));
     };
+    check_options(registry, &provider, &provider_options)?;
     let now = Utc::now();
     let voice = Voice {
         id: uuid::Uuid::now_v7().to_string(),
@@ -135,8 +142,25 @@ pub async fn list(
     Ok(VoiceListing { voices, next_cursor, limit })
 }
 
+/// Options are checked against the provider's passable options when the provider is configured
+/// now; otherwise when the voice is used (providers may be configured after voices are saved).
+fn check_options(registry: &Registry, provider: &str, options: &Map<String, Value>) -> Result<(), ServiceError> {
+    let problems = registry.get(provider).map(|p| p.capabilities().check_options(options)).unwrap_or_default();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ServiceError::Validation(problems))
+    }
+}
+
 /// Applies a partial update and stamps `updatedAt`.
-pub async fn update(store: &dyn Store, owner: &str, id: &str, request: UpdateVoice) -> Result<Voice, ServiceError> {
+pub async fn update(
+    store: &dyn Store,
+    registry: &Registry,
+    owner: &str,
+    id: &str,
+    request: UpdateVoice,
+) -> Result<Voice, ServiceError> {
     let mut problems = Vec::new();
     let patch = VoicePatch {
         title: request.title.and_then(|v| check(&mut problems, "title", required(v).and_then(|v| title(&v)))),
@@ -154,6 +178,13 @@ pub async fn update(store: &dyn Store, owner: &str, id: &str, request: UpdateVoi
     };
     if !problems.is_empty() {
         return Err(ServiceError::Validation(problems));
+    }
+    if let Some(options) = &patch.provider_options {
+        let provider = match &patch.provider {
+            Some(provider) => provider.clone(),
+            None => get(store, owner, id).await?.provider,
+        };
+        check_options(registry, &provider, options)?;
     }
     store.update_voice(owner, id, &patch, Utc::now()).await?.ok_or_else(|| not_found(id))
 }

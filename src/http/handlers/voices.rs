@@ -134,7 +134,7 @@ pub async fn create_voice(
         description: body.description,
         provider_options: body.provider_options,
     };
-    Ok((StatusCode::CREATED, Json(voices::create(state.store.as_ref(), &key.id, request).await?)))
+    Ok((StatusCode::CREATED, Json(voices::create(state.store.as_ref(), &state.registry, &key.id, request).await?)))
 }
 
 /// The caller's saved voices, newest first, with cursor pagination.
@@ -220,7 +220,7 @@ pub async fn update_voice(
         description: body.description,
         provider_options: body.provider_options,
     };
-    Ok(Json(voices::update(state.store.as_ref(), &key.id, &id, request).await?))
+    Ok(Json(voices::update(state.store.as_ref(), &state.registry, &key.id, &id, request).await?))
 }
 
 /// Delete a saved voice.
