@@ -248,7 +248,7 @@ pub async fn synthesize(
     let provider = resolved.provider.id().to_owned();
     let characters = request.text.chars().count();
     details.serving(&provider, &resolved.model.id, &request.voice, characters);
-    let call = ProviderCall::new(metrics.clone(), &provider, &resolved.model.id, characters);
+    let mut call = ProviderCall::new(metrics.clone(), &provider, &resolved.model.id, characters);
     let started = async {
         let mut events = resolved.provider.synthesize(request).await?;
         match events.next().await {
@@ -277,12 +277,14 @@ pub async fn synthesize(
     Ok(SpeechOutput { output: plan.output(), provider, model: resolved.model.id, characters, body })
 }
 
-/// One provider call, observed in metrics and a tracing span.
+/// One provider call, observed in metrics and a tracing span. Once audio has begun, the call's
+/// duration is recorded when its stream is dropped: at its end, or when the client leaves.
 struct ProviderCall {
     metrics: Arc<Metrics>,
     labels: ProviderLabels,
     span: tracing::Span,
     started: Instant,
+    streaming: bool,
 }
 
 impl ProviderCall {
@@ -296,10 +298,11 @@ impl ProviderCall {
             error = tracing::field::Empty
         );
         let labels = ProviderLabels { provider: provider.to_owned(), model: model.to_owned() };
-        Self { metrics, labels, span, started: Instant::now() }
+        Self { metrics, labels, span, started: Instant::now(), streaming: false }
     }
 
-    fn first_byte(&self) {
+    fn first_byte(&mut self) {
+        self.streaming = true;
         let elapsed = self.started.elapsed();
         self.span.record("ttfb_ms", elapsed.as_secs_f64() * 1000.0);
         self.metrics.provider_ttfb.get_or_create(&self.labels).observe(elapsed.as_secs_f64());
@@ -311,29 +314,23 @@ impl ProviderCall {
         self.metrics.provider_errors.get_or_create(&labels).inc();
     }
 
-    /// The rest of the audio: a failure mid-stream is counted, and the end records the call's
-    /// whole duration.
+    /// The rest of the audio, with a failure mid-stream counted.
     fn observe(
         self,
         events: impl Stream<Item = Result<SynthesisEvent, ProviderError>> + Send + 'static,
     ) -> impl Stream<Item = Result<SynthesisEvent, ProviderError>> + Send + 'static {
-        let call = Arc::new(self);
-        let end = call.clone();
-        events
-            .inspect(move |item| {
-                if let Err(err) = item {
-                    call.failed(err);
-                }
-            })
-            .chain(
-                futures::stream::once(async move {
-                    end.metrics
-                        .provider_duration
-                        .get_or_create(&end.labels)
-                        .observe(end.started.elapsed().as_secs_f64());
-                    None
-                })
-                .filter_map(futures::future::ready),
-            )
+        events.inspect(move |item| {
+            if let Err(err) = item {
+                self.failed(err);
+            }
+        })
+    }
+}
+
+impl Drop for ProviderCall {
+    fn drop(&mut self) {
+        if self.streaming {
+            self.metrics.provider_duration.get_or_create(&self.labels).observe(self.started.elapsed().as_secs_f64());
+        }
     }
 }
