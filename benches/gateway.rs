@@ -115,10 +115,12 @@ fn start_gateway(provider: &str) -> Gateway {
         &config,
         format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\n[database]\nurl = \"sqlite://{}/bench.db\"\n[log]\nfilter = \"error\"\n\
+             [auth]\nmax_concurrent_per_key = {}\n\
              [providers.local]\nenabled = false\n\
              [providers.compatible.fast]\nbase_url = \"{provider}/fast/v1\"\nmodels = [\"m\"]\n\
              [providers.compatible.slow]\nbase_url = \"{provider}/slow/v1\"\nmodels = [\"m\"]\n",
-            dir.path().display()
+            dir.path().display(),
+            STREAMS + 8
         ),
     )
     .expect("config");
@@ -198,6 +200,7 @@ async fn main() {
         while let Ok(Some(_)) = r.chunk().await {}
         let t = Instant::now();
         let mut r = via_gateway("slow").send().await.expect("gw");
+        assert_eq!(r.status(), 200, "a held stream was refused");
         let _ = r.chunk().await;
         via.push(t.elapsed());
         release.notify_one();

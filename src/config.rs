@@ -219,7 +219,7 @@ impl Default for DatabaseConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        Self { admin_token: None, cache_ttl_secs: 5, max_concurrent_per_key: 64, max_failures_per_minute: 30 }
+        Self { admin_token: None, cache_ttl_secs: 5, max_concurrent_per_key: 256, max_failures_per_minute: 30 }
     }
 }
 
