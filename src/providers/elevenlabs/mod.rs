@@ -146,6 +146,11 @@ fn with_timestamps(body: EventStream) -> EventStream {
             Ok(chunk) => chunk,
             Err(err) => return vec![Err(err)],
         };
+        if let Some(detail) = &chunk.detail {
+            let text = |name: &str| detail[name].as_str().map(str::to_owned);
+            let message = text("message").unwrap_or_default();
+            return vec![Err(http::vendor_error(ID, 502, text("status"), &message, None))];
+        }
         let mut out = Vec::new();
         if let Some(audio) = chunk.audio_base64.filter(|a| !a.is_empty()) {
             out.push(
@@ -257,6 +262,18 @@ mod stream_tests {
                 SynthesisEvent::Audio(Bytes::from_static(b"second")),
                 SynthesisEvent::Words(vec![WordTiming { text: "you".into(), start: 0.3, end: 0.6 }]),
             ]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_error_inside_the_stream_ends_it_as_an_error() {
+        let line = r#"{"detail": {"status": "quota_exceeded", "message": "Workspace acme is out of credits"}}"#;
+        let chunks: Vec<Result<SynthesisEvent, ProviderError>> =
+            vec![Ok(SynthesisEvent::Audio(Bytes::from(format!("{line}\n"))))];
+        let events: Vec<_> = with_timestamps(Box::pin(futures::stream::iter(chunks))).collect().await;
+        assert!(
+            matches!(events.as_slice(), [Err(ProviderError::Unavailable { code: Some(code), .. })] if code == "quota_exceeded"),
+            "{events:?}"
         );
     }
 

@@ -42,6 +42,8 @@ pub fn output_format(spec: AudioSpec) -> Option<String> {
 pub struct TimestampChunk {
     pub audio_base64: Option<String>,
     pub alignment: Option<Alignment>,
+    /// An error reported inside the stream (`{"detail": {"status", "message"}}`).
+    pub detail: Option<Value>,
 }
 
 #[derive(Deserialize)]
