@@ -118,11 +118,8 @@ impl Authenticator {
         admin_route: bool,
         client: Option<&str>,
     ) -> Result<Principal, AuthError> {
-        let throttled = client.map(|c| self.failures.check(c, self.limits.max_failures_per_minute, Instant::now()));
-        let throttled = match throttled {
-            Some(Err(wait)) => Some(wait),
-            _ => None,
-        };
+        let throttled =
+            client.and_then(|c| self.failures.check(c, self.limits.max_failures_per_minute, Instant::now()).err());
         let result = self.resolve(credential, admin_route, throttled).await;
         if let (Some(client), Err(AuthError::Invalid | AuthError::Revoked | AuthError::Expired)) = (client, &result) {
             // The bucket may already be empty; the next check reports the wait.

@@ -91,6 +91,8 @@ pub async fn serve(
             req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
             req
         });
+        // Finished connections stay in the set until reaped; reap them as new ones arrive.
+        while connections.try_join_next().is_some() {}
         let io = TokioIo::new(WriteDeadline::new(tcp, limits.write_timeout));
         let connection = graceful.watch(http.serve_connection(io, TowerToHyperService::new(service)));
         connections.spawn(async move {
