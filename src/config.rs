@@ -235,6 +235,9 @@ impl Default for LogConfig {
     }
 }
 
+/// The longest any configured timeout may be.
+const MAX_DURATION_SECS: u64 = 86_400;
+
 fn is_http_url(url: &str) -> bool {
     (url.starts_with("http://") || url.starts_with("https://")) && url.len() > "https://".len()
 }
@@ -317,6 +320,21 @@ impl Config {
         for (field, value) in positive {
             if value == 0 {
                 return invalid(field, "must be greater than 0");
+            }
+        }
+        // Deadlines are added to the clock; a day is far longer than any of them needs.
+        let durations = [
+            ("server.header_read_timeout_secs", self.server.header_read_timeout_secs),
+            ("server.body_read_timeout_secs", self.server.body_read_timeout_secs),
+            ("server.write_timeout_secs", self.server.write_timeout_secs),
+            ("server.shutdown_grace_secs", self.server.shutdown_grace_secs),
+            ("providers.timeout_secs", self.providers.timeout_secs),
+            ("providers.idle_timeout_secs", self.providers.idle_timeout_secs),
+            ("providers.max_stream_secs", self.providers.max_stream_secs),
+        ];
+        for (field, secs) in durations {
+            if secs > MAX_DURATION_SECS {
+                return invalid(field, &format!("must be at most {MAX_DURATION_SECS} seconds (a day)"));
             }
         }
         if let Err(message) = self.trusted_proxies() {

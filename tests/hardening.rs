@@ -488,13 +488,13 @@ async fn a_full_usage_backlog_turns_new_requests_away() {
     let app = TestApp::spawn_with(Db::Sqlite, |c| {
         c.usage.max_queue = 1;
         // The writer holds its first event this long, waiting for more: a backlog of one.
-        c.usage.flush_interval_ms = 1_500;
+        c.usage.flush_interval_ms = 5_000;
     })
     .await;
     let (key_id, key) = app.speech_key().await;
     // Creating the key left its own event in the queue: wait until it is written.
     let admitted = async {
-        for _ in 0..100 {
+        for _ in 0..300 {
             if app.get("/v1/usage", Some(&key)).await.status() == 200 {
                 return true;
             }
@@ -512,7 +512,7 @@ async fn a_full_usage_backlog_turns_new_requests_away() {
     assert!(metrics.contains(r#"speechgate_requests_shed_total{reason="usage_backlog"}"#), "{metrics}");
     // Once written, requests are admitted again.
     let mut admitted = false;
-    for _ in 0..100 {
+    for _ in 0..300 {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         if app.get("/v1/usage", Some(&key)).await.status() == 200 {
             admitted = true;

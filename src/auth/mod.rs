@@ -109,21 +109,27 @@ impl Authenticator {
     /// `admin_route` says whether the admin token is acceptable.
     ///
     /// A client that has failed too often is throttled: until its bucket refills, only keys in
-    /// this replica's cache (looked up in the last `cache_ttl_secs`) and the admin token are
-    /// accepted from it, with no database lookups, so guessing costs the guesser and not the
-    /// database. Every failure is counted against the client.
+    /// this replica's cache (looked up in the last `cache_ttl_secs`) are accepted from it, with
+    /// no database lookup, and the admin API refuses it, so guessing keys or the admin token
+    /// costs the guesser and not the database.
+    ///
+    /// Failures are counted when they happen, so attempts already in flight when the bucket
+    /// empties still finish: a burst of guesses can overshoot the limit by the number of
+    /// requests in progress (bounded by `server.max_concurrent_requests`). Taking a token before
+    /// each attempt would close that gap but would also refuse a legitimate client's cold-cache
+    /// burst of requests with a valid key, which matters more.
     pub async fn authenticate(
         &self,
         credential: Option<&str>,
         admin_route: bool,
         client: Option<&str>,
     ) -> Result<Principal, AuthError> {
-        let throttled =
-            client.and_then(|c| self.failures.check(c, self.limits.max_failures_per_minute, Instant::now()).err());
+        let per_minute = self.limits.max_failures_per_minute;
+        let throttled = client.and_then(|c| self.failures.check(c, per_minute, Instant::now()).err());
         let result = self.resolve(credential, admin_route, throttled).await;
         if let (Some(client), Err(AuthError::Invalid | AuthError::Revoked | AuthError::Expired)) = (client, &result) {
             // The bucket may already be empty; the next check reports the wait.
-            let _ = self.failures.acquire(client, self.limits.max_failures_per_minute, Instant::now());
+            let _ = self.failures.acquire(client, per_minute, Instant::now());
         }
         result
     }
@@ -138,8 +144,11 @@ impl Authenticator {
             return Err(AuthError::AdminDisabled);
         }
         let credential = credential.ok_or(AuthError::Missing)?;
-        // The right admin token costs nothing to check (no lookup) and is accepted even from a
-        // throttled address; wrong guesses are counted like any failure.
+        // The admin API has no cache to fall back on, and answering a throttled address's
+        // guesses at the admin token would let it guess at full speed: it waits.
+        if let (Some(wait), true) = (throttled, admin_route) {
+            return Err(AuthError::Throttled(wait));
+        }
         if let (true, Some(admin)) = (admin_route, &self.admin_token) {
             if token::admin_token_matches(credential, admin) {
                 return Ok(Principal::Admin);

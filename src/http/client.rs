@@ -50,8 +50,12 @@ impl AddrBlock {
 /// The client's address: `peer`, unless `peer` is a trusted proxy, in which case the
 /// right-most `X-Forwarded-For` entry that is not a trusted proxy (what an untrusted client
 /// wrote to the left of it is ignored: anyone can forge those).
+///
+/// IPv4 addresses mapped into IPv6 (`::ffff:a.b.c.d`, what a dual-stack listener on `[::]`
+/// sees) are taken as the IPv4 addresses they are.
 pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[AddrBlock]) -> IpAddr {
     let is_trusted = |ip: IpAddr| trusted.iter().any(|block| block.contains(ip));
+    let peer = peer.to_canonical();
     if !is_trusted(peer) {
         return peer;
     }
@@ -59,20 +63,32 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[AddrBlock]) 
     let values = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
     let hops: Vec<&str> = values.flat_map(|v| v.split(',')).collect();
     for hop in hops.iter().rev() {
-        match hop.trim().parse::<IpAddr>() {
-            Ok(ip) if is_trusted(ip) => nearest = ip,
-            Ok(ip) => return ip,
-            // A garbled entry: nothing to its left can be believed.
-            Err(_) => break,
+        match parse_hop(hop) {
+            Some(ip) if is_trusted(ip) => nearest = ip,
+            Some(ip) => return ip,
+            // A garbled entry (or `unknown`): nothing to its left can be believed.
+            None => break,
         }
     }
     nearest
 }
 
+/// One `X-Forwarded-For` entry: an address, possibly with a port (`203.0.113.9:51234`,
+/// `[2001:db8::1]:443`) or in brackets.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    let ip = hop
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|addr| addr.ip()))
+        .or_else(|| hop.strip_prefix('[')?.strip_suffix(']')?.parse().ok())?;
+    Some(ip.to_canonical())
+}
+
 /// The throttle's bucket for an address: IPv4 whole; IPv6 by its /64, which one subscriber
 /// usually holds whole (per /128, rotating addresses would escape the throttle).
 pub fn throttle_key(ip: IpAddr) -> String {
-    match ip {
+    match ip.to_canonical() {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => {
             let s = v6.segments();
@@ -118,6 +134,13 @@ mod tests {
         assert_eq!(client("10.0.0.2", "6.6.6.6, 198.51.100.7, 10.0.0.9"), "198.51.100.7".parse::<IpAddr>().unwrap());
         // Nothing usable: the proxy itself.
         assert_eq!(client("10.0.0.2", "garbage"), "10.0.0.2".parse::<IpAddr>().unwrap());
+        // Ports and brackets, as some proxies write them.
+        assert_eq!(client("10.0.0.2", "203.0.113.9:51234"), "203.0.113.9".parse::<IpAddr>().unwrap());
+        assert_eq!(client("10.0.0.2", "[2001:db8::1]:443"), "2001:db8::1".parse::<IpAddr>().unwrap());
+        assert_eq!(client("10.0.0.2", "[2001:db8::2]"), "2001:db8::2".parse::<IpAddr>().unwrap());
+        // A dual-stack listener sees IPv4 peers as mapped IPv6 addresses.
+        assert_eq!(client("::ffff:10.0.0.2", "198.51.100.7"), "198.51.100.7".parse::<IpAddr>().unwrap());
+        assert_eq!(client("::ffff:203.0.113.9", ""), "203.0.113.9".parse::<IpAddr>().unwrap());
     }
 
     #[test]
@@ -127,5 +150,6 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, throttle_key("2001:db8:1:3::1".parse().unwrap()));
         assert_eq!(throttle_key("192.0.2.1".parse().unwrap()), "192.0.2.1");
+        assert_eq!(throttle_key("::ffff:192.0.2.1".parse().unwrap()), "192.0.2.1", "mapped IPv4 is IPv4");
     }
 }

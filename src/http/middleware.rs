@@ -121,10 +121,14 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
 
 /// The global limit on requests in progress: beyond it, 503 `overloaded` before any work (not
 /// metered: nothing was done). A permit is held until the response body has ended. The public
-/// operations routes are exempt, so that a saturated gateway still reports its health.
+/// routes that touch nothing but memory are exempt, so that a saturated gateway still reports
+/// its liveness and metrics; `/readyz` (a database round trip) is not.
 pub async fn admit(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let public = req.extensions().get::<MatchedPath>().is_some_and(|route| PUBLIC_ROUTES.contains(&route.as_str()));
-    if public {
+    let exempt = req
+        .extensions()
+        .get::<MatchedPath>()
+        .is_some_and(|route| route.as_str() != "/readyz" && PUBLIC_ROUTES.contains(&route.as_str()));
+    if exempt {
         return next.run(req).await;
     }
     let Ok(permit) = state.requests.clone().try_acquire_owned() else {
