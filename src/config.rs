@@ -254,7 +254,7 @@ fn serialize_redacted<S: serde::Serializer>(value: &Option<SecretString>, s: S) 
 fn vendor_env() -> Env {
     let vars: Vec<(&'static str, String)> = KINDS
         .iter()
-        .filter_map(|kind| Some((kind.id, kind.vendor.as_ref()?)))
+        .filter_map(|kind| Some((kind.id, kind.vendor()?)))
         .flat_map(|(id, vendor)| {
             [
                 (vendor.key_var, format!("providers.{id}.api_key")),
@@ -358,7 +358,7 @@ impl Config {
             return invalid("usage.max_queue", "must be greater than 0");
         }
         for kind in KINDS {
-            let Some(vendor) = &kind.vendor else { continue };
+            let Some(vendor) = kind.vendor() else { continue };
             if (vendor.section)(&self.providers).base_url.as_deref().is_some_and(|url| !is_http_url(url)) {
                 return invalid(&format!("providers.{}.base_url", kind.id), "must be an http:// or https:// URL");
             }

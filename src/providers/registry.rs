@@ -11,73 +11,99 @@ use super::{
     cartesia::Cartesia, deepgram::Deepgram, elevenlabs::ElevenLabs, http::Transport, openai::OpenAi, ModelInfo,
     ProviderError, ProviderVoice, SpeechProvider,
 };
+use secrecy::SecretString;
+
 use crate::config::{ProvidersConfig, VendorConfig};
 
-/// One kind of provider this build can serve: its id, the vendor's own environment variables
-/// and configuration section (for vendors), and how to build it from the configuration. The
-/// configuration (`config.rs`) and the registry both read this table; nothing else lists kinds.
+/// One kind of provider this build can serve: its id and where it comes from. The
+/// configuration (`config.rs`) and the registry both read the table of kinds ([`KINDS`]);
+/// nothing else lists them.
 pub struct Kind {
     pub id: &'static str,
-    pub vendor: Option<VendorKind>,
-    /// The provider, when the configuration enables it.
-    build: fn(&ProvidersConfig, &Transport) -> Option<Arc<dyn SpeechProvider>>,
+    source: Source,
 }
 
-/// Where a vendor's settings come from: `<KEY_VAR>`, `<BASE_URL_VAR>`, `[providers.<id>]`.
+enum Source {
+    /// A vendor, built when its configuration section holds a key.
+    Vendor(VendorKind),
+    /// Built into the binary (`local`), built when its configuration enables it.
+    #[cfg_attr(not(feature = "local"), expect(dead_code, reason = "only `local` is built in"))]
+    Builtin(fn(&ProvidersConfig) -> Option<Arc<dyn SpeechProvider>>),
+}
+
+/// Where a vendor's settings come from (`<KEY_VAR>`, `<BASE_URL_VAR>`, `[providers.<id>]`) and
+/// its adapter's constructor, from the base URL override, the key and the transport.
 pub struct VendorKind {
     pub key_var: &'static str,
     pub base_url_var: &'static str,
     pub section: fn(&ProvidersConfig) -> &VendorConfig,
+    new: fn(Option<&str>, SecretString, Transport) -> Arc<dyn SpeechProvider>,
+}
+
+impl Kind {
+    pub fn vendor(&self) -> Option<&VendorKind> {
+        match &self.source {
+            Source::Vendor(vendor) => Some(vendor),
+            Source::Builtin(_) => None,
+        }
+    }
+
+    /// The provider, when the configuration enables it.
+    fn build(&self, config: &ProvidersConfig, transport: &Transport) -> Option<Arc<dyn SpeechProvider>> {
+        match &self.source {
+            Source::Vendor(vendor) => {
+                let section = (vendor.section)(config);
+                let key = section.api_key.clone()?;
+                Some((vendor.new)(section.base_url.as_deref(), key, transport.clone()))
+            }
+            Source::Builtin(build) => build(config),
+        }
+    }
+}
+
+/// A vendor's row of [`KINDS`].
+const fn vendor(
+    id: &'static str,
+    key_var: &'static str,
+    base_url_var: &'static str,
+    section: fn(&ProvidersConfig) -> &VendorConfig,
+    new: fn(Option<&str>, SecretString, Transport) -> Arc<dyn SpeechProvider>,
+) -> Kind {
+    Kind { id, source: Source::Vendor(VendorKind { key_var, base_url_var, section, new }) }
 }
 
 /// Every kind of provider this build can serve, enabled or not.
 pub const KINDS: &[Kind] = &[
-    Kind {
-        id: "openai",
-        vendor: Some(VendorKind { key_var: "OPENAI_API_KEY", base_url_var: "OPENAI_BASE_URL", section: |c| &c.openai }),
-        build: |c, t| {
-            let key = c.openai.api_key.clone()?;
-            Some(Arc::new(OpenAi::official(c.openai.base_url.as_deref(), key, t.clone())))
-        },
-    },
-    Kind {
-        id: "elevenlabs",
-        vendor: Some(VendorKind {
-            key_var: "ELEVENLABS_API_KEY",
-            base_url_var: "ELEVENLABS_BASE_URL",
-            section: |c| &c.elevenlabs,
-        }),
-        build: |c, t| {
-            let key = c.elevenlabs.api_key.clone()?;
-            Some(Arc::new(ElevenLabs::new(c.elevenlabs.base_url.as_deref(), key, t.clone())))
-        },
-    },
-    Kind {
-        id: "cartesia",
-        vendor: Some(VendorKind {
-            key_var: "CARTESIA_API_KEY",
-            base_url_var: "CARTESIA_BASE_URL",
-            section: |c| &c.cartesia,
-        }),
-        build: |c, t| {
-            let key = c.cartesia.api_key.clone()?;
-            Some(Arc::new(Cartesia::new(c.cartesia.base_url.as_deref(), key, t.clone())))
-        },
-    },
-    Kind {
-        id: "deepgram",
-        vendor: Some(VendorKind {
-            key_var: "DEEPGRAM_API_KEY",
-            base_url_var: "DEEPGRAM_BASE_URL",
-            section: |c| &c.deepgram,
-        }),
-        build: |c, t| {
-            let key = c.deepgram.api_key.clone()?;
-            Some(Arc::new(Deepgram::new(c.deepgram.base_url.as_deref(), key, t.clone())))
-        },
-    },
+    vendor(
+        "openai",
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        |c| &c.openai,
+        |url, key, t| Arc::new(OpenAi::official(url, key, t)),
+    ),
+    vendor(
+        "elevenlabs",
+        "ELEVENLABS_API_KEY",
+        "ELEVENLABS_BASE_URL",
+        |c| &c.elevenlabs,
+        |url, key, t| Arc::new(ElevenLabs::new(url, key, t)),
+    ),
+    vendor(
+        "cartesia",
+        "CARTESIA_API_KEY",
+        "CARTESIA_BASE_URL",
+        |c| &c.cartesia,
+        |url, key, t| Arc::new(Cartesia::new(url, key, t)),
+    ),
+    vendor(
+        "deepgram",
+        "DEEPGRAM_API_KEY",
+        "DEEPGRAM_BASE_URL",
+        |c| &c.deepgram,
+        |url, key, t| Arc::new(Deepgram::new(url, key, t)),
+    ),
     #[cfg(feature = "local")]
-    Kind { id: "local", vendor: None, build: |c, _| build_local(c) },
+    Kind { id: "local", source: Source::Builtin(build_local) },
 ];
 
 /// The offline voice. A failure here (no writable temporary directory) costs the offline
@@ -138,7 +164,7 @@ impl Registry {
             Duration::from_secs(config.max_stream_secs),
         )?;
         let mut providers: Vec<Arc<dyn SpeechProvider>> =
-            KINDS.iter().filter_map(|kind| (kind.build)(config, &transport)).collect();
+            KINDS.iter().filter_map(|kind| kind.build(config, &transport)).collect();
         for (id, instance) in &config.compatible {
             providers.push(Arc::new(OpenAi::compatible(id, instance, transport.clone())));
         }
