@@ -13,6 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    domain::text,
     http::client::AddrBlock,
     providers::registry::{self, KINDS},
     store,
@@ -368,11 +369,11 @@ impl Config {
             if registry::is_builtin(name) {
                 return invalid(&field, "names a built-in provider; give the instance a name of its own");
             }
-            let slug = !name.is_empty()
-                && name.len() <= 64
-                && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-            if !slug {
-                return invalid(&field, "the name must be 1 to 64 lowercase letters, digits, `-` or `_` (no `/`)");
+            if !text::is_provider_id(name) {
+                return invalid(
+                    &field,
+                    "the name must be a lowercase letter or digit, then up to 63 lowercase letters, digits, `-` or `_` (no `/`)",
+                );
             }
             if !is_http_url(&instance.base_url) {
                 return invalid(

@@ -317,6 +317,8 @@ async fn control_characters_never_reach_the_database(db: Db) {
         (app.post("/v1/voices", &key, nul_title).await, "title"),
         (app.post("/v1/voices", &key, nul_tag).await, "tags.1"),
         (app.post("/admin/v1/keys", common::ADMIN_TOKEN, json!({"name": "n\u{0}"})).await, "name"),
+        // Key names are printed by `speechgate keys list`: a terminal escape is refused too.
+        (app.post("/admin/v1/keys", common::ADMIN_TOKEN, json!({"name": "\u{1b}[2J\u{1b}[31mroot"})).await, "name"),
         (app.get("/v1/voices/ab%00cd", Some(&key)).await, "path"),
         (app.get("/v1/voices?cursor=%00", Some(&key)).await, "cursor"),
         (admin("/admin/v1/keys/%00").await.unwrap(), "path"),

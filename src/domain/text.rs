@@ -24,6 +24,18 @@ pub fn identifier_problem(value: &str) -> Option<String> {
     None
 }
 
+/// Longest provider id (a built-in kind or a configured OpenAI-compatible instance).
+pub const MAX_PROVIDER_ID_CHARS: usize = 64;
+
+/// Whether `value` can name a provider: `[a-z0-9][a-z0-9_-]{0,63}`. Saved voices and configured
+/// instance names follow the same rule, so every instance can be named by a saved voice.
+pub fn is_provider_id(value: &str) -> bool {
+    let mut bytes = value.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && value.len() <= MAX_PROVIDER_ID_CHARS
+}
+
 /// Longest text kept in one field of a usage event.
 pub const MAX_RECORD_CHARS: usize = 256;
 
@@ -38,17 +50,14 @@ pub fn for_record(value: String) -> String {
     value.chars().take(MAX_RECORD_CHARS).map(|c| if c.is_control() { '\u{FFFD}' } else { c }).collect()
 }
 
-/// Encodes `raw` as exactly one URL path segment: every byte outside the unreserved set is
-/// percent-encoded, so `/`, `?`, `#` and `%` cannot change where the request goes.
+/// Bytes left as they are in a path segment: letters, digits, `-`, `_`, `~`. (`.` is encoded
+/// too, although unreserved: it is what `.` and `..` segments are made of.)
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'~');
+
+/// Encodes `raw` as exactly one URL path segment: every other byte is percent-encoded, so `/`,
+/// `?`, `#` and `%` cannot change where the request goes.
 pub fn path_segment(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
-    for b in raw.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'~' => out.push(b as char),
-            other => out.push_str(&format!("%{other:02X}")),
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(raw, SEGMENT).to_string()
 }
 
 #[cfg(test)]
@@ -63,6 +72,16 @@ mod tests {
         assert!(identifier_problem(&"v".repeat(MAX_IDENTIFIER_CHARS + 1)).is_some());
         for good in ["alloy", "JBFqnCBsd6RMkjVDRZzb", "en-us+f3", "...", "a/b", "ünï"] {
             assert_eq!(identifier_problem(good), None, "{good:?}");
+        }
+    }
+
+    #[test]
+    fn provider_ids_are_lowercase_slugs() {
+        for good in ["openai", "kokoro-2", "a_b", "0"] {
+            assert!(is_provider_id(good), "{good}");
+        }
+        for bad in ["", "-x", "_x", "Open", "a/b", "a b", &"p".repeat(65)] {
+            assert!(!is_provider_id(bad), "{bad}");
         }
     }
 

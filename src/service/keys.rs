@@ -30,6 +30,9 @@ pub async fn create(store: &dyn Store, request: CreateKey) -> Result<CreatedKey,
     let name = request.name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
         problems.push(FieldError::new("name", format!("must be 1 to {MAX_NAME_LEN} characters")));
+    } else if name.chars().any(char::is_control) {
+        // `speechgate keys list` prints names to the operator's terminal: no escape sequences.
+        problems.push(FieldError::new("name", "must not contain control characters"));
     }
     if request.scopes.is_empty() {
         problems.push(FieldError::new("scopes", "must name at least one scope"));

@@ -16,7 +16,6 @@ use crate::{
 };
 
 pub const MAX_TITLE_CHARS: usize = 200;
-pub const MAX_PROVIDER_CHARS: usize = 64;
 pub const MAX_DESCRIPTION_CHARS: usize = 2000;
 pub const MAX_TAGS: usize = 32;
 pub const MAX_TAG_CHARS: usize = 64;
@@ -223,18 +222,13 @@ fn title(value: &str) -> Result<String, String> {
     }
 }
 
-/// A provider id: `[a-z0-9][a-z0-9_-]{0,63}`.
 fn provider(value: &str) -> Result<String, String> {
-    let mut bytes = value.bytes();
-    let slug = bytes.next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-        && value.len() <= MAX_PROVIDER_CHARS;
-    if slug {
+    if text::is_provider_id(value) {
         Ok(value.to_owned())
     } else {
         Err(format!(
             "must be a provider id: a lowercase letter or digit, then up to {} lowercase letters, digits, `-` or `_`",
-            MAX_PROVIDER_CHARS - 1
+            text::MAX_PROVIDER_ID_CHARS - 1
         ))
     }
 }

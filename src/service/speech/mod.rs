@@ -87,15 +87,8 @@ pub async fn prepare(
     input: SpeechInput,
 ) -> Result<Prepared, ServiceError> {
     let mut problems = Vec::new();
-    // Identifiers reach vendor URLs and queries: each is checked here, once, for every route.
-    let identifiers = [("voiceId", &input.voice_id), ("voice", &input.voice), ("model", &input.model)];
-    for (field, value) in identifiers {
-        if let Some(problem) = value.as_deref().and_then(text::identifier_problem) {
-            problems.push(FieldError::new(field, problem));
-        }
-    }
-    if !problems.is_empty() {
-        return Err(ServiceError::Validation(problems));
+    if let Some(problem) = input.voice_id.as_deref().and_then(text::identifier_problem) {
+        return Err(invalid("voiceId", &problem));
     }
     let (model, voice, mut provider_options) = match (&input.voice_id, &input.voice, &input.model) {
         (Some(id), None, None) => {
@@ -119,14 +112,19 @@ pub async fn prepare(
         (None, Some(_), None) => return Err(invalid("model", "is required with `voice`")),
     };
     provider_options.extend(input.provider_options);
-    // A saved voice's own ids reach the vendor too; they were checked when saved, and again
-    // here, where they are used (a voice saved before a rule existed gets no pass).
-    if input.voice_id.is_some() {
-        for (what, value) in [("voice", &voice), ("model", &model)] {
-            if let Some(problem) = text::identifier_problem(value) {
-                return Err(invalid("voiceId", &format!("the saved voice's {what} is not usable: {problem}")));
-            }
+    // The voice and model reach vendor URLs and queries: checked here, once, for every route,
+    // whether the request named them or a saved voice did (saved ones were checked when saved,
+    // but a voice saved before a rule existed gets no pass).
+    for (field, value) in [("voice", &voice), ("model", &model)] {
+        if let Some(problem) = text::identifier_problem(value) {
+            problems.push(match input.voice_id {
+                Some(_) => FieldError::new("voiceId", format!("the saved voice's {field} is not usable: {problem}")),
+                None => FieldError::new(field, problem),
+            });
         }
+    }
+    if !problems.is_empty() {
+        return Err(ServiceError::Validation(problems));
     }
 
     let resolved = registry.resolve(&model).map_err(|e| ServiceError::UnknownModel(e.to_string()))?;
