@@ -33,7 +33,7 @@ pub struct ProviderErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReasonLabels {
+struct ReasonLabels {
     pub reason: String,
 }
 
@@ -50,7 +50,7 @@ pub struct Metrics {
     pub usage_rejected: Counter,
     /// Requests turned away before any work: usage backlog, overload, concurrency per key,
     /// failed-authentication throttling.
-    pub shed: Family<ReasonLabels, Counter>,
+    shed: Family<ReasonLabels, Counter>,
     /// Provider calls: time to the response head (first event) and to the end of the audio.
     pub provider_ttfb: Family<ProviderLabels, Histogram>,
     pub provider_duration: Family<ProviderLabels, Histogram>,
@@ -133,6 +133,11 @@ impl Metrics {
             usage_written,
             usage_write_failures,
         }
+    }
+
+    /// Counts a request turned away before any work.
+    pub fn shed(&self, reason: &str) {
+        self.shed.get_or_create(&ReasonLabels { reason: reason.to_owned() }).inc();
     }
 
     /// The OpenMetrics text exposition of every metric.

@@ -5,23 +5,32 @@
 //! work.
 
 use std::{
+    borrow::Borrow,
     collections::HashMap,
+    hash::Hash,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-/// Token buckets by id. Buckets that have refilled are pruned when the map has grown large, so
-/// ids chosen by strangers (client addresses) cannot grow it without bound; pruning waits until
-/// the map has doubled since the last prune, so its cost stays proportional to inserts.
-#[derive(Default)]
-pub struct RateLimiter {
-    buckets: Mutex<Buckets>,
+use crate::domain::ApiKey;
+
+/// Token buckets by id (key ids, client addresses). Buckets that have refilled are pruned when
+/// the map has grown large, so ids chosen by strangers (client addresses) cannot grow it without
+/// bound; pruning waits until the map has doubled since the last prune, so its cost stays
+/// proportional to inserts.
+pub struct RateLimiter<K = String> {
+    buckets: Mutex<Buckets<K>>,
 }
 
-#[derive(Default)]
-struct Buckets {
-    by_id: HashMap<String, Bucket>,
+struct Buckets<K> {
+    by_id: HashMap<K, Bucket>,
     prune_at: usize,
+}
+
+impl<K> Default for RateLimiter<K> {
+    fn default() -> Self {
+        Self { buckets: Mutex::new(Buckets { by_id: HashMap::new(), prune_at: 0 }) }
+    }
 }
 
 /// Buckets kept before full ones are pruned.
@@ -43,22 +52,35 @@ impl Bucket {
     }
 }
 
-impl RateLimiter {
-    /// Takes one token from the key's bucket, or says how long until one is available.
-    pub fn acquire(&self, key_id: &str, per_minute: u32, now: Instant) -> Result<(), Duration> {
-        self.take(key_id, per_minute, now, true)
+impl<K: Hash + Eq> RateLimiter<K> {
+    /// Takes one token from the id's bucket, or says how long until one is available.
+    pub fn acquire<Q>(&self, id: &Q, per_minute: u32, now: Instant) -> Result<(), Duration>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        self.take(id, per_minute, now, true)
     }
 
     /// How long until the id's bucket holds a token again, without taking one.
-    pub fn check(&self, id: &str, per_minute: u32, now: Instant) -> Result<(), Duration> {
+    pub fn check<Q>(&self, id: &Q, per_minute: u32, now: Instant) -> Result<(), Duration>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         self.take(id, per_minute, now, false)
     }
 
-    fn take(&self, id: &str, per_minute: u32, now: Instant, consume: bool) -> Result<(), Duration> {
+    fn take<Q>(&self, id: &Q, per_minute: u32, now: Instant, consume: bool) -> Result<(), Duration>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         let capacity = f64::from(per_minute.max(1));
         let per_second = capacity / 60.0;
         let mut buckets = self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if !buckets.by_id.contains_key(id) {
+            // An unseen id has a full bucket: checking it needs no entry.
             if !consume {
                 return Ok(());
             }
@@ -70,13 +92,11 @@ impl RateLimiter {
                 });
                 buckets.prune_at = buckets.by_id.len() * 2;
             }
+            buckets.by_id.insert(id.to_owned(), Bucket { tokens: capacity, refilled_at: now, capacity, per_second });
         }
-        let bucket = buckets.by_id.entry(id.to_owned()).or_insert(Bucket {
-            tokens: capacity,
-            refilled_at: now,
-            capacity,
-            per_second,
-        });
+        let Some(bucket) = buckets.by_id.get_mut(id) else {
+            return Ok(());
+        };
         bucket.capacity = capacity;
         bucket.per_second = per_second;
         bucket.refill(now);
@@ -91,7 +111,8 @@ impl RateLimiter {
     }
 }
 
-/// Requests in progress per key on this replica.
+/// Requests in progress per key on this replica. A key's count stays in the map at zero, so a
+/// request allocates nothing; the map holds at most one entry per key ever used here.
 #[derive(Default)]
 pub struct InFlight {
     counts: Arc<Mutex<HashMap<String, usize>>>,
@@ -101,30 +122,30 @@ pub struct InFlight {
 /// has ended or the client has gone).
 pub struct InFlightSlot {
     counts: Arc<Mutex<HashMap<String, usize>>>,
-    key_id: String,
+    key: Arc<ApiKey>,
 }
 
 impl InFlight {
-    /// A slot for one more request of `key_id`, unless it already has `max` in progress.
-    pub fn enter(&self, key_id: &str, max: usize) -> Option<InFlightSlot> {
+    /// A slot for one more request of `key`, unless it already has `max` in progress.
+    pub fn enter(&self, key: &Arc<ApiKey>, max: usize) -> Option<InFlightSlot> {
         let mut counts = self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let count = counts.entry(key_id.to_owned()).or_insert(0);
+        if !counts.contains_key(&key.id) {
+            counts.insert(key.id.clone(), 0);
+        }
+        let count = counts.get_mut(&key.id)?;
         if *count >= max {
             return None;
         }
         *count += 1;
-        Some(InFlightSlot { counts: self.counts.clone(), key_id: key_id.to_owned() })
+        Some(InFlightSlot { counts: self.counts.clone(), key: key.clone() })
     }
 }
 
 impl Drop for InFlightSlot {
     fn drop(&mut self) {
         let mut counts = self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(count) = counts.get_mut(&self.key_id) {
+        if let Some(count) = counts.get_mut(&self.key.id) {
             *count = count.saturating_sub(1);
-            if *count == 0 {
-                counts.remove(&self.key_id);
-            }
         }
     }
 }
@@ -135,7 +156,7 @@ mod tests {
 
     #[test]
     fn allows_a_burst_of_the_limit_then_refills_at_the_rate() {
-        let limiter = RateLimiter::default();
+        let limiter = RateLimiter::<String>::default();
         let t0 = Instant::now();
         for _ in 0..3 {
             assert!(limiter.acquire("k", 3, t0).is_ok());
@@ -150,7 +171,7 @@ mod tests {
 
     #[test]
     fn buckets_of_strangers_are_pruned_once_refilled() {
-        let limiter = RateLimiter::default();
+        let limiter = RateLimiter::<String>::default();
         let t0 = Instant::now();
         for i in 0..PRUNE_ABOVE - 1 {
             let _ = limiter.acquire(&format!("10.0.{}.{}", i / 256, i % 256), 30, t0);
@@ -164,15 +185,29 @@ mod tests {
         assert!(buckets.by_id.contains_key("slow"), "a bucket is pruned by its own rate");
     }
 
+    fn key(id: &str) -> Arc<ApiKey> {
+        Arc::new(ApiKey {
+            id: id.to_owned(),
+            name: "n".to_owned(),
+            scopes: Vec::new(),
+            rate_limit_per_minute: None,
+            created_at: chrono::Utc::now(),
+            expires_at: None,
+            revoked_at: None,
+            last_used_at: None,
+        })
+    }
+
     #[test]
     fn in_flight_slots_are_counted_and_given_back() {
         let in_flight = InFlight::default();
-        let first = in_flight.enter("k", 2);
-        let second = in_flight.enter("k", 2);
+        let (k, other) = (key("k"), key("other"));
+        let first = in_flight.enter(&k, 2);
+        let second = in_flight.enter(&k, 2);
         assert!(first.is_some() && second.is_some());
-        assert!(in_flight.enter("k", 2).is_none());
-        assert!(in_flight.enter("other", 2).is_some(), "per key");
+        assert!(in_flight.enter(&k, 2).is_none());
+        assert!(in_flight.enter(&other, 2).is_some(), "per key");
         drop(first);
-        assert!(in_flight.enter("k", 2).is_some());
+        assert!(in_flight.enter(&k, 2).is_some());
     }
 }

@@ -6,13 +6,15 @@ pub mod token;
 
 use std::{
     collections::HashMap,
+    net::IpAddr,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use secrecy::SecretString;
 
-pub use limits::{InFlight, InFlightSlot, RateLimiter};
+use limits::InFlight;
+pub use limits::{InFlightSlot, RateLimiter};
 pub use token::{mint, MintedKey, PresentedKey};
 
 use crate::{
@@ -67,7 +69,8 @@ pub struct Authenticator {
     admin_token: Option<SecretString>,
     cache: KeyCache,
     limiter: RateLimiter,
-    failures: RateLimiter,
+    /// Failed authentications by client address (see `http::client::throttle_key`).
+    failures: RateLimiter<IpAddr>,
     in_flight: InFlight,
     limits: AuthLimits,
 }
@@ -96,9 +99,9 @@ impl Authenticator {
     }
 
     /// A slot for one more request of `key`, or `Err(limit)` when it has that many in progress.
-    pub fn enter(&self, key: &ApiKey) -> Result<InFlightSlot, usize> {
+    pub fn enter(&self, key: &Arc<ApiKey>) -> Result<InFlightSlot, usize> {
         let max = self.limits.max_concurrent_per_key;
-        self.in_flight.enter(&key.id, max).ok_or(max)
+        self.in_flight.enter(key, max).ok_or(max)
     }
 
     pub fn admin_enabled(&self) -> bool {
@@ -122,14 +125,14 @@ impl Authenticator {
         &self,
         credential: Option<&str>,
         admin_route: bool,
-        client: Option<&str>,
+        client: Option<IpAddr>,
     ) -> Result<Principal, AuthError> {
         let per_minute = self.limits.max_failures_per_minute;
-        let throttled = client.and_then(|c| self.failures.check(c, per_minute, Instant::now()).err());
+        let throttled = client.and_then(|c| self.failures.check(&c, per_minute, Instant::now()).err());
         let result = self.resolve(credential, admin_route, throttled).await;
         if let (Some(client), Err(AuthError::Invalid | AuthError::Revoked | AuthError::Expired)) = (client, &result) {
             // The bucket may already be empty; the next check reports the wait.
-            let _ = self.failures.acquire(client, per_minute, Instant::now());
+            let _ = self.failures.acquire(&client, per_minute, Instant::now());
         }
         result
     }

@@ -85,15 +85,13 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
     Some(ip.to_canonical())
 }
 
-/// The throttle's bucket for an address: IPv4 whole; IPv6 by its /64, which one subscriber
-/// usually holds whole (per /128, rotating addresses would escape the throttle).
-pub fn throttle_key(ip: IpAddr) -> String {
+/// The throttle's bucket for an address: IPv4 whole; IPv6 by its /64 (the address with its
+/// low 64 bits cleared), which one subscriber usually holds whole (per /128, rotating
+/// addresses would escape the throttle).
+pub fn throttle_key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-        }
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        v4 => v4,
     }
 }
 
@@ -149,7 +147,9 @@ mod tests {
         let b = throttle_key("2001:db8:1:2:bbbb::9".parse().unwrap());
         assert_eq!(a, b);
         assert_ne!(a, throttle_key("2001:db8:1:3::1".parse().unwrap()));
-        assert_eq!(throttle_key("192.0.2.1".parse().unwrap()), "192.0.2.1");
-        assert_eq!(throttle_key("::ffff:192.0.2.1".parse().unwrap()), "192.0.2.1", "mapped IPv4 is IPv4");
+        assert_eq!(a, "2001:db8:1:2::".parse::<IpAddr>().unwrap());
+        let v4: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(throttle_key(v4), v4);
+        assert_eq!(throttle_key("::ffff:192.0.2.1".parse().unwrap()), v4, "mapped IPv4 is IPv4");
     }
 }

@@ -26,7 +26,7 @@ use super::{
 use crate::{
     auth::{AuthError, Principal},
     domain::{FieldError, Scope},
-    metrics::{ErrorLabels, ReasonLabels, RequestLabels},
+    metrics::{ErrorLabels, RequestLabels},
     service::usage::{Meter, MeterStart, UsageDetails},
 };
 
@@ -132,7 +132,7 @@ pub async fn admit(State(state): State<AppState>, req: Request, next: Next) -> R
         return next.run(req).await;
     }
     let Ok(permit) = state.requests.clone().try_acquire_owned() else {
-        state.metrics.shed.get_or_create(&ReasonLabels { reason: "overloaded".to_owned() }).inc();
+        state.metrics.shed("overloaded");
         return ApiError::Overloaded.into_response();
     };
     hold_until_body_ends(next.run(req).await, permit)
@@ -142,6 +142,11 @@ pub async fn admit(State(state): State<AppState>, req: Request, next: Next) -> R
 /// character once percent-decoded (a NUL in an id made PostgreSQL fail the query). A 400 names
 /// the parameter.
 pub async fn refuse_control_characters(req: Request, next: Next) -> Response {
+    // A URI cannot carry a raw control character: only a percent-escape can make one.
+    let escaped = req.uri().path().contains('%') || req.uri().query().is_some_and(|q| q.contains('%'));
+    if !escaped {
+        return next.run(req).await;
+    }
     let control = |text: &str| text.chars().any(char::is_control);
     let path = percent_encoding::percent_decode_str(req.uri().path()).decode_utf8_lossy();
     let mut bad = control(&path).then(|| "path".to_owned());
@@ -183,9 +188,9 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|peer| client::throttle_key(client::client_address(peer.0.ip(), req.headers(), &state.trusted_proxies)));
-    let principal = state.auth.authenticate(credential(req.headers()), admin_route, client.as_deref()).await;
+    let principal = state.auth.authenticate(credential(req.headers()), admin_route, client).await;
     if let Err(AuthError::Throttled(_)) = &principal {
-        state.metrics.shed.get_or_create(&ReasonLabels { reason: "auth_throttled".to_owned() }).inc();
+        state.metrics.shed("auth_throttled");
     }
     req.extensions_mut().insert(principal?);
     Ok(next.run(req).await)
@@ -198,7 +203,7 @@ pub async fn meter(State(state): State<AppState>, mut req: Request, next: Next) 
     };
     // Refused before any work, so no usage to record: the backlog stays bounded (see UsageSink).
     if state.usage.is_full() {
-        state.metrics.shed.get_or_create(&ReasonLabels { reason: "usage_backlog".to_owned() }).inc();
+        state.metrics.shed("usage_backlog");
         return ApiError::UsageBacklog.into_response();
     }
     let details = UsageDetails::default();
