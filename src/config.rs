@@ -308,34 +308,33 @@ impl Config {
         if self.listen_addr().is_none() {
             return invalid("server.listen", "must be an address such as 127.0.0.1:8080");
         }
-        let positive = [
+        let counts = [
             ("server.max_body_bytes", self.server.max_body_bytes),
-            ("server.header_read_timeout_secs", self.server.header_read_timeout_secs as usize),
-            ("server.body_read_timeout_secs", self.server.body_read_timeout_secs as usize),
-            ("server.write_timeout_secs", self.server.write_timeout_secs as usize),
             ("server.max_connections", self.server.max_connections),
             ("server.max_concurrent_requests", self.server.max_concurrent_requests),
+            ("database.max_connections", self.database.max_connections as usize),
             ("auth.max_concurrent_per_key", self.auth.max_concurrent_per_key),
             ("auth.max_failures_per_minute", self.auth.max_failures_per_minute as usize),
+            ("usage.batch_size", self.usage.batch_size),
+            ("usage.max_queue", self.usage.max_queue),
         ];
-        for (field, value) in positive {
-            if value == 0 {
-                return invalid(field, "must be greater than 0");
-            }
+        if let Some((field, _)) = counts.iter().find(|(_, value)| *value == 0) {
+            return invalid(field, "must be greater than 0");
         }
-        // Deadlines are added to the clock; a day is far longer than any of them needs.
-        let durations = [
-            ("server.header_read_timeout_secs", self.server.header_read_timeout_secs),
-            ("server.body_read_timeout_secs", self.server.body_read_timeout_secs),
-            ("server.write_timeout_secs", self.server.write_timeout_secs),
-            ("server.shutdown_grace_secs", self.server.shutdown_grace_secs),
-            ("providers.timeout_secs", self.providers.timeout_secs),
-            ("providers.idle_timeout_secs", self.providers.idle_timeout_secs),
-            ("providers.max_stream_secs", self.providers.max_stream_secs),
+        // Deadlines are added to the clock; a day is far longer than any of them needs. Only the
+        // shutdown grace may be 0 (stop at once).
+        let deadlines = [
+            ("server.header_read_timeout_secs", self.server.header_read_timeout_secs, 1),
+            ("server.body_read_timeout_secs", self.server.body_read_timeout_secs, 1),
+            ("server.write_timeout_secs", self.server.write_timeout_secs, 1),
+            ("server.shutdown_grace_secs", self.server.shutdown_grace_secs, 0),
+            ("providers.timeout_secs", self.providers.timeout_secs, 1),
+            ("providers.idle_timeout_secs", self.providers.idle_timeout_secs, 1),
+            ("providers.max_stream_secs", self.providers.max_stream_secs, 1),
         ];
-        for (field, secs) in durations {
-            if secs > MAX_DURATION_SECS {
-                return invalid(field, &format!("must be at most {MAX_DURATION_SECS} seconds (a day)"));
+        for (field, secs, min) in deadlines {
+            if !(min..=MAX_DURATION_SECS).contains(&secs) {
+                return invalid(field, &format!("must be {min} to {MAX_DURATION_SECS} seconds (a day)"));
             }
         }
         if let Err(message) = self.trusted_proxies() {
@@ -344,19 +343,10 @@ impl Config {
         if store::backend_of(&self.database.url).is_none() {
             return invalid("database.url", "must start with sqlite: or postgres:");
         }
-        if self.database.max_connections == 0 {
-            return invalid("database.max_connections", "must be greater than 0");
-        }
         if let Some(token) = &self.auth.admin_token {
             if token.expose_secret().len() < 16 {
                 return invalid("auth.admin_token", "must be at least 16 characters");
             }
-        }
-        if self.usage.batch_size == 0 {
-            return invalid("usage.batch_size", "must be greater than 0");
-        }
-        if self.usage.max_queue == 0 {
-            return invalid("usage.max_queue", "must be greater than 0");
         }
         for kind in KINDS {
             let Some(vendor) = kind.vendor() else { continue };
@@ -384,12 +374,6 @@ impl Config {
             if instance.models.is_empty() {
                 return invalid("providers.compatible.<name>.models", &format!("{name}: must list at least one model"));
             }
-        }
-        if self.providers.timeout_secs == 0
-            || self.providers.idle_timeout_secs == 0
-            || self.providers.max_stream_secs == 0
-        {
-            return invalid("providers.timeout_secs", "timeouts must be greater than 0");
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {
             return invalid("log.filter", "is not a valid tracing filter directive");

@@ -495,16 +495,8 @@ async fn a_full_usage_backlog_turns_new_requests_away() {
     .await;
     let (key_id, key) = app.speech_key().await;
     // Creating the key left its own event in the queue: wait until it is written.
-    let admitted = async {
-        for _ in 0..300 {
-            if app.get("/v1/usage", Some(&key)).await.status() == 200 {
-                return true;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        false
-    };
-    assert!(admitted.await, "the backlog never drained");
+    let drained = app.answers_within("/v1/usage", &key, 200, std::time::Duration::from_secs(15)).await;
+    assert!(drained, "the backlog never drained");
     let response = app.get("/v1/usage", Some(&key)).await;
     assert!(response.headers().contains_key("retry-after"));
     let (status, body) = problem(response).await;
@@ -513,14 +505,7 @@ async fn a_full_usage_backlog_turns_new_requests_away() {
     assert!(metrics.contains("speechgate_usage_writer_queue_depth 1"), "{metrics}");
     assert!(metrics.contains(r#"speechgate_requests_shed_total{reason="usage_backlog"}"#), "{metrics}");
     // Once written, requests are admitted again.
-    let mut admitted = false;
-    for _ in 0..300 {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        if app.get("/v1/usage", Some(&key)).await.status() == 200 {
-            admitted = true;
-            break;
-        }
-    }
+    let admitted = app.answers_within("/v1/usage", &key, 200, std::time::Duration::from_secs(15)).await;
     assert!(admitted, "the backlog never drained");
     let events = app.stop_and_read_usage(Some(&key_id)).await;
     assert_eq!(events.iter().filter(|e| e.event.status == 200).count(), 2, "every admitted request has its event");

@@ -50,15 +50,15 @@ impl UsageSink {
 }
 
 fn sanitize(mut event: UsageEvent) -> UsageEvent {
-    let clean = |value: String| text::for_record(value);
-    event.request_id = clean(event.request_id);
-    event.key_id = event.key_id.map(clean);
-    event.route = clean(event.route);
-    event.method = clean(event.method);
-    event.provider = event.provider.map(clean);
-    event.model = event.model.map(clean);
-    event.voice = event.voice.map(clean);
-    event.error_code = event.error_code.map(clean);
+    use text::for_record;
+    event.request_id = for_record(event.request_id);
+    event.key_id = event.key_id.map(for_record);
+    event.route = for_record(event.route);
+    event.method = for_record(event.method);
+    event.provider = event.provider.map(for_record);
+    event.model = event.model.map(for_record);
+    event.voice = event.voice.map(for_record);
+    event.error_code = event.error_code.map(for_record);
     event
 }
 

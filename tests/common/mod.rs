@@ -124,6 +124,21 @@ impl TestApp {
         req.send().await.expect("request")
     }
 
+    /// Whether `GET path` with `key` answers `status` within `within`, asked every 50 ms: for
+    /// states the gateway reaches in the background (a queue drained, a slot given back).
+    pub async fn answers_within(&self, path: &str, key: &str, status: u16, within: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if self.get(path, Some(key)).await.status() == status {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn post(&self, path: &str, key: &str, body: Value) -> Response {
         self.client.post(self.url(path)).bearer_auth(key).json(&body).send().await.expect("request")
     }

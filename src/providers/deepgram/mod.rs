@@ -106,8 +106,8 @@ impl SpeechProvider for Deepgram {
     async fn synthesize(&self, request: SynthesisRequest) -> Result<EventStream, ProviderError> {
         let mut query = format_query(request.output);
         query.push(("model".to_owned(), model_name(&request.model, &request.voice, request.language.as_deref())));
-        // Deepgram takes options as query parameters. Only the declared scalar options reach
-        // here, and none of them is a parameter the adapter sets itself.
+        // Deepgram takes options as query parameters. As `http::with_options` does for bodies,
+        // an option never replaces a parameter the adapter set.
         for (name, value) in request.provider_options {
             if query.iter().any(|(set, _)| *set == name) {
                 continue;
