@@ -401,6 +401,36 @@ fn decode_cursor(cursor: &str) -> Option<i64> {
 mod tests {
     use super::*;
 
+    /// Whatever a request managed to put in its event, what is queued can be stored and logged:
+    /// the sink is the one door, and it does not rely on earlier checks.
+    #[test]
+    fn the_sink_queues_only_storable_text() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let sink = UsageSink { tx, metrics: Arc::new(Metrics::new()), capacity: 10 };
+        sink.record(UsageEvent {
+            request_id: "r\u{0}1".into(),
+            key_id: None,
+            route: "/v1/audio/speech".into(),
+            method: "POST".into(),
+            provider: Some("openai".into()),
+            model: Some("m".repeat(10_000)),
+            voice: Some("al\u{0}loy\n\u{1b}[2J".into()),
+            characters: 2,
+            audio_ms: 0,
+            bytes_out: 0,
+            status: 200,
+            error_code: None,
+            latency_ms: 1,
+            ttfb_ms: None,
+            created_at: Utc::now(),
+        });
+        let queued = rx.try_recv().unwrap_or_else(|_| unreachable!("the event was queued"));
+        assert_eq!(queued.request_id, "r\u{FFFD}1");
+        assert_eq!(queued.voice.as_deref(), Some("al\u{FFFD}loy\u{FFFD}\u{FFFD}[2J"));
+        assert_eq!(queued.model.map(|m| m.chars().count()), Some(text::MAX_RECORD_CHARS));
+        assert_eq!(sink.metrics.usage_queue_depth.get(), 1);
+    }
+
     #[test]
     fn cursors_round_trip_and_reject_garbage() {
         assert_eq!(decode_cursor(&encode_cursor(42)), Some(42));
