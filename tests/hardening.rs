@@ -227,6 +227,7 @@ async fn a_refused_event_is_set_aside_and_the_rest_written(db: Db) {
         latency_ms: 1,
         ttfb_ms: None,
         created_at: chrono::Utc::now(),
+        segments: Vec::new(),
     };
     // A key that does not exist breaks the foreign key in both databases; a NUL (which the
     // sink would have replaced) is a data exception in PostgreSQL's text and fine in SQLite.

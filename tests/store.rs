@@ -40,6 +40,7 @@ fn event(request_id: &str, key_id: Option<&str>, model: &str, at: chrono::DateTi
         latency_ms: 12,
         ttfb_ms: Some(5),
         created_at: at,
+        segments: Vec::new(),
     }
 }
 

@@ -107,6 +107,29 @@ pub struct UsageEvent {
     /// Milliseconds until the first body byte was handed to the client.
     pub ttfb_ms: Option<i64>,
     pub created_at: DateTime<Utc>,
+    /// One line per provider call when a request made several (a conversation's turns), so
+    /// characters and audio are attributed to each provider and model exactly. Empty when the
+    /// request made at most one call: then `provider`, `model`, `voice`, `characters` and
+    /// `audio_ms` above describe it. With segments, those fields hold the totals, and
+    /// `provider`/`model`/`voice` are set only when every segment shares them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<UsageSegment>,
+}
+
+/// One provider call within a request: a conversation turn, or one native dialogue request.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageSegment {
+    /// Position in the request (a conversation's turn index; the first turn for a native
+    /// dialogue that voiced all of them).
+    pub index: u32,
+    pub provider: String,
+    pub model: String,
+    pub voice: String,
+    pub characters: i64,
+    pub audio_ms: i64,
+    /// Why this call failed, when it did.
+    pub error_code: Option<String>,
 }
 
 /// A stored usage event with its position in the log (used as the pagination cursor).

@@ -303,6 +303,7 @@ impl Meter {
             latency_ms: millis(self.start.started.elapsed()),
             ttfb_ms: self.first_byte.map(millis),
             created_at: self.created_at,
+            segments: Vec::new(),
         });
     }
 }
@@ -423,6 +424,7 @@ mod tests {
             latency_ms: 1,
             ttfb_ms: None,
             created_at: Utc::now(),
+            segments: Vec::new(),
         });
         let queued = rx.try_recv().unwrap_or_else(|_| unreachable!("the event was queued"));
         assert_eq!(queued.request_id, "r\u{FFFD}1");

@@ -144,6 +144,7 @@ impl UsageRow {
                 latency_ms: self.latency_ms,
                 ttfb_ms: self.ttfb_ms,
                 created_at: from_ms(self.created_at)?,
+                segments: Vec::new(),
             },
         })
     }
