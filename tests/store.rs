@@ -7,7 +7,10 @@ use chrono::{Duration, TimeZone, Utc};
 use common::{test_store, Db};
 use serde_json::json;
 use speechgate::{
-    domain::{Gender, LogPage, NewApiKey, Scope, UsageEvent, UsageFilter, Voice, VoiceCursor, VoicePage, VoicePatch},
+    domain::{
+        Gender, LogPage, NewApiKey, Scope, UsageEvent, UsageFilter, UsageSegment, Voice, VoiceCursor, VoicePage,
+        VoicePatch,
+    },
     store::{Store, StoreError},
 };
 
@@ -131,6 +134,117 @@ async fn usage_is_written_summed_and_paged(db: Db) {
     let ids: Vec<_> = rest.iter().map(|r| r.event.request_id.as_str()).collect();
     assert_eq!(ids, ["r1"]);
     assert_eq!(store.list_usage(None, LogPage { before: None, limit: 100 }).await.unwrap().len(), 6);
+}
+
+fn segment(index: u32, provider: &str, model: &str, characters: i64, audio_ms: i64) -> UsageSegment {
+    UsageSegment {
+        index,
+        provider: provider.to_owned(),
+        model: model.to_owned(),
+        voice: format!("voice {index}"),
+        characters,
+        audio_ms,
+        error_code: None,
+    }
+}
+
+/// A request of several provider calls, as the meter reports it: totals, and the names only
+/// when every call shares them.
+fn conversation(request_id: &str, key_id: &str, at: chrono::DateTime<Utc>, segments: Vec<UsageSegment>) -> UsageEvent {
+    let shared = |field: fn(&UsageSegment) -> &String| {
+        let first = field(&segments[0]);
+        segments.iter().all(|s| field(s) == first).then(|| first.clone())
+    };
+    UsageEvent {
+        route: "/v1/audio/conversation".into(),
+        provider: shared(|s| &s.provider),
+        model: shared(|s| &s.model),
+        voice: shared(|s| &s.voice),
+        characters: segments.iter().map(|s| s.characters).sum(),
+        audio_ms: segments.iter().map(|s| s.audio_ms).sum(),
+        bytes_out: 9000,
+        segments,
+        ..event(request_id, Some(key_id), "unused", at, 200)
+    }
+}
+
+async fn usage_segments_are_stored_listed_and_summed(db: Db) {
+    let (store, _db) = test_store(db).await;
+    store.insert_key(&new_key("aaaaaaaaaaaa")).await.unwrap();
+    store.insert_key(&new_key("bbbbbbbbbbbb")).await.unwrap();
+    let day1 = Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap();
+    let day2 = day1 + Duration::days(1);
+    let mut failed_turn = segment(1, "elevenlabs", "eleven_v3", 12, 2000);
+    failed_turn.error_code = Some("upstream_failed".into());
+    let turns = vec![segment(0, "openai", "tts-1", 10, 1500), failed_turn, segment(2, "openai", "tts-1", 8, 1000)];
+    let c1 = conversation("c1", "aaaaaaaaaaaa", day1, turns);
+    let d1 = conversation(
+        "d1",
+        "bbbbbbbbbbbb",
+        day1,
+        vec![segment(0, "openai", "tts-1", 1, 1), segment(1, "openai", "tts-1", 1, 1)],
+    );
+    let r1 = event("r1", Some("aaaaaaaaaaaa"), "tts-1", day1, 200);
+    // A failed request: its two calls share a provider and model, so it is one request, one error.
+    let mut c2 = conversation(
+        "c2",
+        "aaaaaaaaaaaa",
+        day2,
+        vec![segment(0, "openai", "tts-1", 5, 700), segment(1, "openai", "tts-1", 6, 800)],
+    );
+    (c2.status, c2.error_code) = (502, Some("upstream_failed".into()));
+    // Lines are read back in index order, whatever order they were written in.
+    let mut c1_shuffled = c1.clone();
+    c1_shuffled.segments.reverse();
+    store.insert_usage(&[c1_shuffled, d1.clone(), r1.clone()]).await.unwrap();
+    store.insert_usage(std::slice::from_ref(&c2)).await.unwrap();
+    assert_eq!(store.get_key("aaaaaaaaaaaa").await.unwrap().unwrap().last_used_at, Some(day2));
+
+    // The page's lines come with it; d1's, written between c1 and r1, stay with d1.
+    let page = store.list_usage(Some("aaaaaaaaaaaa"), LogPage { before: None, limit: 10 }).await.unwrap();
+    let events: Vec<_> = page.into_iter().map(|r| r.event).collect();
+    assert_eq!(events, [c2.clone(), r1, c1]);
+    let everyone = store.list_usage(None, LogPage { before: None, limit: 10 }).await.unwrap();
+    assert_eq!(everyone[2].event, d1);
+    let only_c2 = store.list_usage(None, LogPage { before: None, limit: 1 }).await.unwrap();
+    assert_eq!(only_c2[0].event, c2);
+
+    let filter = UsageFilter {
+        key_id: Some("aaaaaaaaaaaa".into()),
+        from: day1 - Duration::days(1),
+        to: day2 + Duration::days(1),
+    };
+    let buckets = store.usage_summary(&filter).await.unwrap();
+    let rows: Vec<_> = buckets
+        .iter()
+        .map(|b| {
+            let (provider, model) = (b.provider.as_deref().unwrap(), b.model.as_deref().unwrap());
+            (b.day.to_string(), provider, model, b.requests, b.errors, b.characters, b.audio_ms, b.bytes_out)
+        })
+        .collect();
+    let day = |d: chrono::DateTime<Utc>| d.date_naive().to_string();
+    assert_eq!(
+        rows,
+        [
+            // c1's failed call.
+            (day(day1), "elevenlabs", "eleven_v3", 1, 1, 12, 2000, 0),
+            // c1's other two calls and r1: c1 counts once, and its bytes once.
+            (day(day1), "openai", "tts-1", 2, 0, 10 + 8 + 10, 1500 + 1000 + 1500, 9000 + 2048),
+            (day(day2), "openai", "tts-1", 1, 1, 11, 1500, 9000),
+        ]
+    );
+}
+
+/// An event and its lines are written together or not at all, so a refused line sets the whole
+/// event aside (the writer then stores the rest of its batch).
+async fn a_refused_segment_refuses_its_event(db: Db) {
+    let (store, _db) = test_store(db).await;
+    store.insert_key(&new_key("aaaaaaaaaaaa")).await.unwrap();
+    let at = Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap();
+    let twice = vec![segment(0, "openai", "tts-1", 1, 1), segment(0, "openai", "tts-1", 1, 1)];
+    let refused = store.insert_usage(&[conversation("c1", "aaaaaaaaaaaa", at, twice)]).await.unwrap_err();
+    assert!(refused.is_data_error(), "{refused:?}");
+    assert!(store.list_usage(None, LogPage { before: None, limit: 10 }).await.unwrap().is_empty());
 }
 
 fn voice(id: &str, title: &str, at: chrono::DateTime<Utc>) -> Voice {
@@ -284,6 +398,8 @@ both_databases!(
     keys_round_trip,
     revoking_is_idempotent,
     usage_is_written_summed_and_paged,
+    usage_segments_are_stored_listed_and_summed,
+    a_refused_segment_refuses_its_event,
     migrations_are_idempotent_and_ping_works,
     voices_round_trip_and_stay_with_their_owner,
     voice_titles_are_unique_per_owner,

@@ -10,7 +10,7 @@ pub(super) use self::voices::{
     options_json, tags_json, VoiceRow, DELETE_VOICE, GET_VOICE, INSERT_VOICE, LIST_VOICES, UPDATE_VOICE,
 };
 use super::StoreError;
-use crate::domain::{ApiKey, KeyCredential, Scope, UsageBucket, UsageEvent, UsageRecord};
+use crate::domain::{ApiKey, KeyCredential, Scope, UsageBucket, UsageEvent, UsageRecord, UsageSegment};
 
 pub(super) const KEY_COLUMNS: &str =
     "id, name, scopes, secret_sha256, rate_limit_per_minute, created_at, expires_at, revoked_at, last_used_at";
@@ -20,22 +20,49 @@ pub(super) const INSERT_KEY: &str = "INSERT INTO api_keys (id, name, scopes, sec
 pub(super) const TOUCH_KEY: &str =
     "UPDATE api_keys SET last_used_at = $2 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)";
 
-pub(super) const INSERT_USAGE: &str = "INSERT INTO usage_events (request_id, key_id, route, method, provider, model, voice, characters, audio_ms, bytes_out, status, error_code, latency_ms, ttfb_ms, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
+/// The event insert, as a macro so that the `RETURNING` variant below is the same text.
+macro_rules! insert_usage_sql {
+    () => {
+        "INSERT INTO usage_events (request_id, key_id, route, method, provider, model, voice, characters, audio_ms, bytes_out, status, error_code, latency_ms, ttfb_ms, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+    };
+}
+
+pub(super) const INSERT_USAGE: &str = insert_usage_sql!();
+
+/// The same insert for an event with segments, which need its sequence number.
+pub(super) const INSERT_USAGE_RETURNING_SEQ: &str = concat!(insert_usage_sql!(), " RETURNING seq");
+
+pub(super) const INSERT_SEGMENT: &str = "INSERT INTO usage_segments (event_seq, idx, provider, model, voice, characters, audio_ms, error_code) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
 pub(super) const LIST_USAGE: &str = "SELECT seq, request_id, key_id, route, method, provider, model, voice, characters, audio_ms, bytes_out, status, error_code, latency_ms, ttfb_ms, created_at FROM usage_events WHERE ($1 IS NULL OR key_id = $1) AND ($2 IS NULL OR seq < $2) ORDER BY seq DESC LIMIT $3";
 
+/// The segments of the events with sequence numbers in `[$1, $2]`: one query for a whole page of
+/// the log, which may also return lines of events not on the page (another key's), to be skipped.
+pub(super) const LIST_SEGMENTS: &str = "SELECT event_seq, idx, provider, model, voice, characters, audio_ms, error_code FROM usage_segments WHERE event_seq >= $1 AND event_seq <= $2 ORDER BY event_seq, idx";
+
 /// The usage aggregate; only the expression that turns a millisecond time into a UTC
-/// `YYYY-MM-DD` day differs between dialects.
+/// `YYYY-MM-DD` day differs between dialects (it reads `created_at`, a column only
+/// `usage_events` has).
+///
+/// A request with segments counts once per segment, under the segment's provider and model,
+/// with the segment's characters and audio; one without counts once, as its event. `requests`
+/// and `errors` count distinct events, so a request whose segments share a provider and model
+/// is still one request (and one error when the request or any of those segments failed).
+/// `bytes_out` belongs to the whole response, so it is counted once: with the first segment
+/// (index 0).
 macro_rules! usage_summary_sql {
     ($day:literal) => {
         concat!(
             "SELECT ",
             $day,
-            " AS day, key_id, provider, model, COUNT(*) AS requests, ",
-            "CAST(SUM(CASE WHEN status >= 400 OR error_code IS NOT NULL THEN 1 ELSE 0 END) AS BIGINT) AS errors, ",
-            "CAST(SUM(characters) AS BIGINT) AS characters, CAST(SUM(audio_ms) AS BIGINT) AS audio_ms, ",
-            "CAST(SUM(bytes_out) AS BIGINT) AS bytes_out ",
-            "FROM usage_events WHERE created_at >= $1 AND created_at < $2 AND ($3 IS NULL OR key_id = $3) ",
+            " AS day, e.key_id, COALESCE(s.provider, e.provider) AS provider, COALESCE(s.model, e.model) AS model, ",
+            "COUNT(DISTINCT e.seq) AS requests, ",
+            "COUNT(DISTINCT CASE WHEN e.status >= 400 OR e.error_code IS NOT NULL OR s.error_code IS NOT NULL THEN e.seq END) AS errors, ",
+            "CAST(SUM(COALESCE(s.characters, e.characters)) AS BIGINT) AS characters, ",
+            "CAST(SUM(COALESCE(s.audio_ms, e.audio_ms)) AS BIGINT) AS audio_ms, ",
+            "CAST(SUM(CASE WHEN s.idx IS NULL OR s.idx = 0 THEN e.bytes_out ELSE 0 END) AS BIGINT) AS bytes_out ",
+            "FROM usage_events e LEFT JOIN usage_segments s ON s.event_seq = e.seq ",
+            "WHERE e.created_at >= $1 AND e.created_at < $2 AND ($3 IS NULL OR e.key_id = $3) ",
             "GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
         )
     };
@@ -144,10 +171,49 @@ impl UsageRow {
                 latency_ms: self.latency_ms,
                 ttfb_ms: self.ttfb_ms,
                 created_at: from_ms(self.created_at)?,
+                // Read separately, for a whole page at once: see `attach_segments`.
                 segments: Vec::new(),
             },
         })
     }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct SegmentRow {
+    event_seq: i64,
+    idx: i64,
+    provider: String,
+    model: String,
+    voice: String,
+    characters: i64,
+    audio_ms: i64,
+    error_code: Option<String>,
+}
+
+impl SegmentRow {
+    fn into_segment(self) -> Result<UsageSegment, StoreError> {
+        Ok(UsageSegment {
+            index: u32::try_from(self.idx).map_err(|_| StoreError::Corrupt("segment index out of range".into()))?,
+            provider: self.provider,
+            model: self.model,
+            voice: self.voice,
+            characters: self.characters,
+            audio_ms: self.audio_ms,
+            error_code: self.error_code,
+        })
+    }
+}
+
+/// Gives each record its segments from `rows` (ordered by event, then index), skipping the lines
+/// of events that are not among `records`.
+pub(super) fn attach_segments(records: &mut [UsageRecord], rows: Vec<SegmentRow>) -> Result<(), StoreError> {
+    let by_seq: std::collections::HashMap<i64, usize> = records.iter().enumerate().map(|(i, r)| (r.seq, i)).collect();
+    for row in rows {
+        if let Some(&i) = by_seq.get(&row.event_seq) {
+            records[i].event.segments.push(row.into_segment()?);
+        }
+    }
+    Ok(())
 }
 
 #[derive(sqlx::FromRow)]
@@ -290,7 +356,9 @@ macro_rules! impl_store {
                 let mut tx = self.pool.begin().await?;
                 for e in events {
                     let created_at = sql::to_ms(e.created_at);
-                    sqlx::query(sql::INSERT_USAGE)
+                    let statement =
+                        if e.segments.is_empty() { sql::INSERT_USAGE } else { sql::INSERT_USAGE_RETURNING_SEQ };
+                    let insert = sqlx::query(statement)
                         .bind(&e.request_id)
                         .bind(e.key_id.as_deref())
                         .bind(&e.route)
@@ -305,9 +373,25 @@ macro_rules! impl_store {
                         .bind(e.error_code.as_deref())
                         .bind(e.latency_ms)
                         .bind(e.ttfb_ms)
-                        .bind(created_at)
-                        .execute(&mut *tx)
-                        .await?;
+                        .bind(created_at);
+                    if e.segments.is_empty() {
+                        insert.execute(&mut *tx).await?;
+                    } else {
+                        let seq: i64 = sqlx::Row::try_get(&insert.fetch_one(&mut *tx).await?, 0)?;
+                        for s in &e.segments {
+                            sqlx::query(sql::INSERT_SEGMENT)
+                                .bind(seq)
+                                .bind(i64::from(s.index))
+                                .bind(&s.provider)
+                                .bind(&s.model)
+                                .bind(&s.voice)
+                                .bind(s.characters)
+                                .bind(s.audio_ms)
+                                .bind(s.error_code.as_deref())
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                    }
                     if let Some(key_id) = e.key_id.as_deref() {
                         let at = last_used.entry(key_id).or_insert(created_at);
                         *at = (*at).max(created_at);
@@ -342,7 +426,7 @@ macro_rules! impl_store {
                 page: $crate::domain::LogPage,
             ) -> Result<Vec<$crate::domain::UsageRecord>, $crate::store::StoreError> {
                 use $crate::store::sql;
-                sqlx::query_as::<_, sql::UsageRow>(sql::LIST_USAGE)
+                let mut records = sqlx::query_as::<_, sql::UsageRow>(sql::LIST_USAGE)
                     .bind(key_id)
                     .bind(page.before)
                     .bind(i64::from(page.limit))
@@ -350,7 +434,17 @@ macro_rules! impl_store {
                     .await?
                     .into_iter()
                     .map(sql::UsageRow::into_record)
-                    .collect()
+                    .collect::<Result<Vec<_>, _>>()?;
+                // Newest first, so the page's sequence numbers run from the last record to the first.
+                if let (Some(newest), Some(oldest)) = (records.first(), records.last()) {
+                    let segments = sqlx::query_as::<_, sql::SegmentRow>(sql::LIST_SEGMENTS)
+                        .bind(oldest.seq)
+                        .bind(newest.seq)
+                        .fetch_all(&self.pool)
+                        .await?;
+                    sql::attach_segments(&mut records, segments)?;
+                }
+                Ok(records)
             }
 
             async fn insert_voice(
