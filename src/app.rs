@@ -77,6 +77,7 @@ impl App {
             // Validated with the rest of the configuration.
             trusted_proxies: config.trusted_proxies().unwrap_or_default().into(),
             openapi_json,
+            conversation: config.conversation,
         };
         let connection_limits = http::server::ConnectionLimits {
             header_read_timeout: Duration::from_secs(config.server.header_read_timeout_secs),

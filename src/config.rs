@@ -28,6 +28,25 @@ pub struct Config {
     pub usage: UsageConfig,
     pub log: LogConfig,
     pub providers: ProvidersConfig,
+    pub conversation: ConversationConfig,
+}
+
+/// `/v1/audio/conversation`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConversationConfig {
+    /// Most turns in one conversation.
+    pub max_turns: usize,
+    /// Most characters of text over all turns.
+    pub max_characters: usize,
+    /// Turns being synthesised at once, ahead of the one being sent.
+    pub concurrency: usize,
+}
+
+impl Default for ConversationConfig {
+    fn default() -> Self {
+        Self { max_turns: 100, max_characters: 20_000, concurrency: 4 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -317,6 +336,9 @@ impl Config {
             ("auth.max_failures_per_minute", self.auth.max_failures_per_minute as usize),
             ("usage.batch_size", self.usage.batch_size),
             ("usage.max_queue", self.usage.max_queue),
+            ("conversation.max_turns", self.conversation.max_turns),
+            ("conversation.max_characters", self.conversation.max_characters),
+            ("conversation.concurrency", self.conversation.concurrency),
         ];
         if let Some((field, _)) = counts.iter().find(|(_, value)| *value == 0) {
             return invalid(field, "must be greater than 0");

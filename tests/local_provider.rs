@@ -96,7 +96,7 @@ fn capabilities_declare_pcm_at_the_engine_rate_streaming_and_timestamps() {
     assert_eq!(local().id(), "local");
     assert_eq!(caps.default_model, "espeak-ng");
     assert_eq!(caps.rates(AudioFormat::Pcm), [22_050]);
-    assert!(caps.streaming && caps.native_timestamps && caps.voices_listable && !caps.native_dialogue);
+    assert!(caps.streaming && caps.native_timestamps && caps.voices_listable && caps.native_dialogue.is_none());
     assert_eq!(caps.speed_range, Some((0.5, 1.75)));
 }
 

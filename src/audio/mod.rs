@@ -24,6 +24,7 @@ mod duration;
 mod encode;
 mod flac;
 mod g711;
+pub mod loudness;
 mod mp3;
 mod ogg_opus;
 mod resample;

@@ -1,6 +1,7 @@
 //! Plain domain types shared by every layer. Nothing here knows about HTTP, SQL or vendors.
 
 pub mod audio;
+pub mod pronounce;
 pub mod text;
 pub mod voice;
 
@@ -191,6 +192,18 @@ pub struct FieldError {
 impl FieldError {
     pub fn new(field: &str, message: impl Into<String>) -> Self {
         Self { path: vec![PathSegment::Field(field.to_owned())], message: message.into() }
+    }
+
+    /// The same problem inside an item of a list: `voice` becomes `turns[2].voice`.
+    pub fn within(mut self, list: &str, index: usize) -> Self {
+        self.path.splice(0..0, [PathSegment::Field(list.to_owned()), PathSegment::Index(index)]);
+        self
+    }
+
+    /// The same problem inside an object field: `rules[0].word` becomes `pronunciations.rules[0].word`.
+    pub fn within_field(mut self, field: &str) -> Self {
+        self.path.insert(0, PathSegment::Field(field.to_owned()));
+        self
     }
 
     /// A problem with one member of an object field, e.g. `providerOptions.model`.

@@ -49,6 +49,8 @@ pub struct AppState {
     pub trusted_proxies: Arc<[client::AddrBlock]>,
     /// The serialized OpenAPI document, built once.
     pub openapi_json: Bytes,
+    /// Limits of `/v1/audio/conversation`.
+    pub conversation: crate::config::ConversationConfig,
 }
 
 impl FromRef<AppState> for BodyLimit {
@@ -69,6 +71,7 @@ fn route_table() -> Vec<(Option<Scope>, UtoipaMethodRouter<AppState>)> {
         (None, routes!(usage::get_logs)),
         (Some(Scope::Speech), routes!(speech::create_speech)),
         (Some(Scope::Speech), routes!(speech::create_speech_stream)),
+        (Some(Scope::Speech), routes!(conversation::create_conversation)),
         (Some(Scope::Speech), routes!(catalog::list_providers)),
         (Some(Scope::Speech), routes!(catalog::list_models)),
         (Some(Scope::Speech), routes!(catalog::list_provider_voices)),

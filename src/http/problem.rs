@@ -75,6 +75,9 @@ pub enum ApiError {
     /// own credential is the operator's misconfiguration: 502, not 401).
     #[error("{0}")]
     Provider(ProviderError),
+    /// One turn of a conversation failed: the problem is the turn's, with its `turn_index`.
+    #[error("turn {index}: {error}")]
+    Turn { index: usize, error: Box<ApiError> },
     /// A status the framework produced that no other variant covers.
     #[error("{detail}")]
     Http { status: StatusCode, detail: String },
@@ -131,6 +134,7 @@ impl ApiError {
                 ProviderError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
                 ProviderError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             },
+            ApiError::Turn { error, .. } => error.status(),
             ApiError::Http { status, .. } => *status,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -160,6 +164,7 @@ impl ApiError {
             ApiError::DatabaseUnavailable(_) => "database_unavailable",
             ApiError::UnknownModel(_) => "unknown_model",
             ApiError::Provider(e) => e.code(),
+            ApiError::Turn { error, .. } => error.code(),
             ApiError::Http { .. } => "http_error",
             ApiError::Internal(_) => "internal_error",
         }
@@ -185,6 +190,7 @@ impl ApiError {
             ApiError::DatabaseUnavailable(_) => "Service unavailable",
             ApiError::UnknownModel(_) => "Unknown model",
             ApiError::Provider(_) => "Provider error",
+            ApiError::Turn { error, .. } => error.title(),
             ApiError::Http { status, .. } => status.canonical_reason().unwrap_or("HTTP error"),
             ApiError::Internal(_) => "Internal error",
         }
@@ -194,11 +200,19 @@ impl ApiError {
     fn cause(&self) -> Option<&str> {
         match self {
             ApiError::DatabaseUnavailable(cause) | ApiError::Internal(cause) => Some(cause),
+            ApiError::Turn { error, .. } => error.cause(),
             _ => None,
         }
     }
 
     pub fn to_problem(&self) -> Problem {
+        if let ApiError::Turn { index, error } = self {
+            let mut problem = error.to_problem();
+            problem.turn_index = Some(*index);
+            problem.detail = self.to_string();
+            problem.error.message = problem.detail.clone();
+            return problem;
+        }
         let code = self.code();
         let (provider, upstream_status, upstream_code) = match self {
             ApiError::Provider(e) => {
@@ -245,6 +259,7 @@ impl ApiError {
             provider,
             upstream_status,
             upstream_code,
+            turn_index: None,
             error,
         }
     }
@@ -287,6 +302,9 @@ pub struct Problem {
     /// The provider's own error code.
     #[serde(rename = "upstream_code", skip_serializing_if = "Option::is_none")]
     pub upstream_code: Option<String>,
+    /// The conversation turn that failed (0-based), as Speechbase names it.
+    #[serde(rename = "turn_index", skip_serializing_if = "Option::is_none")]
+    pub turn_index: Option<usize>,
     /// The same error in OpenAI's shape, so OpenAI SDKs pointed at the gateway report it.
     pub error: OpenAiError,
 }
@@ -375,6 +393,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Store(e) => e.into(),
             ServiceError::UnknownModel(detail) => ApiError::UnknownModel(detail),
             ServiceError::Provider(e) => ApiError::Provider(e),
+            ServiceError::Turn { index, error } => ApiError::Turn { index, error: Box::new((*error).into()) },
             ServiceError::Internal(cause) => ApiError::Internal(cause),
         }
     }

@@ -128,14 +128,26 @@ pub struct Capabilities {
     pub streaming: bool,
     /// The provider reports word or character timings itself.
     pub native_timestamps: bool,
-    /// The provider can voice a multi-speaker dialogue in one request.
-    pub native_dialogue: bool,
+    /// The provider can voice a multi-speaker dialogue in one request (`SpeechProvider::dialogue`).
+    pub native_dialogue: Option<DialogueSupport>,
     /// `GET /v1/audio/providers/{id}/voices` can list the provider's catalogue.
     pub voices_listable: bool,
     /// Accepted `speed` range, when the provider supports speed at all.
     pub speed_range: Option<(f32, f32)>,
     /// The `providerOptions` members passed on to the vendor; every other member is refused.
     pub provider_options: Vec<PassableOption>,
+}
+
+/// What a provider's native dialogue can take.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DialogueSupport {
+    /// The models that voice dialogues.
+    pub models: Vec<String>,
+    /// Most distinct voices in one dialogue.
+    pub max_voices: usize,
+    /// Most characters over all lines.
+    pub max_characters: usize,
 }
 
 impl Capabilities {
@@ -208,6 +220,19 @@ pub struct SynthesisRequest {
     pub timestamps: bool,
 }
 
+/// A dialogue as an adapter receives it: lines in order, each with its voice, voiced in one
+/// request by a model of [`DialogueSupport::models`].
+#[derive(Debug, Clone)]
+pub struct DialogueRequest {
+    pub model: String,
+    /// `(voice, text)` per line.
+    pub lines: Vec<(String, String)>,
+    /// One of the provider's native formats.
+    pub output: AudioSpec,
+    pub language: Option<String>,
+    pub seed: Option<u64>,
+}
+
 /// A word and when it is spoken, in seconds from the start of the clip.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct WordTiming {
@@ -250,6 +275,13 @@ pub trait SpeechProvider: Send + Sync + 'static {
     async fn synthesize(&self, request: SynthesisRequest) -> Result<EventStream, ProviderError>;
     /// The provider's voice catalogue (only called when `voices_listable`).
     async fn voices(&self) -> Result<Vec<ProviderVoice>, ProviderError>;
+    /// Voices a whole dialogue in one request (only called when `native_dialogue` is set).
+    async fn dialogue(&self, request: DialogueRequest) -> Result<EventStream, ProviderError> {
+        Err(ProviderError::Invalid {
+            provider: self.id().to_owned(),
+            detail: format!("{} voices no native dialogue (asked for {} lines)", self.id(), request.lines.len()),
+        })
+    }
 }
 
 /// Why a provider call failed. `detail` is already sanitised: it never carries credentials.

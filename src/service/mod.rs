@@ -1,7 +1,9 @@
 //! Use cases. Handlers and the CLI call these; these call the store and, later, providers.
 
+pub mod conversation;
 pub mod keys;
 pub mod speech;
+pub mod synthesis;
 pub mod usage;
 pub mod voices;
 
@@ -23,7 +25,21 @@ pub enum ServiceError {
     Provider(#[from] ProviderError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// One turn of a conversation failed; `error` says how.
+    #[error("turn {index}: {error}")]
+    Turn { index: usize, error: Box<ServiceError> },
     /// A bug: something the service checked earlier failed later.
     #[error("{0}")]
     Internal(String),
+}
+
+impl ServiceError {
+    /// `error`, as the failure of turn `index`.
+    pub fn in_turn(index: usize, error: ServiceError) -> Self {
+        match error {
+            // A turn's field problems are already located by their paths.
+            ServiceError::Validation(_) | ServiceError::Turn { .. } => error,
+            other => ServiceError::Turn { index, error: Box::new(other) },
+        }
+    }
 }

@@ -14,7 +14,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::ServiceError;
 use crate::{
-    domain::{text, FieldError, LogPage, UsageEvent, UsageFilter, UsageRecord, UsageReport},
+    domain::{text, FieldError, LogPage, UsageEvent, UsageFilter, UsageRecord, UsageReport, UsageSegment},
     metrics::Metrics,
     store::Store,
 };
@@ -59,6 +59,17 @@ fn sanitize(mut event: UsageEvent) -> UsageEvent {
     event.model = event.model.map(for_record);
     event.voice = event.voice.map(for_record);
     event.error_code = event.error_code.map(for_record);
+    event.segments = event
+        .segments
+        .into_iter()
+        .map(|s| UsageSegment {
+            provider: for_record(s.provider),
+            model: for_record(s.model),
+            voice: for_record(s.voice),
+            error_code: s.error_code.map(for_record),
+            ..s
+        })
+        .collect();
     event
 }
 
@@ -178,20 +189,62 @@ async fn insert_retrying(
     }
 }
 
-/// What a handler learns about its request while serving it (provider, model, voice, size),
-/// shared with the request's [`Meter`]. Handlers get it from the request extensions; a streaming
-/// body keeps a clone and adds to it as audio flows.
+/// What a handler learns about its request while serving it — who serves each segment (one for
+/// speech, one per turn of a conversation), its size, its audio — shared with the request's
+/// [`Meter`]. Handlers get it from the request extensions; a streaming body keeps a clone and adds
+/// to it as audio flows.
 #[derive(Clone, Default)]
 pub struct UsageDetails(Arc<std::sync::Mutex<Details>>);
 
 #[derive(Default, Clone)]
 struct Details {
+    /// By segment index, in the order calls started.
+    segments: Vec<UsageSegment>,
+    error_code: Option<&'static str>,
+}
+
+impl Details {
+    fn segment(&mut self, index: u32) -> Option<&mut UsageSegment> {
+        self.segments.iter_mut().find(|s| s.index == index)
+    }
+
+    /// The event's own fields: one segment is the request itself; several are listed, with
+    /// totals, and the names the segments share.
+    fn into_event_fields(mut self) -> SegmentFields {
+        if self.segments.len() <= 1 {
+            let only = self.segments.pop();
+            return SegmentFields {
+                provider: only.as_ref().map(|s| s.provider.clone()),
+                model: only.as_ref().map(|s| s.model.clone()),
+                voice: only.as_ref().map(|s| s.voice.clone()),
+                characters: only.as_ref().map_or(0, |s| s.characters),
+                audio_ms: only.as_ref().map_or(0, |s| s.audio_ms),
+                segments: Vec::new(),
+            };
+        }
+        self.segments.sort_by_key(|s| s.index);
+        let shared = |field: fn(&UsageSegment) -> &String| {
+            let first = field(&self.segments[0]);
+            self.segments.iter().all(|s| field(s) == first).then(|| first.clone())
+        };
+        SegmentFields {
+            provider: shared(|s| &s.provider),
+            model: shared(|s| &s.model),
+            voice: shared(|s| &s.voice),
+            characters: self.segments.iter().fold(0i64, |n, s| n.saturating_add(s.characters)),
+            audio_ms: self.segments.iter().fold(0i64, |n, s| n.saturating_add(s.audio_ms)),
+            segments: self.segments,
+        }
+    }
+}
+
+struct SegmentFields {
     provider: Option<String>,
     model: Option<String>,
     voice: Option<String>,
     characters: i64,
     audio_ms: i64,
-    error_code: Option<&'static str>,
+    segments: Vec<UsageSegment>,
 }
 
 impl UsageDetails {
@@ -199,18 +252,35 @@ impl UsageDetails {
         self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Who serves the request, as soon as it is known (so even a failed request names them).
-    pub fn serving(&self, provider: &str, model: &str, voice: &str, characters: usize) {
+    /// Who serves segment `index`, as soon as it is known (so even a failed call names them).
+    pub fn serving(&self, index: u32, provider: &str, model: &str, voice: &str, characters: usize) {
+        let line = UsageSegment {
+            index,
+            provider: provider.to_owned(),
+            model: model.to_owned(),
+            voice: voice.to_owned(),
+            characters: i64::try_from(characters).unwrap_or(i64::MAX),
+            audio_ms: 0,
+            error_code: None,
+        };
         let mut d = self.lock();
-        d.provider = Some(provider.to_owned());
-        d.model = Some(model.to_owned());
-        d.voice = Some(voice.to_owned());
-        d.characters = i64::try_from(characters).unwrap_or(i64::MAX);
+        match d.segment(index) {
+            Some(existing) => *existing = line,
+            None => d.segments.push(line),
+        }
     }
 
-    pub fn add_audio_ms(&self, ms: u64) {
-        let mut d = self.lock();
-        d.audio_ms = d.audio_ms.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX));
+    pub fn add_audio_ms(&self, index: u32, ms: u64) {
+        if let Some(segment) = self.lock().segment(index) {
+            segment.audio_ms = segment.audio_ms.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Marks one provider call as failed.
+    pub fn segment_failed(&self, index: u32, code: &'static str) {
+        if let Some(segment) = self.lock().segment(index) {
+            segment.error_code = Some(code.to_owned());
+        }
     }
 
     /// Marks the response as failed after its head was sent (e.g. the upstream stream broke).
@@ -285,25 +355,27 @@ impl Meter {
         }
         let millis = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         let details = self.details.lock().clone();
+        let error_code = details.error_code;
+        let fields = details.into_event_fields();
         self.sink.record(UsageEvent {
             request_id: std::mem::take(&mut self.start.request_id),
             key_id: self.start.key_id.take(),
             route: std::mem::take(&mut self.start.route),
             method: std::mem::take(&mut self.start.method),
-            provider: details.provider,
-            model: details.model,
-            voice: details.voice,
-            characters: details.characters,
-            audio_ms: details.audio_ms,
+            provider: fields.provider,
+            model: fields.model,
+            voice: fields.voice,
+            characters: fields.characters,
+            audio_ms: fields.audio_ms,
             bytes_out: i64::try_from(self.bytes_out).unwrap_or(i64::MAX),
             // 499: the client closed the request before any response was sent.
             status: self.status.unwrap_or(499),
             // A failure the body reported beats "the client went away", which beats the head's code.
-            error_code: details.error_code.or(override_code).map(str::to_owned).or_else(|| self.error_code.take()),
+            error_code: error_code.or(override_code).map(str::to_owned).or_else(|| self.error_code.take()),
             latency_ms: millis(self.start.started.elapsed()),
             ttfb_ms: self.first_byte.map(millis),
             created_at: self.created_at,
-            segments: Vec::new(),
+            segments: fields.segments,
         });
     }
 }
@@ -431,6 +503,47 @@ mod tests {
         assert_eq!(queued.voice.as_deref(), Some("al\u{FFFD}loy\u{FFFD}\u{FFFD}[2J"));
         assert_eq!(queued.model.map(|m| m.chars().count()), Some(text::MAX_RECORD_CHARS));
         assert_eq!(sink.metrics.usage_queue_depth.get(), 1);
+    }
+
+    /// The same door for each provider call's line.
+    #[test]
+    fn the_sink_makes_segment_text_storable() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let sink = UsageSink { tx, metrics: Arc::new(Metrics::new()), capacity: 10 };
+        let segment = UsageSegment {
+            index: 1,
+            provider: "eleven\u{0}labs".into(),
+            model: "m".repeat(10_000),
+            voice: "al\u{0}loy\n\u{1b}[2J".into(),
+            characters: 7,
+            audio_ms: 900,
+            error_code: Some("upstream\u{0}".into()),
+        };
+        sink.record(UsageEvent {
+            request_id: "r1".into(),
+            key_id: None,
+            route: "/v1/audio/conversation".into(),
+            method: "POST".into(),
+            provider: None,
+            model: None,
+            voice: None,
+            characters: 7,
+            audio_ms: 900,
+            bytes_out: 0,
+            status: 200,
+            error_code: None,
+            latency_ms: 1,
+            ttfb_ms: None,
+            created_at: Utc::now(),
+            segments: vec![segment],
+        });
+        let queued = rx.try_recv().unwrap_or_else(|_| unreachable!("the event was queued"));
+        let [segment] = queued.segments.as_slice() else { unreachable!("one segment was queued") };
+        assert_eq!(segment.provider, "eleven\u{FFFD}labs");
+        assert_eq!(segment.model.chars().count(), text::MAX_RECORD_CHARS);
+        assert_eq!(segment.voice, "al\u{FFFD}loy\u{FFFD}\u{FFFD}[2J");
+        assert_eq!(segment.error_code.as_deref(), Some("upstream\u{FFFD}"));
+        assert_eq!((segment.index, segment.characters, segment.audio_ms), (1, 7, 900), "numbers pass unchanged");
     }
 
     #[test]

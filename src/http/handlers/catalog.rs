@@ -77,6 +77,7 @@ pub struct ModelEntry {
     supports_instructions: bool,
     streaming: bool,
     native_timestamps: bool,
+    /// This model voices a whole dialogue in one request (`strategy: native`).
     native_dialogue: bool,
     /// Formats the provider makes itself; every other format is converted by the gateway.
     native_formats: Vec<&'static str>,
@@ -115,7 +116,7 @@ pub async fn list_models(State(state): State<AppState>) -> Json<ModelList> {
                 supports_instructions: m.supports_instructions,
                 streaming: caps.streaming,
                 native_timestamps: caps.native_timestamps,
-                native_dialogue: caps.native_dialogue,
+                native_dialogue: caps.native_dialogue.as_ref().is_some_and(|d| d.models.contains(&m.id)),
                 native_formats: caps.formats.iter().map(|f| f.format.as_str()).collect(),
             })
         })

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod catalog;
+pub mod conversation;
 pub mod ops;
 pub mod speech;
 pub mod usage;

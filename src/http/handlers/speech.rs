@@ -17,14 +17,15 @@ use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 
 use crate::{
-    domain::{audio::AudioFormat, FieldError},
+    domain::{audio::AudioFormat, pronounce::Pronunciations, FieldError},
     http::{
         extract::{ApiJson, Caller},
         problem::{ApiError, Problem},
         AppState,
     },
     service::{
-        speech::{self, OutputRequest, SpeechInput},
+        speech::{self, SpeechInput},
+        synthesis::{OutputRequest, SegmentInput},
         usage::UsageDetails,
     },
 };
@@ -35,6 +36,14 @@ use crate::{
 pub enum VoiceField {
     Name(String),
     Object { id: String },
+}
+
+impl VoiceField {
+    pub fn into_id(self) -> String {
+        match self {
+            VoiceField::Name(name) | VoiceField::Object { id: name } => name,
+        }
+    }
 }
 
 /// `"mp3"`, or `{format, sampleRate, bitrate}` (bitrate in kbit/s).
@@ -93,6 +102,8 @@ pub struct SpeechBody {
     /// `sse`: `text/event-stream` of `speech.audio.delta` / `speech.audio.done` events.
     #[serde(rename = "stream_format")]
     stream_format: Option<StreamFormat>,
+    /// Whole words spoken differently, applied to the text before any provider sees it.
+    pronunciations: Option<Pronunciations>,
     /// Legacy Speechbase discriminator (`inline` / `voice`); accepted and ignored.
     #[serde(rename = "mode")]
     #[schema(ignore)]
@@ -115,57 +126,70 @@ impl SpeechBody {
                 (String::new(), "text")
             }
         };
-        let mut output = OutputRequest {
-            default_format: if openai { AudioFormat::Mp3 } else { AudioFormat::Wav },
-            ..OutputRequest::default()
-        };
-        let format = |name: &str, field: &str, problems: &mut Vec<FieldError>| {
-            let parsed = AudioFormat::parse(name);
-            if parsed.is_none() {
-                let known: Vec<_> = AudioFormat::ALL.iter().map(|f| f.as_str()).collect();
-                problems.push(FieldError::new(field, format!("unknown format {name:?}; one of {}", known.join(", "))));
-            }
-            parsed
-        };
-        match (self.output, self.response_format) {
+        let default_format = if openai { AudioFormat::Mp3 } else { AudioFormat::Wav };
+        let output = match (self.output, self.response_format) {
             (Some(_), Some(_)) => {
-                problems.push(FieldError::new("response_format", "give `output` or `response_format`, not both"))
-            }
-            (Some(OutputField::Format(name)), None) => output.format = format(&name, "output", &mut problems),
-            (Some(OutputField::Spec(spec)), None) => {
-                output.format = spec.format.and_then(|name| format(&name, "output", &mut problems));
-                output.sample_rate = spec.sample_rate;
-                output.bitrate_kbps = spec.bitrate;
+                problems.push(FieldError::new("response_format", "give `output` or `response_format`, not both"));
+                OutputRequest::default()
             }
             (None, Some(name)) => {
-                output.field = "response_format";
-                output.format = format(&name, "response_format", &mut problems);
+                let mut output = OutputRequest { default_format, field: "response_format", ..OutputRequest::default() };
+                output.format = parse_format(&name, "response_format", &mut problems);
+                output
             }
-            (None, None) => {}
-        }
+            (output, None) => read_output(output, default_format, &mut problems),
+        };
         if !problems.is_empty() {
             return Err(ApiError::Validation(problems));
         }
         let input = SpeechInput {
-            model: self.model,
-            voice: self.voice.map(|v| match v {
-                VoiceField::Name(name) => name,
-                VoiceField::Object { id } => id,
-            }),
-            voice_id: self.voice_id,
-            text,
-            text_field,
+            segment: SegmentInput {
+                model: self.model,
+                voice: self.voice.map(VoiceField::into_id),
+                voice_id: self.voice_id,
+                text,
+                text_field,
+                speed: self.speed,
+                instructions: self.instructions,
+                language: self.language,
+                seed: self.seed,
+                provider_options: self.provider_options.unwrap_or_default(),
+            },
             output,
-            speed: self.speed,
-            instructions: self.instructions,
-            language: self.language,
-            seed: self.seed,
             volume_dbfs: self.volume_dbfs,
-            provider_options: self.provider_options.unwrap_or_default(),
+            pronunciations: self.pronunciations.unwrap_or_default(),
             native_only: false,
         };
         Ok((input, self.stream_format == Some(StreamFormat::Sse)))
     }
+}
+
+/// The `output` field (absent, a format name, or a spec) as an output request.
+pub(super) fn read_output(
+    field: Option<OutputField>,
+    default_format: AudioFormat,
+    problems: &mut Vec<FieldError>,
+) -> OutputRequest {
+    let mut output = OutputRequest { default_format, ..OutputRequest::default() };
+    match field {
+        Some(OutputField::Format(name)) => output.format = parse_format(&name, "output", problems),
+        Some(OutputField::Spec(spec)) => {
+            output.format = spec.format.and_then(|name| parse_format(&name, "output", problems));
+            output.sample_rate = spec.sample_rate;
+            output.bitrate_kbps = spec.bitrate;
+        }
+        None => {}
+    }
+    output
+}
+
+fn parse_format(name: &str, field: &str, problems: &mut Vec<FieldError>) -> Option<AudioFormat> {
+    let parsed = AudioFormat::parse(name);
+    if parsed.is_none() {
+        let known: Vec<_> = AudioFormat::ALL.iter().map(|f| f.as_str()).collect();
+        problems.push(FieldError::new(field, format!("unknown format {name:?}; one of {}", known.join(", "))));
+    }
+    parsed
 }
 
 /// Synthesise one clip. Audio streams to the client as the provider produces it.
@@ -237,20 +261,33 @@ async fn speak(
     let output = speech::synthesize(prepared, details, &state.metrics).await?;
     let media_type = if sse { "text/event-stream" } else { output.output.format.media_type() };
     let body = if sse { Body::from_stream(sse_events(output.body)) } else { Body::from_stream(output.body) };
+    Ok(audio_response(
+        body,
+        media_type,
+        [
+            ("x-speech-provider", output.provider),
+            ("x-speech-model", output.model),
+            ("x-speech-characters", output.characters.to_string()),
+        ],
+    ))
+}
+
+/// A streamed audio answer: its media type, never cached, with the `x-speech-*` headers.
+pub(super) fn audio_response<const N: usize>(
+    body: Body,
+    media_type: &'static str,
+    speech_headers: [(&'static str, String); N],
+) -> Response {
     let mut response = body.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(media_type));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    for (name, value) in [
-        ("x-speech-provider", output.provider),
-        ("x-speech-model", output.model),
-        ("x-speech-characters", output.characters.to_string()),
-    ] {
+    for (name, value) in speech_headers {
         if let Ok(value) = HeaderValue::from_str(&value) {
             headers.insert(name, value);
         }
     }
-    Ok(response)
+    response
 }
 
 /// OpenAI's speech SSE: one `speech.audio.delta` per chunk, then `speech.audio.done`.

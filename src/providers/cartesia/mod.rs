@@ -43,7 +43,7 @@ impl Cartesia {
             ],
             streaming: true,
             native_timestamps: true,
-            native_dialogue: false,
+            native_dialogue: None,
             voices_listable: true,
             speed_range: Some((0.6, 1.5)),
             provider_options: vec![

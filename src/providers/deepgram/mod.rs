@@ -38,7 +38,7 @@ impl Deepgram {
             ],
             streaming: true,
             native_timestamps: false,
-            native_dialogue: false,
+            native_dialogue: None,
             voices_listable: true,
             speed_range: None,
             // Query parameters; `callback`, `model` and the format parameters are the adapter's.

@@ -52,7 +52,7 @@ impl ElevenLabs {
             ],
             streaming: true,
             native_timestamps: true,
-            native_dialogue: false,
+            native_dialogue: None,
             voices_listable: true,
             speed_range: Some((0.7, 1.2)),
             provider_options: vec![

@@ -111,7 +111,7 @@ impl Local {
             }],
             streaming: true,
             native_timestamps: true,
-            native_dialogue: false,
+            native_dialogue: None,
             voices_listable: true,
             speed_range: Some(speed::RANGE),
             provider_options: Vec::new(),

@@ -45,14 +45,17 @@ struct BodyState {
     events: EventStream,
     shaper: Shaper,
     details: UsageDetails,
+    segment: u32,
     upstream_done: bool,
     finished: bool,
 }
 
-pub(super) fn body(
+/// The body of one clip; its audio is counted in usage as segment `segment`.
+pub(crate) fn body(
     events: EventStream,
     plan: Plan,
     details: UsageDetails,
+    segment: u32,
 ) -> Result<BoxStream<'static, Result<Bytes, std::io::Error>>, ServiceError> {
     let shaper = match plan {
         Plan::PassThrough { output } => Shaper::Pass { duration: DurationCounter::new(output) },
@@ -65,7 +68,7 @@ pub(super) fn body(
             Shaper::Normalize { from, output, volume_dbfs, pcm: Vec::new() }
         }
     };
-    let state = BodyState { events, shaper, details, upstream_done: false, finished: false };
+    let state = BodyState { events, shaper, details, segment, upstream_done: false, finished: false };
     Ok(futures::stream::unfold(state, |mut state| async move {
         loop {
             if state.finished {
@@ -84,7 +87,7 @@ pub(super) fn body(
                 }
                 None => {
                     state.upstream_done = true;
-                    let tail = state.shaper.finish(&state.details);
+                    let tail = state.shaper.finish(&state.details, state.segment);
                     state.finished = matches!(state.shaper, Shaper::Done);
                     if let Err(err) = &tail {
                         tracing::error!(error = %err, "encoding the end of the clip failed");
@@ -133,21 +136,21 @@ impl Shaper {
 
     /// Called once the provider's audio has ended, until the shaper is `Done`: the last bytes
     /// of the clip, a step at a time.
-    fn finish(&mut self, details: &UsageDetails) -> Result<Bytes, audio::AudioError> {
+    fn finish(&mut self, details: &UsageDetails, segment: u32) -> Result<Bytes, audio::AudioError> {
         let out = match std::mem::replace(self, Shaper::Done) {
             Shaper::Done => Bytes::new(),
             Shaper::Pass { duration } => {
                 if let Some(ms) = duration.duration_ms() {
-                    details.add_audio_ms(ms);
+                    details.add_audio_ms(segment, ms);
                 }
                 Bytes::new()
             }
             Shaper::Transcode { mut transcoder, from, bytes } => {
-                details.add_audio_ms(audio::duration_ms((bytes / 2) as usize, from));
+                details.add_audio_ms(segment, audio::duration_ms((bytes / 2) as usize, from));
                 Bytes::from(transcoder.finish()?)
             }
             Shaper::Normalize { from, output, volume_dbfs, mut pcm } => {
-                details.add_audio_ms(audio::duration_ms(pcm.len() / 2, from));
+                details.add_audio_ms(segment, audio::duration_ms(pcm.len() / 2, from));
                 // An odd trailing byte is not a sample.
                 pcm.truncate(pcm.len() & !1);
                 audio::normalize_peak_le(&mut pcm, volume_dbfs);
@@ -184,7 +187,7 @@ mod tests {
         let output = AudioSpec { format: AudioFormat::Pcm, sample_rate: 24_000, bitrate_kbps: None };
         let plan = Plan::Normalize { from: 24_000, output, volume_dbfs: -6.0 };
         let details = UsageDetails::default();
-        let body = body(Box::pin(futures::stream::iter(chunks)), plan, details).unwrap();
+        let body = body(Box::pin(futures::stream::iter(chunks)), plan, details, 0).unwrap();
         let parts: Vec<Bytes> = body.map(|part| part.unwrap()).collect().await;
         assert!(parts.len() >= 3, "{} parts: sent a step at a time", parts.len());
         let sent: Vec<u8> = parts.concat();

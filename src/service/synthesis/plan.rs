@@ -10,7 +10,23 @@ use crate::{
     providers::Capabilities,
 };
 
-use super::OutputRequest;
+/// The output a client asked for; unset parts get defaults.
+#[derive(Debug, Clone)]
+pub struct OutputRequest {
+    pub format: Option<AudioFormat>,
+    pub sample_rate: Option<u32>,
+    pub bitrate_kbps: Option<u32>,
+    /// The format when none is given (`wav` for Speechbase bodies, `mp3` for OpenAI ones).
+    pub default_format: AudioFormat,
+    /// The field the output came in (`output` or `response_format`), for error paths.
+    pub field: &'static str,
+}
+
+impl Default for OutputRequest {
+    fn default() -> Self {
+        Self { format: None, sample_rate: None, bitrate_kbps: None, default_format: AudioFormat::Mp3, field: "output" }
+    }
+}
 
 /// How the requested output is made.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -81,6 +97,26 @@ pub fn plan(caps: &Capabilities, requested: &OutputRequest, volume_dbfs: Option<
     })
 }
 
+/// The output of audio the gateway makes itself from PCM (a conversation's mix): any encodable
+/// format, at the requested rate or 24 kHz (8 kHz for G.711), as the encoder really makes it.
+pub fn encoded_output(requested: &OutputRequest) -> Result<AudioSpec, FieldError> {
+    let field = requested.field;
+    let format = requested.format.unwrap_or(requested.default_format);
+    let default_rate = if matches!(format, AudioFormat::Ulaw | AudioFormat::Alaw) { 8_000 } else { 24_000 };
+    let sample_rate = requested.sample_rate.unwrap_or(default_rate);
+    if !(MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&sample_rate) {
+        return Err(FieldError::new(
+            field,
+            format!("sample rate {sample_rate} Hz is outside {MIN_SAMPLE_RATE}..={MAX_SAMPLE_RATE}"),
+        ));
+    }
+    if !format.encodable() {
+        return Err(FieldError::new(field, format!("the gateway cannot encode {}", format.as_str())));
+    }
+    audio::output_spec(AudioSpec { format, sample_rate, bitrate_kbps: requested.bitrate_kbps })
+        .map_err(|e| FieldError::new(field, e.to_string()))
+}
+
 fn prefer_24k(rates: &[u32]) -> Option<u32> {
     if rates.contains(&24_000) {
         Some(24_000)
@@ -90,7 +126,7 @@ fn prefer_24k(rates: &[u32]) -> Option<u32> {
 }
 
 /// The PCM rate to ask for: the target itself, else the lowest above it, else the highest.
-fn pick_source_rate(rates: &[u32], target: u32) -> Option<u32> {
+pub fn pick_source_rate(rates: &[u32], target: u32) -> Option<u32> {
     rates.iter().copied().filter(|r| *r >= target).min().or_else(|| rates.iter().copied().max())
 }
 
@@ -106,7 +142,7 @@ mod tests {
             formats,
             streaming: true,
             native_timestamps: false,
-            native_dialogue: false,
+            native_dialogue: None,
             voices_listable: false,
             speed_range: None,
             provider_options: Vec::new(),

@@ -1,0 +1,177 @@
+//! `POST /v1/audio/conversation`: Speechbase's conversation body (a superset of it) mapped onto
+//! the conversation service.
+
+use axum::{body::Body, extract::State, response::IntoResponse, response::Response, Extension, Json};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use super::speech::{audio_response, read_output, OutputField, VoiceField};
+use crate::{
+    domain::{audio::AudioFormat, pronounce::Pronunciations, FieldError},
+    http::{
+        extract::{ApiJson, Caller},
+        problem::{ApiError, Problem},
+        AppState,
+    },
+    service::{
+        conversation::{self, ConversationInput, ConversationOutput, SplitConversation, Strategy, TurnInput},
+        synthesis::SegmentInput,
+        usage::UsageDetails,
+    },
+};
+
+/// Turns voiced by any mix of providers, made into one file (or one clip per turn).
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConversationBody {
+    /// `provider/model` for every turn that names only a `voice`.
+    model: Option<String>,
+    turns: Vec<TurnBody>,
+    /// Silence between turns, 0 to 5000 ms (default 300).
+    gap_ms: Option<u32>,
+    /// Peak of the whole file, -60 to 0 dBFS. Turns are first matched to each other in
+    /// loudness (EBU R128); without it they are only kept from clipping.
+    volume_dbfs: Option<f32>,
+    /// Default `wav`; any format and rate (the mix is encoded once).
+    output: Option<OutputField>,
+    /// `true`: JSON with one clip per turn instead of one file.
+    split: Option<bool>,
+    /// `stitch` (default), `native` (one dialogue request, for a provider that has them) or
+    /// `auto`.
+    strategy: Option<Strategy>,
+    /// Default `speed` of every turn.
+    speed: Option<f32>,
+    /// Default `language` of every turn.
+    language: Option<String>,
+    /// Default `providerOptions` of every turn (a turn's own members win).
+    provider_options: Option<Map<String, Value>>,
+    /// Whole words spoken differently, in every turn.
+    pronunciations: Option<Pronunciations>,
+    /// Speechbase's SDK sends `"conversation"`; accepted and ignored.
+    #[serde(rename = "mode")]
+    #[schema(ignore)]
+    _mode: Option<serde::de::IgnoredAny>,
+}
+
+/// One turn: `voice` (under the top-level `model`), `model` + `voice`, or a saved `voiceId`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TurnBody {
+    model: Option<String>,
+    voice: Option<VoiceField>,
+    voice_id: Option<String>,
+    text: String,
+    speed: Option<f32>,
+    language: Option<String>,
+    instructions: Option<String>,
+    provider_options: Option<Map<String, Value>>,
+    /// Silence before this turn instead of `gapMs`, 0 to 5000 ms.
+    pause_before_ms: Option<u32>,
+    /// Legacy Speechbase discriminator (`inline` / `voice`); accepted and ignored.
+    #[serde(rename = "mode")]
+    #[schema(ignore)]
+    _mode: Option<serde::de::IgnoredAny>,
+}
+
+impl ConversationBody {
+    fn into_input(self) -> Result<ConversationInput, ApiError> {
+        let mut problems = Vec::new();
+        let output = read_output(self.output, AudioFormat::Wav, &mut problems);
+        let defaults = self.provider_options.unwrap_or_default();
+        let turns = self
+            .turns
+            .into_iter()
+            .enumerate()
+            .map(|(i, turn)| {
+                let inline = turn.voice_id.is_none();
+                let model = match (turn.model, &self.model) {
+                    (Some(own), Some(top)) if inline && own != *top => {
+                        let message = format!("{own:?} conflicts with the top-level model {top:?}; give one");
+                        problems.push(FieldError::new("model", message).within("turns", i));
+                        None
+                    }
+                    (Some(own), _) => Some(own),
+                    (None, top) if inline => top.clone(),
+                    (None, _) => None,
+                };
+                let mut provider_options = defaults.clone();
+                provider_options.extend(turn.provider_options.unwrap_or_default());
+                TurnInput {
+                    segment: SegmentInput {
+                        model,
+                        voice: turn.voice.map(VoiceField::into_id),
+                        voice_id: turn.voice_id,
+                        text: turn.text,
+                        text_field: "text",
+                        speed: turn.speed.or(self.speed),
+                        instructions: turn.instructions,
+                        language: turn.language.or_else(|| self.language.clone()),
+                        seed: None,
+                        provider_options,
+                    },
+                    pause_before_ms: turn.pause_before_ms,
+                }
+            })
+            .collect();
+        if !problems.is_empty() {
+            return Err(ApiError::Validation(problems));
+        }
+        Ok(ConversationInput {
+            turns,
+            gap_ms: self.gap_ms,
+            volume_dbfs: self.volume_dbfs,
+            output,
+            split: self.split.unwrap_or(false),
+            strategy: self.strategy.unwrap_or_default(),
+            pronunciations: self.pronunciations.unwrap_or_default(),
+        })
+    }
+}
+
+/// Voice a conversation. Turns run concurrently on their providers; the file starts streaming
+/// as soon as turn 0 is ready.
+#[utoipa::path(
+    post,
+    path = "/v1/audio/conversation",
+    tag = "speech",
+    request_body = ConversationBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "`split: false`: the mixed file in the requested format, streamed (headers `x-speech-strategy`, `x-speech-turns`, `x-speech-characters`). `split: true`: JSON with one clip per turn.",
+            content(
+                (Vec<u8> = "application/octet-stream"),
+                (SplitConversation = "application/json")
+            )),
+        (status = 400, description = "Malformed JSON, or an invalid field (`validation` names it, e.g. `turns[2].voice`)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid, expired or revoked credential", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown model or `voice_not_found`, with the turn's `turn_index`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited, by the gateway or a turn's provider (`turn_index`)", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "A turn's provider refused the gateway's credential or broke off (`turn_index`, `provider`, `upstream_status`, `upstream_code`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A turn's provider is unavailable (`turn_index`, `provider`, `upstream_status`, `upstream_code`)", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "A turn's provider did not answer in time (`turn_index`)", body = Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn create_conversation(
+    State(state): State<AppState>,
+    Caller(key): Caller,
+    Extension(details): Extension<UsageDetails>,
+    ApiJson(body): ApiJson<ConversationBody>,
+) -> Result<Response, ApiError> {
+    let input = body.into_input()?;
+    let turns = input.turns.len();
+    let limits = &state.conversation;
+    let prepared = conversation::prepare(&state.registry, state.store.as_ref(), &key.id, input, limits).await?;
+    Ok(match conversation::start(prepared, &details, &state.metrics, limits).await? {
+        ConversationOutput::Split(split) => Json(split).into_response(),
+        ConversationOutput::Audio { output, strategy, characters, body } => audio_response(
+            Body::from_stream(body),
+            output.format.media_type(),
+            [
+                ("x-speech-strategy", strategy.as_str().to_owned()),
+                ("x-speech-turns", turns.to_string()),
+                ("x-speech-characters", characters.to_string()),
+            ],
+        ),
+    })
+}

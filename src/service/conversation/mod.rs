@@ -1,0 +1,334 @@
+//! A conversation: many turns, each with its own voice and possibly its own provider, made into
+//! one file (or one segment per turn). Every turn runs through the synthesis pipeline
+//! (`service::synthesis`): resolve, plan (PCM at the mix's rate, or the nearest the provider
+//! makes), events, and here the shape:
+//!
+//! - **stitch** (default): turns are synthesised concurrently, a bounded number ahead of the one
+//!   being sent, each collected whole, resampled to the mix's rate, levelled against the turns
+//!   before it (EBU R128 loudness, then a peak ceiling), faded at its edges and joined with exact
+//!   digital silence. The file is encoded once and starts streaming as soon as turn 0 is ready.
+//! - **native**: one dialogue request to a provider that voices dialogues itself (ElevenLabs
+//!   text-to-dialogue), when every turn is on that provider and its dialogue model.
+//!   `auto` uses it when it can honour the request, else stitches.
+
+mod mix;
+mod turns;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{
+    synthesis::{self, call, OutputRequest, Plan, SegmentInput, Target},
+    usage::UsageDetails,
+    ServiceError,
+};
+use crate::{
+    config::ConversationConfig,
+    domain::{
+        audio::{AudioFormat, AudioSpec},
+        pronounce::Pronunciations,
+        FieldError,
+    },
+    metrics::Metrics,
+    providers::{DialogueRequest, Registry},
+    store::Store,
+};
+
+/// Silence between turns when the request does not say.
+pub const DEFAULT_GAP_MS: u32 = 300;
+/// Longest silence between two turns.
+pub const MAX_GAP_MS: u32 = 5_000;
+
+/// How the turns are voiced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// Each turn on its own, mixed by the gateway.
+    #[default]
+    Stitch,
+    /// One dialogue request to a provider that voices dialogues itself; refused when impossible.
+    Native,
+    /// Native when every turn allows it, else stitch.
+    Auto,
+}
+
+impl Strategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Stitch => "stitch",
+            Strategy::Native => "native",
+            Strategy::Auto => "auto",
+        }
+    }
+}
+
+/// A conversation request after the HTTP body has been read.
+#[derive(Debug, Clone, Default)]
+pub struct ConversationInput {
+    pub turns: Vec<TurnInput>,
+    pub gap_ms: Option<u32>,
+    pub volume_dbfs: Option<f32>,
+    pub output: OutputRequest,
+    pub split: bool,
+    pub strategy: Strategy,
+    pub pronunciations: Pronunciations,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TurnInput {
+    /// The turn's voice, text and options, with the request's defaults (`model`, `speed`,
+    /// `providerOptions`...) already applied.
+    pub segment: SegmentInput,
+    /// Silence before this turn instead of `gapMs`.
+    pub pause_before_ms: Option<u32>,
+}
+
+/// Everything resolved and checked; nothing has been sent upstream yet.
+pub struct Prepared {
+    turns: Vec<Target>,
+    /// Silence before each turn, in ms (0 before the first).
+    pauses: Vec<u32>,
+    output: AudioSpec,
+    volume_dbfs: Option<f32>,
+    voicing: Voicing,
+}
+
+enum Voicing {
+    /// Each turn asks its provider for PCM at this rate.
+    Stitch { sources: Vec<u32>, split: bool },
+    /// One dialogue request for PCM at `from`.
+    Native { from: u32 },
+}
+
+/// Validates and resolves every turn. Fails before any provider is called; field problems of
+/// all turns are reported together, at `turns[i].<field>`.
+pub async fn prepare(
+    registry: &Registry,
+    store: &dyn Store,
+    owner: &str,
+    input: ConversationInput,
+    limits: &ConversationConfig,
+) -> Result<Prepared, ServiceError> {
+    let mut problems = input.pronunciations.check();
+    problems.extend(synthesis::check_volume(input.volume_dbfs));
+    if input.turns.is_empty() {
+        problems.push(FieldError::new("turns", "must hold at least one turn"));
+    } else if input.turns.len() > limits.max_turns {
+        problems.push(FieldError::new("turns", format!("at most {} turns", limits.max_turns)));
+    }
+    let characters: usize = input.turns.iter().map(|t| t.segment.text.chars().count()).sum();
+    if characters > limits.max_characters {
+        problems.push(FieldError::new(
+            "turns",
+            format!(
+                "the turns hold {characters} characters; a conversation may hold at most {}",
+                limits.max_characters
+            ),
+        ));
+    }
+    if input.gap_ms.is_some_and(|gap| gap > MAX_GAP_MS) {
+        problems.push(FieldError::new("gapMs", format!("must be 0 to {MAX_GAP_MS}")));
+    }
+    for (i, turn) in input.turns.iter().enumerate() {
+        if turn.pause_before_ms.is_some_and(|pause| pause > MAX_GAP_MS) {
+            problems.push(FieldError::new("pauseBeforeMs", format!("must be 0 to {MAX_GAP_MS}")).within("turns", i));
+        }
+    }
+    let output = synthesis::encoded_output(&input.output).map_err(|problem| problems.push(problem)).ok();
+    let (Some(output), true) = (output, problems.is_empty()) else {
+        return Err(ServiceError::Validation(problems));
+    };
+
+    let explicit_pauses = input.gap_ms.is_some() || input.turns.iter().any(|t| t.pause_before_ms.is_some());
+    let gap = input.gap_ms.unwrap_or(DEFAULT_GAP_MS);
+    let pauses: Vec<u32> = input
+        .turns
+        .iter()
+        .enumerate()
+        .map(|(i, t)| if i == 0 { 0 } else { t.pause_before_ms.unwrap_or(gap) })
+        .collect();
+    let unshaped: Vec<bool> = input
+        .turns
+        .iter()
+        .map(|t| t.segment.speed.is_none() && t.segment.instructions.is_none() && t.segment.provider_options.is_empty())
+        .collect();
+
+    let mut turns = Vec::with_capacity(input.turns.len());
+    for (i, turn) in input.turns.into_iter().enumerate() {
+        match synthesis::resolve(registry, store, owner, turn.segment, &input.pronunciations).await {
+            Ok(target) => turns.push(target),
+            Err(ServiceError::Validation(found)) => problems.extend(found.into_iter().map(|p| p.within("turns", i))),
+            Err(ServiceError::VoiceNotFound(field)) => {
+                return Err(ServiceError::in_turn(i, ServiceError::VoiceNotFound(field.within("turns", i))))
+            }
+            Err(other) => return Err(ServiceError::in_turn(i, other)),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ServiceError::Validation(problems));
+    }
+
+    let voicing = match (input.strategy, native_dialogue(&turns, &unshaped, output.sample_rate, input.split)) {
+        (Strategy::Native, Err(reason)) => {
+            return Err(ServiceError::Validation(vec![FieldError::new("strategy", reason)]));
+        }
+        (Strategy::Native, Ok(from)) => Voicing::Native { from },
+        (Strategy::Auto, Ok(from)) if !explicit_pauses => Voicing::Native { from },
+        _ => {
+            let mut sources = Vec::with_capacity(turns.len());
+            for (i, target) in turns.iter().enumerate() {
+                match synthesis::pick_source_rate(&target.capabilities().rates(AudioFormat::Pcm), output.sample_rate) {
+                    Some(rate) => sources.push(rate),
+                    None => problems.push(
+                        FieldError::new("model", "this provider makes no PCM the gateway can mix").within("turns", i),
+                    ),
+                }
+            }
+            if !problems.is_empty() {
+                return Err(ServiceError::Validation(problems));
+            }
+            Voicing::Stitch { sources, split: input.split }
+        }
+    };
+    Ok(Prepared { turns, pauses, output, volume_dbfs: input.volume_dbfs, voicing })
+}
+
+/// Whether one native dialogue request can voice every turn as asked; the PCM rate to ask for,
+/// or why not.
+fn native_dialogue(turns: &[Target], unshaped: &[bool], rate: u32, split: bool) -> Result<u32, String> {
+    let first = turns.first().ok_or("there are no turns")?;
+    let caps = first.capabilities();
+    let support =
+        caps.native_dialogue.as_ref().ok_or_else(|| format!("{} voices no native dialogue", first.provider_id()))?;
+    if split {
+        return Err("a native dialogue is one clip; it cannot be split into turns".to_owned());
+    }
+    if turns.iter().any(|t| t.provider_id() != first.provider_id() || t.resolved.model.id != first.resolved.model.id) {
+        return Err("every turn must be on one provider and model for a native dialogue".to_owned());
+    }
+    if !support.models.contains(&first.resolved.model.id) {
+        return Err(format!(
+            "{}/{} voices no dialogue; its dialogue models are {}",
+            first.provider_id(),
+            first.resolved.model.id,
+            support.models.join(", ")
+        ));
+    }
+    if unshaped.iter().any(|u| !u) {
+        return Err("a native dialogue takes no per-turn speed, instructions or providerOptions".to_owned());
+    }
+    if turns.iter().any(|t| t.language != first.language) {
+        return Err("a native dialogue has one language".to_owned());
+    }
+    let mut voices: Vec<&str> = turns.iter().map(|t| t.voice.as_str()).collect();
+    voices.sort_unstable();
+    voices.dedup();
+    if voices.len() > support.max_voices {
+        return Err(format!("a native dialogue takes at most {} voices", support.max_voices));
+    }
+    let characters: usize = turns.iter().map(Target::characters).sum();
+    if characters > support.max_characters {
+        return Err(format!("a native dialogue takes at most {} characters", support.max_characters));
+    }
+    synthesis::pick_source_rate(&caps.rates(AudioFormat::Pcm), rate)
+        .ok_or_else(|| "the provider makes no PCM for its dialogue".to_owned())
+}
+
+/// The answer: one audio body, or the turns as separate clips.
+pub enum ConversationOutput {
+    Audio {
+        output: AudioSpec,
+        strategy: Strategy,
+        characters: usize,
+        body: BoxStream<'static, Result<Bytes, std::io::Error>>,
+    },
+    Split(SplitConversation),
+}
+
+/// `split: true`: one clip per turn, each in the requested format.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SplitConversation {
+    pub audio_segments: Vec<AudioSegment>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AudioSegment {
+    /// The clip, base64.
+    pub audio: String,
+    pub media_type: String,
+    pub duration_ms: u64,
+    pub turn_index: usize,
+}
+
+/// Starts the providers and waits for what the answer's head needs: turn 0 (or, before it, the
+/// first failure of any turn) for a streamed file; every turn for segments; the first audio
+/// for a native dialogue.
+pub async fn start(
+    prepared: Prepared,
+    details: &UsageDetails,
+    metrics: &Arc<Metrics>,
+    limits: &ConversationConfig,
+) -> Result<ConversationOutput, ServiceError> {
+    let Prepared { turns, pauses, output, volume_dbfs, voicing } = prepared;
+    let characters = turns.iter().map(Target::characters).sum();
+    match voicing {
+        Voicing::Native { from } => {
+            let first = &turns[0];
+            let mut voices: Vec<&str> = Vec::new();
+            for t in &turns {
+                if !voices.contains(&t.voice.as_str()) {
+                    voices.push(&t.voice);
+                }
+            }
+            let voices = voices.join(",");
+            let request = DialogueRequest {
+                model: first.resolved.model.id.clone(),
+                lines: turns.iter().map(|t| (t.voice.clone(), t.text.clone())).collect(),
+                output: AudioSpec::pcm(from),
+                language: first.language.clone(),
+                seed: first.seed,
+            };
+            let segment = call::Segment {
+                index: 0,
+                provider: first.provider_id(),
+                model: &first.resolved.model.id,
+                voice: &voices,
+                characters,
+            };
+            let events = call::start(segment, details, metrics, first.resolved.provider.dialogue(request))
+                .await
+                .map_err(|e| ServiceError::in_turn(0, e.into()))?;
+            let plan = match volume_dbfs {
+                Some(volume_dbfs) => Plan::Normalize { from, output, volume_dbfs },
+                None => Plan::Transcode { from, output },
+            };
+            let body = super::speech::body(events, plan, details.clone(), 0)?;
+            Ok(ConversationOutput::Audio { output, strategy: Strategy::Native, characters, body })
+        }
+        Voicing::Stitch { sources, split } => {
+            let jobs = turns.into_iter().zip(sources).enumerate().map(|(index, (target, from))| turns::Job {
+                index,
+                target,
+                from,
+                rate: output.sample_rate,
+                details: details.clone(),
+                metrics: metrics.clone(),
+            });
+            let mut runner = turns::Turns::new(jobs.collect(), limits.concurrency);
+            let mixer = mix::Mixer::new(output, volume_dbfs)?;
+            if split {
+                let split = mixer.split(&mut runner).await?;
+                return Ok(ConversationOutput::Split(split));
+            }
+            let body = mixer.stream(runner, pauses, details.clone()).await?;
+            Ok(ConversationOutput::Audio { output, strategy: Strategy::Stitch, characters, body })
+        }
+    }
+}
