@@ -1,5 +1,6 @@
 //! ElevenLabs: `/v1/text-to-speech/{voice}/stream` for audio, `/stream/with-timestamps` when
-//! word timings are wanted (character alignment, folded into words here), `/v1/voices` for the
+//! word timings are wanted (character alignment, folded into words here),
+//! `/v1/text-to-dialogue/stream` for a whole dialogue in one request, `/v1/voices` for the
 //! catalogue. Auth is the `xi-api-key` header; the format is the `output_format` query.
 
 mod wire;
@@ -12,8 +13,8 @@ use secrecy::SecretString;
 
 use super::{
     http::{self, Api, Expect, Transport},
-    Capabilities, EventStream, ModelInfo, NativeFormat, OptionKind, PassableOption, ProviderError, ProviderVoice,
-    SpeechProvider, SynthesisEvent, SynthesisRequest, WordTiming,
+    Capabilities, DialogueRequest, DialogueSupport, EventStream, ModelInfo, NativeFormat, OptionKind, PassableOption,
+    ProviderError, ProviderVoice, SpeechProvider, SynthesisEvent, SynthesisRequest, WordTiming,
 };
 use crate::domain::audio::AudioFormat;
 
@@ -52,7 +53,12 @@ impl ElevenLabs {
             ],
             streaming: true,
             native_timestamps: true,
-            native_dialogue: None,
+            native_dialogue: Some(DialogueSupport {
+                models: vec!["eleven_v3".to_owned()],
+                max_voices: 10,
+                // Longer dialogues may end early in a stream or be refused (the vendor's advice).
+                max_characters: 2_000,
+            }),
             voices_listable: true,
             speed_range: Some((0.7, 1.2)),
             provider_options: vec![
@@ -110,6 +116,25 @@ impl SpeechProvider for ElevenLabs {
         } else {
             self.api.stream(response, Expect::Audio)?
         })
+    }
+
+    async fn dialogue(&self, request: DialogueRequest) -> Result<EventStream, ProviderError> {
+        let output_format =
+            wire::output_format(request.output).ok_or_else(|| self.api.unsupported(request.output.format))?;
+        let body = wire::DialogueBody {
+            inputs: request.lines.iter().map(|(voice, text)| wire::DialogueInput { text, voice_id: voice }).collect(),
+            model_id: &request.model,
+            language_code: request.language.as_deref(),
+            seed: request.seed,
+        };
+        let builder = self
+            .api
+            .post("/v1/text-to-dialogue/stream")
+            .query(&[("output_format", output_format.as_str())])
+            .header("xi-api-key", self.api.key().unwrap_or_default())
+            .json(&body);
+        let response = self.api.send(builder, http::parse_detail_error).await?;
+        self.api.stream(response, Expect::Audio)
     }
 
     async fn voices(&self) -> Result<Vec<ProviderVoice>, ProviderError> {

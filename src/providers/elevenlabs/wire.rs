@@ -17,6 +17,23 @@ pub struct SpeechBody<'a> {
     pub voice_settings: Option<Map<String, Value>>,
 }
 
+/// `POST /v1/text-to-dialogue/stream`: lines in order, each with its voice.
+#[derive(Serialize)]
+pub struct DialogueBody<'a> {
+    pub inputs: Vec<DialogueInput<'a>>,
+    pub model_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub language_code: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+}
+
+#[derive(Serialize)]
+pub struct DialogueInput<'a> {
+    pub text: &'a str,
+    pub voice_id: &'a str,
+}
+
 /// `output_format`: `<codec>_<rate>[_<kbps>]`, for the combinations ElevenLabs streams.
 pub fn output_format(spec: AudioSpec) -> Option<String> {
     let rate = spec.sample_rate;

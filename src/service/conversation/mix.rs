@@ -19,6 +19,8 @@ use crate::{
 const FADE_MS: u32 = 4;
 /// Samples encoded per step while a turn is sent (bounds the encoder's output buffer).
 const STEP: usize = 32 * 1024;
+/// Most audio a split answer may hold, in seconds: its clips are held and sent at once.
+const MAX_SPLIT_SECS: usize = 40 * 60;
 /// Limiting deeper than this is worth a warning on the segments.
 const WARN_LIMITED_DB: f64 = 1.0;
 
@@ -56,8 +58,17 @@ impl Mixer {
     /// Every turn as its own clip. Waits for all of them; the first failure ends it.
     pub async fn split(mut self, turns: &mut Turns) -> Result<SplitConversation, ServiceError> {
         let mut clips = Vec::new();
+        let mut total = 0;
+        let max = usize::try_from(self.output.sample_rate).unwrap_or(usize::MAX).saturating_mul(MAX_SPLIT_SECS);
         while let Some(clip) = turns.next(true).await {
-            clips.push(clip?);
+            let clip = clip?;
+            total += clip.samples.len();
+            if total > max {
+                let message =
+                    format!("a split answer holds at most {} minutes of audio; ask for one file", MAX_SPLIT_SECS / 60);
+                return Err(ServiceError::Validation(vec![crate::domain::FieldError::new("split", message)]));
+            }
+            clips.push(clip);
         }
         // Encoding every turn takes a while: off the async workers.
         tokio::task::spawn_blocking(move || {

@@ -24,8 +24,9 @@ use crate::{
     },
 };
 
-/// Most PCM one turn may bring: 10 minutes at 48 kHz.
-const MAX_TURN_BYTES: usize = 48_000 * 2 * 600;
+/// Most audio one turn may bring, in seconds at its own rate (far beyond what any provider
+/// makes of the longest text a model takes).
+const MAX_TURN_SECS: usize = 600;
 
 /// One turn to voice: asks `target` for PCM at `from` and resamples it to `rate`.
 pub struct Job {
@@ -157,12 +158,13 @@ async fn voice(job: Job) -> Outcome {
     let request = target.resolved.provider.synthesize(target.request(AudioSpec::pcm(from)));
     let mut events =
         call::start(segment, &details, &metrics, request).await.map_err(|e| ServiceError::in_turn(index, e.into()))?;
+    let max_bytes = usize::try_from(from).unwrap_or(usize::MAX).saturating_mul(2 * MAX_TURN_SECS);
     let mut pcm = Vec::new();
     while let Some(event) = events.next().await {
         match event.map_err(fail)? {
             SynthesisEvent::Audio(bytes) => {
-                if pcm.len() + bytes.len() > MAX_TURN_BYTES {
-                    let detail = format!("a turn may bring at most {} MiB of audio", MAX_TURN_BYTES >> 20);
+                if pcm.len() + bytes.len() > max_bytes {
+                    let detail = format!("a turn may bring at most {} minutes of audio", MAX_TURN_SECS / 60);
                     return Err(fail(ProviderError::Invalid { provider: target.provider_id().to_owned(), detail }));
                 }
                 pcm.extend_from_slice(&bytes);
