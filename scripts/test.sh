@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh Debian machine with Rust: installs what the tests need
 # (PostgreSQL server, Chromium for the offline /docs check, ffmpeg as the reference decoder, the
-# official OpenAI Python SDK in a virtualenv), starts a throwaway PostgreSQL cluster on a free
-# loopback port, runs every test against it and SQLite, and stops it again.
+# official OpenAI Python SDK in a virtualenv, the official Speechbase Node SDK from npm), starts a
+# throwaway PostgreSQL cluster on a free loopback port, runs every test against it and SQLite,
+# and stops it again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,7 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v ffmpeg >/dev/null || missing+=(ffmpeg)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+{ command -v node && command -v npm; } >/dev/null || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   as_root apt-get update -qq
@@ -49,6 +51,20 @@ if ! "$sdk_venv/bin/python" -c 'import openai; assert openai.__version__ == "3.5
   "$sdk_venv/bin/pip" install --quiet --disable-pip-version-check openai==3.54.0
 fi
 export SPEECHGATE_TEST_PYTHON="$PWD/$sdk_venv/bin/python"
+
+# The official Speechbase SDK (Node.js), pinned by tests/sdk/speechbase/package-lock.json.
+# Verified on Node 20; its dependency p-retry declares >=22 but runs on 20 (npm only warns).
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$node_major" -lt 20 ]; then
+  echo "the Speechbase SDK test needs Node.js 20 or later; found $(node --version)" >&2
+  exit 1
+fi
+sb_sdk=tests/sdk/speechbase
+if ! cmp -s "$sb_sdk/package-lock.json" "$sb_sdk/node_modules/.speechgate-installed"; then
+  (cd "$sb_sdk" && npm ci --no-audit --no-fund --loglevel=error)
+  cp "$sb_sdk/package-lock.json" "$sb_sdk/node_modules/.speechgate-installed"
+fi
+export SPEECHGATE_TEST_SPEECHBASE_SDK="$PWD/$sb_sdk"
 
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --lib --bins --tests --no-fail-fast
