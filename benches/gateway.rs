@@ -17,8 +17,9 @@
     reason = "a benchmark program: it reports on stdout and stops on any failure"
 )]
 
+mod support;
+
 use std::{
-    process::{Child, Command, Stdio},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -92,63 +93,19 @@ async fn fake_provider(release: Arc<Notify>) -> String {
     format!("http://{addr}")
 }
 
-struct Gateway {
-    child: Child,
-    base: String,
-    key: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_gateway(provider: &str) -> Gateway {
-    let bin = env!("CARGO_BIN_EXE_speechgate");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
-    let config = dir.path().join("speechgate.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n[database]\nurl = \"sqlite://{}/bench.db\"\n[log]\nfilter = \"error\"\n\
-             [auth]\nmax_concurrent_per_key = {}\n\
-             [providers.local]\nenabled = false\n\
-             [providers.compatible.fast]\nbase_url = \"{provider}/fast/v1\"\nmodels = [\"m\"]\n\
-             [providers.compatible.slow]\nbase_url = \"{provider}/slow/v1\"\nmodels = [\"m\"]\n",
-            dir.path().display(),
-            STREAMS + 8
-        ),
-    )
-    .expect("config");
-    let created = Command::new(bin)
-        .args(["--config", &config.display().to_string(), "keys", "create", "--name", "bench", "--json"])
-        .env_clear()
-        .output()
-        .expect("keys create");
-    let created: serde_json::Value = serde_json::from_slice(&created.stdout).expect("key json");
-    let child = Command::new(bin)
-        .args(["--config", &config.display().to_string(), "serve"])
-        .env_clear()
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("gateway");
-    Gateway {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-        key: created["key"].as_str().expect("key").to_owned(),
-        _dir: dir,
-    }
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let release = Arc::new(Notify::new());
     let provider = fake_provider(release.clone()).await;
-    let gateway = start_gateway(&provider);
+    let gateway = support::start_gateway(
+        &format!(
+            "[auth]\nmax_concurrent_per_key = {}\n\
+             [providers.compatible.fast]\nbase_url = \"{provider}/fast/v1\"\nmodels = [\"m\"]\n\
+             [providers.compatible.slow]\nbase_url = \"{provider}/slow/v1\"\nmodels = [\"m\"]\n",
+            STREAMS + 8
+        ),
+        None,
+    );
     let client = reqwest::Client::builder().pool_max_idle_per_host(STREAMS + 8).build().expect("client");
     for _ in 0..100 {
         if client.get(format!("{}/healthz", gateway.base)).send().await.is_ok() {

@@ -9,35 +9,14 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+mod support;
+
 use speechgate::audio::{AudioError, AudioFormat, AudioSpec, PcmTranscoder, Resampler};
 
 const INPUT_RATE: u32 = 24_000;
 const SECONDS: u32 = 60;
 const CHUNK_BYTES: usize = 4096;
 const RUNS: usize = 9;
-
-/// Voiced harmonics on a gliding 90–220 Hz pitch with a syllable-rate envelope, and bursts of noise
-/// standing in for fricatives: enough structure that the codecs do realistic work.
-fn speech_like(rate: u32, seconds: u32) -> Vec<i16> {
-    let len = (rate * seconds) as usize;
-    let mut phase = 0.0f64;
-    let mut noise = 0x9E37_79B9u32;
-    (0..len)
-        .map(|i| {
-            let t = i as f64 / f64::from(rate);
-            let pitch = 155.0 + 65.0 * (t * 0.7).sin();
-            phase += std::f64::consts::TAU * pitch / f64::from(rate);
-            let voiced: f64 = (1..=12).map(|h| (phase * f64::from(h)).sin() / f64::from(h)).sum();
-            let syllable = (t * 4.0 * std::f64::consts::PI).sin().abs();
-            noise ^= noise << 13;
-            noise ^= noise >> 17;
-            noise ^= noise << 5;
-            let hiss = f64::from(noise) / f64::from(u32::MAX) - 0.5;
-            let fricative = if (t * 1.3).fract() > 0.8 { hiss * 0.6 } else { 0.0 };
-            (8000.0 * (voiced * syllable * 0.6 + fricative)).round() as i16
-        })
-        .collect()
-}
 
 /// One benchmark case: runs the work once and returns the output size.
 type Case<'a> = Box<dyn FnMut() -> Result<usize, AudioError> + 'a>;
@@ -77,7 +56,7 @@ fn measure(mut case: impl FnMut() -> Result<usize, AudioError>) -> Result<(Vec<D
 }
 
 fn main() -> Result<(), AudioError> {
-    let samples = speech_like(INPUT_RATE, SECONDS);
+    let samples = support::speech_like(INPUT_RATE, SECONDS);
     let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
     let spec = |format, sample_rate, bitrate_kbps| AudioSpec { format, sample_rate, bitrate_kbps };
     let cases: Vec<(&str, Case<'_>)> = vec![
