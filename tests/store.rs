@@ -108,7 +108,7 @@ async fn usage_is_written_summed_and_paged(db: Db) {
         from: day1 - Duration::days(1),
         to: day2 + Duration::days(1),
     };
-    let buckets = store.usage_summary(&filter).await.unwrap();
+    let buckets = store.usage_summary(&filter).await.unwrap().buckets;
     let rows: Vec<_> =
         buckets.iter().map(|b| (b.day.to_string(), b.model.clone().unwrap(), b.requests, b.errors)).collect();
     assert_eq!(
@@ -120,10 +120,10 @@ async fn usage_is_written_summed_and_paged(db: Db) {
     assert_eq!(buckets[0].bytes_out, 4096);
 
     let everyone = UsageFilter { key_id: None, ..filter.clone() };
-    let total: i64 = store.usage_summary(&everyone).await.unwrap().iter().map(|b| b.requests).sum();
+    let total: i64 = store.usage_summary(&everyone).await.unwrap().totals.requests;
     assert_eq!(total, 6);
     let only_day2 = UsageFilter { from: day2, ..everyone };
-    let total: i64 = store.usage_summary(&only_day2).await.unwrap().iter().map(|b| b.requests).sum();
+    let total: i64 = store.usage_summary(&only_day2).await.unwrap().totals.requests;
     assert_eq!(total, 4, "from is inclusive");
 
     let page = store.list_usage(Some("aaaaaaaaaaaa"), LogPage { before: None, limit: 2 }).await.unwrap();
@@ -214,8 +214,9 @@ async fn usage_segments_are_stored_listed_and_summed(db: Db) {
         from: day1 - Duration::days(1),
         to: day2 + Duration::days(1),
     };
-    let buckets = store.usage_summary(&filter).await.unwrap();
-    let rows: Vec<_> = buckets
+    let report = store.usage_summary(&filter).await.unwrap();
+    let rows: Vec<_> = report
+        .buckets
         .iter()
         .map(|b| {
             let (provider, model) = (b.provider.as_deref().unwrap(), b.model.as_deref().unwrap());
@@ -233,6 +234,10 @@ async fn usage_segments_are_stored_listed_and_summed(db: Db) {
             (day(day2), "openai", "tts-1", 1, 1, 11, 1500, 9000),
         ]
     );
+    // The totals count each request once, though c1 appears under two providers; a request is an
+    // error there by its own status (c1 answered 200 although one of its calls failed).
+    assert_eq!((report.totals.requests, report.totals.errors), (3, 1));
+    assert_eq!(report.totals.bytes_out, 9000 + 2048 + 9000);
 }
 
 /// An event and its lines are written together or not at all, so a refused line sets the whole

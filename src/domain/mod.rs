@@ -233,16 +233,3 @@ pub struct UsageReport {
     pub totals: UsageTotals,
     pub buckets: Vec<UsageBucket>,
 }
-
-impl UsageReport {
-    pub fn new(filter: &UsageFilter, buckets: Vec<UsageBucket>) -> Self {
-        let totals = buckets.iter().fold(UsageTotals::default(), |t, b| UsageTotals {
-            requests: t.requests + b.requests,
-            errors: t.errors + b.errors,
-            characters: t.characters + b.characters,
-            audio_ms: t.audio_ms + b.audio_ms,
-            bytes_out: t.bytes_out + b.bytes_out,
-        });
-        Self { from: filter.from, to: filter.to, totals, buckets }
-    }
-}

@@ -421,8 +421,7 @@ pub async fn summary(
         )]));
     }
     let filter = UsageFilter { key_id, from, to };
-    let buckets = store.usage_summary(&filter).await?;
-    Ok(UsageReport::new(&filter, buckets))
+    Ok(store.usage_summary(&filter).await?)
 }
 
 pub const MAX_LOG_PAGE: u32 = 200;

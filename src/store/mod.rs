@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    ApiKey, KeyCredential, LogPage, NewApiKey, UsageBucket, UsageEvent, UsageFilter, UsageRecord, Voice, VoicePage,
+    ApiKey, KeyCredential, LogPage, NewApiKey, UsageEvent, UsageFilter, UsageRecord, UsageReport, Voice, VoicePage,
     VoicePatch,
 };
 
@@ -84,8 +84,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Writes a batch of usage events in one transaction and advances the keys' `last_used_at`.
     async fn insert_usage(&self, events: &[UsageEvent]) -> Result<(), StoreError>;
-    /// Sums usage per UTC day, key, provider and model.
-    async fn usage_summary(&self, filter: &UsageFilter) -> Result<Vec<UsageBucket>, StoreError>;
+    /// Sums usage per UTC day, key, provider and model, and in all.
+    async fn usage_summary(&self, filter: &UsageFilter) -> Result<UsageReport, StoreError>;
     /// Usage events newest first, optionally for one key.
     async fn list_usage(&self, key_id: Option<&str>, page: LogPage) -> Result<Vec<UsageRecord>, StoreError>;
 

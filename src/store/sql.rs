@@ -10,7 +10,10 @@ pub(super) use self::voices::{
     options_json, tags_json, VoiceRow, DELETE_VOICE, GET_VOICE, INSERT_VOICE, LIST_VOICES, UPDATE_VOICE,
 };
 use super::StoreError;
-use crate::domain::{ApiKey, KeyCredential, Scope, UsageBucket, UsageEvent, UsageRecord, UsageSegment};
+use crate::domain::{
+    ApiKey, KeyCredential, Scope, UsageBucket, UsageEvent, UsageFilter, UsageRecord, UsageReport, UsageSegment,
+    UsageTotals,
+};
 
 pub(super) const KEY_COLUMNS: &str =
     "id, name, scopes, secret_sha256, rate_limit_per_minute, created_at, expires_at, revoked_at, last_used_at";
@@ -63,7 +66,16 @@ macro_rules! usage_summary_sql {
             "CAST(SUM(CASE WHEN s.idx IS NULL OR s.idx = 0 THEN e.bytes_out ELSE 0 END) AS BIGINT) AS bytes_out ",
             "FROM usage_events e LEFT JOIN usage_segments s ON s.event_seq = e.seq ",
             "WHERE e.created_at >= $1 AND e.created_at < $2 AND ($3 IS NULL OR e.key_id = $3) ",
-            "GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+            "GROUP BY 1, 2, 3, 4 ",
+            // The totals, in the same statement so that they see the same rows: each request
+            // once, whatever number of providers served it (summing the buckets would count it
+            // once per provider). Its `day` is NULL.
+            "UNION ALL SELECT NULL, NULL, NULL, NULL, COUNT(*), ",
+            "CAST(COALESCE(SUM(CASE WHEN status >= 400 OR error_code IS NOT NULL THEN 1 ELSE 0 END), 0) AS BIGINT), ",
+            "CAST(COALESCE(SUM(characters), 0) AS BIGINT), CAST(COALESCE(SUM(audio_ms), 0) AS BIGINT), ",
+            "CAST(COALESCE(SUM(bytes_out), 0) AS BIGINT) ",
+            "FROM usage_events WHERE created_at >= $1 AND created_at < $2 AND ($3 IS NULL OR key_id = $3) ",
+            "ORDER BY 1, 2, 3, 4"
         )
     };
 }
@@ -218,7 +230,8 @@ pub(super) fn attach_segments(records: &mut [UsageRecord], rows: Vec<SegmentRow>
 
 #[derive(sqlx::FromRow)]
 pub(super) struct BucketRow {
-    day: String,
+    /// NULL on the totals row.
+    day: Option<String>,
     key_id: Option<String>,
     provider: Option<String>,
     model: Option<String>,
@@ -230,13 +243,35 @@ pub(super) struct BucketRow {
 }
 
 impl BucketRow {
-    pub(super) fn into_bucket(self) -> Result<UsageBucket, StoreError> {
+    /// The buckets and the totals row of the summary statement.
+    pub(super) fn into_report(rows: Vec<BucketRow>, filter: &UsageFilter) -> Result<UsageReport, StoreError> {
+        let mut totals = None;
+        let mut buckets = Vec::with_capacity(rows.len().saturating_sub(1));
+        for row in rows {
+            match &row.day {
+                Some(day) => buckets.push(row.bucket(day)?),
+                None => {
+                    totals = Some(UsageTotals {
+                        requests: row.requests,
+                        errors: row.errors,
+                        characters: row.characters,
+                        audio_ms: row.audio_ms,
+                        bytes_out: row.bytes_out,
+                    })
+                }
+            }
+        }
+        let totals = totals.ok_or_else(|| StoreError::Corrupt("the usage summary has no totals row".into()))?;
+        Ok(UsageReport { from: filter.from, to: filter.to, totals, buckets })
+    }
+
+    fn bucket(&self, day: &str) -> Result<UsageBucket, StoreError> {
         Ok(UsageBucket {
-            day: NaiveDate::parse_from_str(&self.day, "%Y-%m-%d")
-                .map_err(|e| StoreError::Corrupt(format!("day {:?}: {e}", self.day)))?,
-            key_id: self.key_id,
-            provider: self.provider,
-            model: self.model,
+            day: NaiveDate::parse_from_str(day, "%Y-%m-%d")
+                .map_err(|e| StoreError::Corrupt(format!("day {day:?}: {e}")))?,
+            key_id: self.key_id.clone(),
+            provider: self.provider.clone(),
+            model: self.model.clone(),
             requests: self.requests,
             errors: self.errors,
             characters: self.characters,
@@ -407,17 +442,15 @@ macro_rules! impl_store {
             async fn usage_summary(
                 &self,
                 filter: &$crate::domain::UsageFilter,
-            ) -> Result<Vec<$crate::domain::UsageBucket>, $crate::store::StoreError> {
+            ) -> Result<$crate::domain::UsageReport, $crate::store::StoreError> {
                 use $crate::store::sql;
-                sqlx::query_as::<_, sql::BucketRow>($summary_sql)
+                let rows = sqlx::query_as::<_, sql::BucketRow>($summary_sql)
                     .bind(sql::to_ms(filter.from))
                     .bind(sql::to_ms(filter.to))
                     .bind(filter.key_id.as_deref())
                     .fetch_all(&self.pool)
-                    .await?
-                    .into_iter()
-                    .map(sql::BucketRow::into_bucket)
-                    .collect()
+                    .await?;
+                sql::BucketRow::into_report(rows, filter)
             }
 
             async fn list_usage(
