@@ -296,6 +296,39 @@ async fn failing_turns_are_named(db: Db) {
     assert_eq!(conversations[1].segments[0].audio_ms, 300, "the partial result is recorded");
 }
 
+/// A failed turn cancels the rest: turns not yet started never reach their provider. A client
+/// that leaves mid-file is recorded as such.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_and_departures_stop_the_remaining_turns() {
+    let (app, upstreams) = gateway(Db::Sqlite, |c| c.conversation.concurrency = 2).await;
+    Mock::given(method("POST"))
+        .and(path(format!("/v1/text-to-speech/{ELEVEN_VOICE}/stream")))
+        .respond_with(ResponseTemplate::new(503).set_body_json(json!({"detail": {"status": "down", "message": "x"}})))
+        .mount(&upstreams.elevenlabs)
+        .await;
+    for text in ["slow 1", "slow 2", "slow 3", "slow 4"] {
+        openai_says(&upstreams, text, tone(0.5, 8_000.0, 440.0), Duration::from_millis(1_500)).await;
+    }
+    let (key_id, key) = app.speech_key().await;
+    let mut turns = vec![json!({"model": "elevenlabs/eleven_multilingual_v2", "voice": ELEVEN_VOICE, "text": "fails"})];
+    turns.extend((1..=4).map(|i| json!({"model": "openai/tts-1", "voice": "alloy", "text": format!("slow {i}")})));
+    let (status, body) = problem(converse(&app, &key, json!({"turns": turns})).await).await;
+    assert_eq!((status, &body["turn_index"]), (503, &json!(0)));
+    let asked = upstreams.openai.received_requests().await.unwrap().len();
+    assert!(asked <= 1, "{asked} later turns reached OpenAI; with 2 at a time only turn 1 may have started");
+
+    // The client reads the start of a file and leaves.
+    let slow: Vec<Value> =
+        (1..=4).map(|i| json!({"model": "openai/tts-1", "voice": "alloy", "text": format!("slow {i}")})).collect();
+    let mut response = converse(&app, &key, json!({"turns": slow, "output": "wav"})).await;
+    assert_eq!(response.status(), 200);
+    assert!(response.chunk().await.unwrap().is_some());
+    drop(response);
+    let events = app.stop_and_read_usage(Some(&key_id)).await;
+    let left = &events.iter().find(|e| e.event.route == "/v1/audio/conversation").unwrap().event;
+    assert_eq!((left.status, left.error_code.as_deref()), (200, Some("client_disconnected")));
+}
+
 /// Bad conversations are refused before any provider is called, each problem at its path.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_conversations_name_the_turn_and_field() {
