@@ -479,6 +479,15 @@ mod tests {
     fn the_sink_queues_only_storable_text() {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let sink = UsageSink { tx, metrics: Arc::new(Metrics::new()), capacity: 10 };
+        let segment = UsageSegment {
+            index: 1,
+            provider: "eleven\u{0}labs".into(),
+            model: "m".repeat(10_000),
+            voice: "al\u{0}loy\n\u{1b}[2J".into(),
+            characters: 7,
+            audio_ms: 900,
+            error_code: Some("upstream\u{0}".into()),
+        };
         sink.record(UsageEvent {
             request_id: "r\u{0}1".into(),
             key_id: None,
@@ -495,48 +504,14 @@ mod tests {
             latency_ms: 1,
             ttfb_ms: None,
             created_at: Utc::now(),
-            segments: Vec::new(),
+            segments: vec![segment],
         });
         let queued = rx.try_recv().unwrap_or_else(|_| unreachable!("the event was queued"));
         assert_eq!(queued.request_id, "r\u{FFFD}1");
         assert_eq!(queued.voice.as_deref(), Some("al\u{FFFD}loy\u{FFFD}\u{FFFD}[2J"));
         assert_eq!(queued.model.map(|m| m.chars().count()), Some(text::MAX_RECORD_CHARS));
         assert_eq!(sink.metrics.usage_queue_depth.get(), 1);
-    }
-
-    /// The same door for each provider call's line.
-    #[test]
-    fn the_sink_makes_segment_text_storable() {
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let sink = UsageSink { tx, metrics: Arc::new(Metrics::new()), capacity: 10 };
-        let segment = UsageSegment {
-            index: 1,
-            provider: "eleven\u{0}labs".into(),
-            model: "m".repeat(10_000),
-            voice: "al\u{0}loy\n\u{1b}[2J".into(),
-            characters: 7,
-            audio_ms: 900,
-            error_code: Some("upstream\u{0}".into()),
-        };
-        sink.record(UsageEvent {
-            request_id: "r1".into(),
-            key_id: None,
-            route: "/v1/audio/conversation".into(),
-            method: "POST".into(),
-            provider: None,
-            model: None,
-            voice: None,
-            characters: 7,
-            audio_ms: 900,
-            bytes_out: 0,
-            status: 200,
-            error_code: None,
-            latency_ms: 1,
-            ttfb_ms: None,
-            created_at: Utc::now(),
-            segments: vec![segment],
-        });
-        let queued = rx.try_recv().unwrap_or_else(|_| unreachable!("the event was queued"));
+        // The same door for each provider call's line.
         let [segment] = queued.segments.as_slice() else { unreachable!("one segment was queued") };
         assert_eq!(segment.provider, "eleven\u{FFFD}labs");
         assert_eq!(segment.model.chars().count(), text::MAX_RECORD_CHARS);
