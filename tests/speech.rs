@@ -310,6 +310,33 @@ async fn pass_through_audio_is_measured(db: Db) {
     assert_eq!(flac, 2_000, "flac is exact");
 }
 
+/// Pronunciation rules rewrite whole words before the provider sees the text; bad rules and text
+/// that outgrows the model through them are refused at their paths.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pronunciations_reach_the_provider_as_text() {
+    let (app, upstream) = gateway_with_openai(Db::Sqlite).await;
+    Mock::given(method("POST"))
+        .and(path("/v1/audio/speech"))
+        .and(body_partial_json(json!({"input": "I like sequel, not MySQL."})))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(MP3))
+        .expect(1)
+        .mount(&upstream)
+        .await;
+    let (_, key) = app.speech_key().await;
+    let rules = json!({"rules": [{"word": "sql", "replacement": "sequel"}]});
+    let body = json!({"model": "tts-1", "voice": "alloy", "input": "I like SQL, not MySQL.", "pronunciations": rules});
+    assert_eq!(speak(&app, &key, body).await.status(), 200);
+    let bad = json!({"rules": [{"word": "ok", "replacement": "fine"}, {"word": "", "replacement": "x"}]});
+    let body = json!({"model": "tts-1", "voice": "alloy", "input": "hi", "pronunciations": bad});
+    let (status, refused) = problem(speak(&app, &key, body).await).await;
+    assert_eq!((status, &refused["validation"][0]["path"]), (400, &json!(["pronunciations", "rules", 1, "word"])));
+    let growing = json!({"rules": [{"word": "a", "replacement": "a ".repeat(100)}]});
+    let body = json!({"model": "tts-1", "voice": "alloy", "input": "a ".repeat(100), "pronunciations": growing});
+    let (status, refused) = problem(speak(&app, &key, body).await).await;
+    assert_eq!((status, &refused["validation"][0]["path"]), (400, &json!(["input"])));
+    app.stop().await;
+}
+
 both_databases!(
     pass_through_audio_is_measured,
     saved_voices_resolve_to_their_provider,

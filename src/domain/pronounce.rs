@@ -51,42 +51,62 @@ impl Pronunciations {
         problems
     }
 
-    /// `text` with every rule applied in order. A match must stand alone: the characters on
-    /// either side of it are not letters or digits (so `SQL` does not match inside `MySQL`).
-    pub fn apply(&self, text: &str) -> String {
+    /// `text` with every rule applied in order, or `None` as soon as it grows past `max_chars`
+    /// characters (replacements may be longer than their words). A match must stand alone: the
+    /// characters on either side of it are not letters or digits (so `SQL` does not match inside
+    /// `MySQL`). Each rule is one linear search of the text.
+    pub fn apply(&self, text: &str, max_chars: usize) -> Option<String> {
         let mut text = text.to_owned();
         for rule in &self.rules {
             text = replace_words(&text, rule);
+            if text.chars().count() > max_chars {
+                return None;
+            }
         }
-        text
+        Some(text)
     }
 }
 
+/// Case folding that keeps one character per character (the first of its lowercase form), so a
+/// position in the folded text is a position in the original.
+fn fold(c: char) -> char {
+    c.to_lowercase().next().unwrap_or(c)
+}
+
 fn replace_words(text: &str, rule: &Rule) -> String {
-    let word: Vec<char> = rule.word.chars().collect();
+    if rule.word.is_empty() {
+        return text.to_owned();
+    }
     let chars: Vec<char> = text.chars().collect();
-    let same = |a: char, b: char| {
-        if rule.case_sensitive {
-            a == b
-        } else {
-            a == b || a.to_lowercase().eq(b.to_lowercase())
-        }
+    let word_len = rule.word.chars().count();
+    // The text and word as searched, and where each searched character starts, in bytes.
+    let (haystack, needle): (String, String) = if rule.case_sensitive {
+        (text.to_owned(), rule.word.clone())
+    } else {
+        (chars.iter().copied().map(fold).collect(), rule.word.chars().map(fold).collect())
+    };
+    let starts: Vec<usize> = haystack.char_indices().map(|(i, _)| i).collect();
+    let alone = |at: usize| {
+        (at == 0 || !chars[at - 1].is_alphanumeric()) && chars.get(at + word_len).is_none_or(|c| !c.is_alphanumeric())
     };
     let mut out = String::with_capacity(text.len());
-    let mut i = 0;
-    while i < chars.len() {
-        let fits = i + word.len() <= chars.len();
-        let alone = fits
-            && (i == 0 || !chars[i - 1].is_alphanumeric())
-            && chars.get(i + word.len()).is_none_or(|c| !c.is_alphanumeric());
-        if alone && chars[i..i + word.len()].iter().zip(&word).all(|(a, b)| same(*a, *b)) {
+    let (mut copied, mut from) = (0, 0);
+    while let Some(found) = haystack[from..].find(&needle) {
+        let byte = from + found;
+        let at = starts.partition_point(|s| *s < byte);
+        if alone(at) {
+            out.extend(&chars[copied..at]);
             out.push_str(&rule.replacement);
-            i += word.len();
-        } else {
-            out.push(chars[i]);
-            i += 1;
+            copied = at + word_len;
+        }
+        // Past this character: a match inside the replaced word, or a later one, is next.
+        let next = if alone(at) { at + word_len } else { at + 1 };
+        match starts.get(next) {
+            Some(start) => from = *start,
+            None => break,
         }
     }
+    out.extend(&chars[copied.min(chars.len())..]);
     out
 }
 
@@ -106,9 +126,30 @@ mod tests {
     #[test]
     fn whole_words_are_replaced_in_order() {
         let p = rules(&[("SQL", "sequel", false), ("Dr.", "Doctor", true)]);
-        assert_eq!(p.apply("sql, SQL and MySQL; Dr. Who"), "sequel, sequel and MySQL; Doctor Who");
-        assert_eq!(rules(&[("gif", "jif", true)]).apply("GIF gif"), "GIF jif");
-        assert_eq!(rules(&[("Ürün", "product", false)]).apply("ürün!"), "product!");
+        let apply = |p: &Pronunciations, text: &str| p.apply(text, 1_000).unwrap_or_default();
+        assert_eq!(apply(&p, "sql, SQL and MySQL; Dr. Who"), "sequel, sequel and MySQL; Doctor Who");
+        assert_eq!(apply(&rules(&[("gif", "jif", true)]), "GIF gif"), "GIF jif");
+        assert_eq!(apply(&rules(&[("Ürün", "product", false)]), "ürün! İstanbul"), "product! İstanbul");
+        assert_eq!(apply(&rules(&[("İ", "I", false)]), "İ i"), "I I", "one-to-many case folds keep positions");
+        assert_eq!(apply(&rules(&[("a a", "b", false)]), "a a a a"), "b b", "matches do not overlap");
+        assert_eq!(apply(&rules(&[("ab", "x", false)]), "abab ab"), "abab x");
+    }
+
+    #[test]
+    fn growth_is_bounded_and_the_work_linear() {
+        let p = rules(&[("a", &"a ".repeat(100), false), ("a", &"a ".repeat(100), false)]);
+        assert_eq!(
+            p.apply("a a a", 10_000),
+            None,
+            "the first rule alone makes 300 words; the second would make 60,000"
+        );
+        // A word that nearly matches everywhere: each rule is one linear scan, not one compare
+        // per position.
+        let almost = format!("{}b", "a ".repeat(99));
+        let text = "a ".repeat(20_000);
+        let p =
+            Pronunciations { rules: vec![Rule { word: almost, replacement: "x".into(), case_sensitive: false }; 100] };
+        assert_eq!(p.apply(&text, 100_000).map(|t| t.len()), Some(text.len()));
     }
 
     #[test]

@@ -152,16 +152,29 @@ pub async fn resolve(
             ));
         }
     }
-    let text = pronunciations.apply(&input.text);
-    let characters = text.chars().count();
-    if text.trim().is_empty() {
-        problems.push(FieldError::new(input.text_field, "must not be empty"));
-    } else if characters > resolved.model.max_characters {
-        problems.push(FieldError::new(
-            input.text_field,
-            format!("is {characters} characters; {} accepts at most {}", model, resolved.model.max_characters),
-        ));
-    }
+    let max = resolved.model.max_characters;
+    let raw = input.text.chars().count();
+    // Pronunciation rules run on text of a length the model takes, and stop once it outgrows it.
+    let text = match (raw <= max).then(|| pronunciations.apply(&input.text, max)) {
+        None => {
+            problems
+                .push(FieldError::new(input.text_field, format!("is {raw} characters; {model} accepts at most {max}")));
+            String::new()
+        }
+        Some(None) => {
+            let message = format!(
+                "is over {max} characters once the pronunciation rules are applied; {model} accepts at most {max}"
+            );
+            problems.push(FieldError::new(input.text_field, message));
+            String::new()
+        }
+        Some(Some(text)) => {
+            if text.trim().is_empty() {
+                problems.push(FieldError::new(input.text_field, "must not be empty"));
+            }
+            text
+        }
+    };
     problems.extend(check_speed(input.speed, caps));
     if input.instructions.is_some() && !resolved.model.supports_instructions {
         problems.push(FieldError::new("instructions", format!("{model} does not take instructions")));
