@@ -31,8 +31,8 @@ pub struct Mixer {
 
 impl Mixer {
     /// `output` is an encodable spec as the encoder makes it (its rate is the mix's rate).
-    pub fn new(output: AudioSpec, volume_dbfs: Option<f32>) -> Result<Self, ServiceError> {
-        Ok(Self { output, leveler: loudness::Leveler::new(volume_dbfs) })
+    pub fn new(output: AudioSpec, volume_dbfs: Option<f32>) -> Self {
+        Self { output, leveler: loudness::Leveler::new(volume_dbfs) }
     }
 
     /// Levels and fades the next clip in order; a warning when the clip could not be levelled

@@ -151,11 +151,6 @@ pub async fn prepare(
         .enumerate()
         .map(|(i, t)| if i == 0 { 0 } else { t.pause_before_ms.unwrap_or(gap) })
         .collect();
-    let unshaped: Vec<bool> = input
-        .turns
-        .iter()
-        .map(|t| t.segment.speed.is_none() && t.segment.instructions.is_none() && t.segment.provider_options.is_empty())
-        .collect();
 
     let mut turns = Vec::with_capacity(input.turns.len());
     for (i, turn) in input.turns.into_iter().enumerate() {
@@ -172,7 +167,7 @@ pub async fn prepare(
         return Err(ServiceError::Validation(problems));
     }
 
-    let voicing = match (input.strategy, native_dialogue(&turns, &unshaped, output.sample_rate, input.split)) {
+    let voicing = match (input.strategy, native_dialogue(&turns, output.sample_rate, input.split)) {
         (Strategy::Native, Err(reason)) => {
             return Err(ServiceError::Validation(vec![FieldError::new("strategy", reason)]));
         }
@@ -199,7 +194,7 @@ pub async fn prepare(
 
 /// Whether one native dialogue request can voice every turn as asked; the PCM rate to ask for,
 /// or why not.
-fn native_dialogue(turns: &[Target], unshaped: &[bool], rate: u32, split: bool) -> Result<u32, String> {
+fn native_dialogue(turns: &[Target], rate: u32, split: bool) -> Result<u32, String> {
     let first = turns.first().ok_or("there are no turns")?;
     let caps = first.capabilities();
     let support =
@@ -218,7 +213,8 @@ fn native_dialogue(turns: &[Target], unshaped: &[bool], rate: u32, split: bool) 
             support.models.join(", ")
         ));
     }
-    if unshaped.iter().any(|u| !u) {
+    // A saved voice's options count too: they would be lost in a dialogue request.
+    if turns.iter().any(|t| t.speed.is_some() || t.instructions.is_some() || !t.provider_options.is_empty()) {
         return Err("a native dialogue takes no per-turn speed, instructions or providerOptions".to_owned());
     }
     if turns.iter().any(|t| t.language != first.language) {
@@ -322,7 +318,7 @@ pub async fn start(
                 metrics: metrics.clone(),
             });
             let mut runner = turns::Turns::new(jobs.collect(), limits.concurrency);
-            let mixer = mix::Mixer::new(output, volume_dbfs)?;
+            let mixer = mix::Mixer::new(output, volume_dbfs);
             if split {
                 let split = mixer.split(&mut runner).await?;
                 return Ok(ConversationOutput::Split(split));
