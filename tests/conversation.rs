@@ -327,6 +327,14 @@ async fn failures_and_departures_stop_the_remaining_turns() {
     let events = app.stop_and_read_usage(Some(&key_id)).await;
     let left = &events.iter().find(|e| e.event.route == "/v1/audio/conversation").unwrap().event;
     assert_eq!((left.status, left.error_code.as_deref()), (200, Some("client_disconnected")));
+    // Audio counts as it is sent; a turn that was called but never sent says so.
+    // (The socket takes more than the client read, so more than turn 0 may count as sent.)
+    assert!(left.segments[0].audio_ms > 0, "{:?}", left.segments);
+    for line in &left.segments {
+        let sent = line.audio_ms > 0 && line.error_code.is_none();
+        assert!(sent || (line.audio_ms, line.error_code.as_deref()) == (0, Some("cancelled")), "{:?}", left.segments);
+    }
+    assert!(left.segments.iter().any(|l| l.error_code.is_some()), "the last turns were never sent");
 }
 
 /// Bad conversations are refused before any provider is called, each problem at its path.
@@ -363,6 +371,17 @@ async fn bad_conversations_name_the_turn_and_field() {
             json!(["turns", 0, "speed"]),
         ),
         (json!({"model": "openai/tts-1", "turns": [turn("a")], "colour": "red"}), json!([])),
+        // The same model by another name is no conflict: the problem is the speed.
+        (
+            json!({"model": "openai/tts-1", "turns": [{"model": "tts-1", "voice": "alloy", "text": "a", "speed": 9}]}),
+            json!(["turns", 0, "speed"]),
+        ),
+        // The limit is on what is spoken, pronunciation rules applied.
+        (
+            json!({"model": "openai/tts-1", "turns": [turn("a a")],
+                   "pronunciations": {"rules": [{"word": "a", "replacement": "x".repeat(30)}]}}),
+            json!(["turns"]),
+        ),
     ];
     for (body, path) in cases {
         let (status, problem) = problem(converse(&app, &key, body.clone()).await).await;
@@ -408,8 +427,9 @@ async fn native_dialogue_is_one_request() {
     }
     let (_, key) = app.speech_key().await;
     let turns = json!([{"voice": "v1", "text": "Hello, how are you?"}, {"voice": "v2", "text": "Fine, thanks!"}]);
+    // Speechbase's SDK always sends the default gap; only other pacing rules native out.
     for strategy in ["native", "auto"] {
-        let body = json!({"model": "elevenlabs/eleven_v3", "turns": turns, "strategy": strategy, "output": "pcm"});
+        let body = json!({"model": "elevenlabs/eleven_v3", "turns": turns, "strategy": strategy, "output": "pcm", "gapMs": 300});
         let response = converse(&app, &key, body).await;
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["x-speech-strategy"], "native");
@@ -422,6 +442,9 @@ async fn native_dialogue_is_one_request() {
     assert_eq!(body["audioSegments"].as_array().unwrap().len(), 2);
     let native_split = json!({"model": "elevenlabs/eleven_v3", "turns": turns, "strategy": "native", "split": true});
     let (status, body) = problem(converse(&app, &key, native_split).await).await;
+    assert_eq!((status, &body["validation"][0]["path"]), (400, &json!(["strategy"])));
+    let paced = json!({"model": "elevenlabs/eleven_v3", "turns": turns, "strategy": "native", "gapMs": 800});
+    let (status, body) = problem(converse(&app, &key, paced).await).await;
     assert_eq!((status, &body["validation"][0]["path"]), (400, &json!(["strategy"])));
     app.stop().await;
 }

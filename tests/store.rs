@@ -240,6 +240,20 @@ async fn usage_segments_are_stored_listed_and_summed(db: Db) {
     assert_eq!(report.totals.bytes_out, 9000 + 2048 + 9000);
 }
 
+/// A conversation whose turn 0 never reached its provider still has its bytes counted once,
+/// with its first line.
+async fn bytes_count_with_the_first_line_present(db: Db) {
+    let (store, _db) = test_store(db).await;
+    store.insert_key(&new_key("aaaaaaaaaaaa")).await.unwrap();
+    let at = Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap();
+    let lines = vec![segment(1, "openai", "tts-1", 5, 100), segment(2, "openai", "tts-1", 5, 100)];
+    store.insert_usage(&[conversation("c1", "aaaaaaaaaaaa", at, lines)]).await.unwrap();
+    let filter = UsageFilter { key_id: None, from: at - Duration::days(1), to: at + Duration::days(1) };
+    let report = store.usage_summary(&filter).await.unwrap();
+    let bytes: Vec<i64> = report.buckets.iter().map(|b| b.bytes_out).collect();
+    assert_eq!((bytes.as_slice(), report.totals.bytes_out), (&[9000][..], 9000));
+}
+
 /// An event and its lines are written together or not at all, so a refused line sets the whole
 /// event aside (the writer then stores the rest of its batch).
 async fn a_refused_segment_refuses_its_event(db: Db) {
@@ -405,6 +419,7 @@ both_databases!(
     usage_is_written_summed_and_paged,
     usage_segments_are_stored_listed_and_summed,
     a_refused_segment_refuses_its_event,
+    bytes_count_with_the_first_line_present,
     migrations_are_idempotent_and_ping_works,
     voices_round_trip_and_stay_with_their_owner,
     voice_titles_are_unique_per_owner,

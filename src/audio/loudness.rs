@@ -12,8 +12,11 @@ use super::to_i16;
 /// The gating block of EBU R128: a clip shorter than this has no integrated loudness of its
 /// own, so it is measured padded with silence to this length and the padding is accounted for.
 const BLOCK_MS: u64 = 400;
-/// Below the absolute gate (-70 LUFS) a clip counts as silent.
-const SILENT_LUFS: f64 = -70.0;
+/// Below this a clip counts as silent: nothing but noise floor to bring up.
+const SILENT_LUFS: f64 = -60.0;
+/// The most a clip is raised or lowered to match: beyond it, the clip is not speech at a
+/// different level but something else (a click, a breath, a broken stream).
+const MAX_GAIN_DB: f64 = 20.0;
 /// How fast the limiter lets go after a peak, and how early it starts to reduce before one.
 const RELEASE_SECS: f64 = 0.020;
 const ATTACK_SECS: f64 = 0.002;
@@ -54,10 +57,12 @@ fn integrated(samples: &[i16], rate: u32) -> Option<f64> {
     (loudness.is_finite() && loudness > SILENT_LUFS).then_some(loudness + correction)
 }
 
-/// Brings clips, in order, to one loudness. The first clip with a measurable loudness sets the
-/// target; with `volume_dbfs` the target is chosen so that clip peaks exactly there, and every
-/// clip is kept under it. Without it, clips are only kept from clipping.
-#[derive(Debug, Clone)]
+/// Brings clips, in order, to one loudness. The first clip of at least one gating block (400 ms)
+/// with a measurable loudness sets the target; with `volume_dbfs` the target is chosen so that
+/// clip peaks exactly there, and every clip is kept under it. Without it, clips are only kept
+/// from clipping. Gains are bounded to ±20 dB. Clips before the target is set, and silent
+/// ones, keep their level.
+#[derive(Debug, Clone, Copy)]
 pub struct Leveler {
     target: Option<f64>,
     volume_dbfs: Option<f32>,
@@ -81,15 +86,16 @@ impl Leveler {
     /// Levels the next clip in place.
     pub fn apply(&mut self, samples: &mut [i16], level: Level, rate: u32) -> Applied {
         let ceiling = self.volume_dbfs.map_or(0.0, f64::from);
-        let gain_db = match level.loudness {
-            None => 0.0,
-            Some(loudness) => {
-                let target = *self.target.get_or_insert_with(|| match self.volume_dbfs {
-                    Some(volume) => loudness + f64::from(volume) - level.peak_dbfs,
-                    None => loudness,
-                });
-                target - loudness
-            }
+        let whole_block = samples.len() as u64 * 1000 >= u64::from(rate) * BLOCK_MS;
+        if let (None, Some(loudness), true) = (self.target, level.loudness, whole_block) {
+            self.target = Some(match self.volume_dbfs {
+                Some(volume) => loudness + f64::from(volume) - level.peak_dbfs,
+                None => loudness,
+            });
+        }
+        let gain_db = match (self.target, level.loudness) {
+            (Some(target), Some(loudness)) => (target - loudness).clamp(-MAX_GAIN_DB, MAX_GAIN_DB),
+            _ => 0.0,
         };
         let limited_db = limit(samples, gain_db, ceiling, rate);
         Applied { gain_db, limited_db }
@@ -103,38 +109,36 @@ impl Leveler {
 fn limit(samples: &mut [i16], gain_db: f64, ceiling_dbfs: f64, rate: u32) -> f64 {
     let gain = 10f64.powf(gain_db / 20.0);
     let exact = FULL_SCALE * 10f64.powf(ceiling_dbfs.min(0.0) / 20.0);
+    // Rounding must not carry a sample past the ceiling either.
+    let ceiling = exact.floor();
     let peak = samples.iter().map(|s| f64::from(*s).abs()).fold(0.0, f64::max);
     // A gain chosen to put the peak exactly on the ceiling must not wake the limiter.
     if peak * gain <= exact * (1.0 + 1e-9) {
         if (gain - 1.0).abs() > 1e-9 {
-            samples.iter_mut().for_each(|s| *s = to_i16(f64::from(*s) * gain));
+            samples.iter_mut().for_each(|s| *s = to_i16((f64::from(*s) * gain).clamp(-ceiling, ceiling)));
         }
         return 0.0;
     }
-    let ceiling = exact.floor();
+    // The gain curve, as f32 (half the memory of the clip's own f64 copy): what each sample
+    // allows, then smoothed.
     let allowed = |s: i16| {
         let magnitude = f64::from(s).abs();
-        if magnitude * gain > ceiling {
-            ceiling / magnitude
-        } else {
-            gain
-        }
+        (if magnitude * gain > ceiling { ceiling / magnitude } else { gain }) as f32
     };
-    let mut curve: Vec<f64> = samples.iter().map(|s| allowed(*s)).collect();
-    let step = |secs: f64| 1.0 - (-1.0 / (secs * f64::from(rate.max(1)))).exp();
-    let (release, attack) = (step(RELEASE_SECS), step(ATTACK_SECS));
+    let mut curve: Vec<f32> = samples.iter().map(|s| allowed(*s)).collect();
+    let step = |secs: f64| (1.0 - (-1.0 / (secs * f64::from(rate.max(1)))).exp()) as f32;
+    let (release, attack, full) = (step(RELEASE_SECS), step(ATTACK_SECS), gain as f32);
     for i in 1..curve.len() {
-        let recovered = curve[i - 1] + (gain - curve[i - 1]) * release;
+        let recovered = curve[i - 1] + (full - curve[i - 1]) * release;
         curve[i] = curve[i].min(recovered);
     }
     for i in (0..curve.len().saturating_sub(1)).rev() {
-        let recovered = curve[i + 1] + (gain - curve[i + 1]) * attack;
+        let recovered = curve[i + 1] + (full - curve[i + 1]) * attack;
         curve[i] = curve[i].min(recovered);
     }
-    let deepest = curve.iter().copied().fold(gain, f64::min);
+    let deepest = f64::from(curve.iter().copied().fold(full, f32::min));
     for (sample, g) in samples.iter_mut().zip(&curve) {
-        // Rounding must not carry a sample past the ceiling either.
-        *sample = to_i16((f64::from(*sample) * g).clamp(-ceiling, ceiling));
+        *sample = to_i16((f64::from(*sample) * f64::from(*g)).clamp(-ceiling, ceiling));
     }
     20.0 * (gain / deepest).log10()
 }
@@ -190,6 +194,7 @@ mod tests {
         let short = lufs(&tone(rate, 0.25, 10_000.0, 500.0), rate);
         assert!((long - short).abs() < 0.5, "{short} vs {long}");
         assert_eq!(measure(&vec![0; 8_000], rate).loudness, None);
+        assert_eq!(measure(&tone(rate, 1.0, 20.0, 500.0), rate).loudness, None, "-64 dBFS is noise floor");
         assert_eq!(measure(&[], rate).loudness, None);
     }
 
@@ -229,6 +234,25 @@ mod tests {
         let level = measure(&clip, rate);
         assert_eq!(leveler.apply(&mut clip, level, rate).gain_db, 0.0);
         assert_eq!(clip, before, "the first measurable clip is the reference, untouched");
+    }
+
+    #[test]
+    fn a_click_sets_no_target_and_gains_are_bounded() {
+        let rate = 24_000;
+        let mut leveler = Leveler::new(None);
+        let mut click = vec![0i16; 2_400];
+        click[100] = 30_000;
+        let level = measure(&click, rate);
+        assert!(level.loudness.is_some(), "a loud click has a loudness");
+        assert_eq!(leveler.apply(&mut click, level, rate).gain_db, 0.0);
+        let mut speech = tone(rate, 1.0, 3_000.0, 440.0);
+        let before = speech.clone();
+        let level = measure(&speech, rate);
+        assert_eq!(leveler.apply(&mut speech, level, rate).gain_db, 0.0, "the first whole clip is the reference");
+        assert_eq!(speech, before);
+        let mut whisper = tone(rate, 1.0, 100.0, 440.0);
+        let level = measure(&whisper, rate);
+        assert_eq!(leveler.apply(&mut whisper, level, rate).gain_db, MAX_GAIN_DB, "raised by at most 20 dB");
     }
 
     #[test]

@@ -111,6 +111,28 @@ pub(crate) fn to_i16(value: f64) -> i16 {
     value.round().clamp(f64::from(i16::MIN), f64::from(i16::MAX)) as i16
 }
 
+/// Samples from the next chunk of an s16le stream. Network chunks do not respect sample
+/// boundaries: a chunk's odd last byte waits in `carry` for the next one.
+pub fn s16le_samples(carry: &mut Option<u8>, bytes: &[u8]) -> Vec<i16> {
+    let mut samples = Vec::with_capacity(bytes.len() / 2 + 1);
+    let mut rest = bytes;
+    if let Some(low) = carry.take() {
+        match rest.split_first() {
+            Some((high, tail)) => {
+                samples.push(i16::from_le_bytes([low, *high]));
+                rest = tail;
+            }
+            None => *carry = Some(low),
+        }
+    }
+    let mut pairs = rest.chunks_exact(2);
+    samples.extend(pairs.by_ref().map(|b| i16::from_le_bytes([b[0], b[1]])));
+    if let [odd] = pairs.remainder() {
+        *carry = Some(*odd);
+    }
+    samples
+}
+
 /// Little-endian bytes of `samples`, the s16le wire form.
 pub(crate) fn s16le_bytes(samples: &[i16]) -> Vec<u8> {
     samples.iter().flat_map(|s| s.to_le_bytes()).collect()

@@ -31,22 +31,7 @@ impl PcmTranscoder {
 
     /// Feeds the next chunk of s16le bytes (any length); returns the encoded bytes that are ready.
     pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<u8>, AudioError> {
-        let mut samples = Vec::with_capacity(bytes.len() / 2 + 1);
-        let mut rest = bytes;
-        if let Some(low) = self.carry.take() {
-            match rest.split_first() {
-                Some((high, tail)) => {
-                    samples.push(i16::from_le_bytes([low, *high]));
-                    rest = tail;
-                }
-                None => self.carry = Some(low),
-            }
-        }
-        let mut pairs = rest.chunks_exact(2);
-        samples.extend(pairs.by_ref().map(|b| i16::from_le_bytes([b[0], b[1]])));
-        if let [odd] = pairs.remainder() {
-            self.carry = Some(*odd);
-        }
+        let samples = super::s16le_samples(&mut self.carry, bytes);
         let resampled = self.resampler.process(&samples);
         self.encoder.encode(&resampled)
     }

@@ -58,10 +58,7 @@ impl Pronunciations {
     pub fn apply(&self, text: &str, max_chars: usize) -> Option<String> {
         let mut text = text.to_owned();
         for rule in &self.rules {
-            text = replace_words(&text, rule);
-            if text.chars().count() > max_chars {
-                return None;
-            }
+            text = replace_words(&text, rule, max_chars)?;
         }
         Some(text)
     }
@@ -73,9 +70,10 @@ fn fold(c: char) -> char {
     c.to_lowercase().next().unwrap_or(c)
 }
 
-fn replace_words(text: &str, rule: &Rule) -> String {
+/// `text` with `rule` applied, or `None` once the result passes `max_chars`.
+fn replace_words(text: &str, rule: &Rule, max_chars: usize) -> Option<String> {
     if rule.word.is_empty() {
-        return text.to_owned();
+        return Some(text.to_owned());
     }
     let chars: Vec<char> = text.chars().collect();
     let word_len = rule.word.chars().count();
@@ -89,12 +87,17 @@ fn replace_words(text: &str, rule: &Rule) -> String {
     let alone = |at: usize| {
         (at == 0 || !chars[at - 1].is_alphanumeric()) && chars.get(at + word_len).is_none_or(|c| !c.is_alphanumeric())
     };
+    let replacement_len = rule.replacement.chars().count();
     let mut out = String::with_capacity(text.len());
-    let (mut copied, mut from) = (0, 0);
+    let (mut copied, mut from, mut out_chars) = (0, 0, 0);
     while let Some(found) = haystack[from..].find(&needle) {
         let byte = from + found;
         let at = starts.partition_point(|s| *s < byte);
         if alone(at) {
+            out_chars += at - copied + replacement_len;
+            if out_chars > max_chars {
+                return None;
+            }
             out.extend(&chars[copied..at]);
             out.push_str(&rule.replacement);
             copied = at + word_len;
@@ -106,8 +109,11 @@ fn replace_words(text: &str, rule: &Rule) -> String {
             None => break,
         }
     }
-    out.extend(&chars[copied.min(chars.len())..]);
-    out
+    let rest = &chars[copied.min(chars.len())..];
+    (out_chars + rest.len() <= max_chars).then(|| {
+        out.extend(rest);
+        out
+    })
 }
 
 #[cfg(test)]

@@ -41,7 +41,9 @@ pub(super) const LIST_USAGE: &str = "SELECT seq, request_id, key_id, route, meth
 
 /// The segments of the events with sequence numbers in `[$1, $2]`: one query for a whole page of
 /// the log, which may also return lines of events not on the page (another key's), to be skipped.
-pub(super) const LIST_SEGMENTS: &str = "SELECT event_seq, idx, provider, model, voice, characters, audio_ms, error_code FROM usage_segments WHERE event_seq >= $1 AND event_seq <= $2 ORDER BY event_seq, idx";
+/// The segments of a log page: its range of events, filtered by key like the page itself, so a
+/// page of one key never reads another's lines.
+pub(super) const LIST_SEGMENTS: &str = "SELECT s.event_seq, s.idx, s.provider, s.model, s.voice, s.characters, s.audio_ms, s.error_code FROM usage_segments s JOIN usage_events e ON e.seq = s.event_seq WHERE s.event_seq >= $1 AND s.event_seq <= $2 AND ($3 IS NULL OR e.key_id = $3) ORDER BY s.event_seq, s.idx";
 
 /// The usage aggregate; only the expression that turns a millisecond time into a UTC
 /// `YYYY-MM-DD` day differs between dialects (it reads `created_at`, a column only
@@ -51,8 +53,8 @@ pub(super) const LIST_SEGMENTS: &str = "SELECT event_seq, idx, provider, model, 
 /// with the segment's characters and audio; one without counts once, as its event. `requests`
 /// and `errors` count distinct events, so a request whose segments share a provider and model
 /// is still one request (and one error when the request or any of those segments failed).
-/// `bytes_out` belongs to the whole response, so it is counted once: with the first segment
-/// (index 0).
+/// `bytes_out` belongs to the whole response, so it is counted once: with its first segment
+/// (the lowest index present: turn 0's call may never have started).
 macro_rules! usage_summary_sql {
     ($day:literal) => {
         concat!(
@@ -63,7 +65,8 @@ macro_rules! usage_summary_sql {
             "COUNT(DISTINCT CASE WHEN e.status >= 400 OR e.error_code IS NOT NULL OR s.error_code IS NOT NULL THEN e.seq END) AS errors, ",
             "CAST(SUM(COALESCE(s.characters, e.characters)) AS BIGINT) AS characters, ",
             "CAST(SUM(COALESCE(s.audio_ms, e.audio_ms)) AS BIGINT) AS audio_ms, ",
-            "CAST(SUM(CASE WHEN s.idx IS NULL OR s.idx = 0 THEN e.bytes_out ELSE 0 END) AS BIGINT) AS bytes_out ",
+            "CAST(SUM(CASE WHEN s.idx IS NULL OR s.idx = ",
+            "(SELECT MIN(f.idx) FROM usage_segments f WHERE f.event_seq = e.seq) THEN e.bytes_out ELSE 0 END) AS BIGINT) AS bytes_out ",
             "FROM usage_events e LEFT JOIN usage_segments s ON s.event_seq = e.seq ",
             "WHERE e.created_at >= $1 AND e.created_at < $2 AND ($3 IS NULL OR e.key_id = $3) ",
             "GROUP BY 1, 2, 3, 4 ",
@@ -473,6 +476,7 @@ macro_rules! impl_store {
                     let segments = sqlx::query_as::<_, sql::SegmentRow>(sql::LIST_SEGMENTS)
                         .bind(oldest.seq)
                         .bind(newest.seq)
+                        .bind(key_id)
                         .fetch_all(&self.pool)
                         .await?;
                     sql::attach_segments(&mut records, segments)?;

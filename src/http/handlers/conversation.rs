@@ -8,14 +8,16 @@ use utoipa::ToSchema;
 
 use super::speech::{audio_response, read_output, OutputField, VoiceField};
 use crate::{
-    domain::{audio::AudioFormat, pronounce::Pronunciations, FieldError},
+    domain::{audio::AudioFormat, pronounce::Pronunciations},
     http::{
         extract::{ApiJson, Caller},
         problem::{ApiError, Problem},
         AppState,
     },
     service::{
-        conversation::{self, ConversationInput, ConversationOutput, SplitConversation, Strategy, TurnInput},
+        conversation::{
+            self, ConversationInput, ConversationOutput, SplitConversation, Strategy, TurnDefaults, TurnInput,
+        },
         synthesis::SegmentInput,
         usage::UsageDetails,
     },
@@ -78,46 +80,35 @@ impl ConversationBody {
     fn into_input(self) -> Result<ConversationInput, ApiError> {
         let mut problems = Vec::new();
         let output = read_output(self.output, AudioFormat::Wav, &mut problems);
-        let defaults = self.provider_options.unwrap_or_default();
-        let turns = self
-            .turns
-            .into_iter()
-            .enumerate()
-            .map(|(i, turn)| {
-                let inline = turn.voice_id.is_none();
-                let model = match (turn.model, &self.model) {
-                    (Some(own), Some(top)) if inline && own != *top => {
-                        let message = format!("{own:?} conflicts with the top-level model {top:?}; give one");
-                        problems.push(FieldError::new("model", message).within("turns", i));
-                        None
-                    }
-                    (Some(own), _) => Some(own),
-                    (None, top) if inline => top.clone(),
-                    (None, _) => None,
-                };
-                let mut provider_options = defaults.clone();
-                provider_options.extend(turn.provider_options.unwrap_or_default());
-                TurnInput {
-                    segment: SegmentInput {
-                        model,
-                        voice: turn.voice.map(VoiceField::into_id),
-                        voice_id: turn.voice_id,
-                        text: turn.text,
-                        text_field: "text",
-                        speed: turn.speed.or(self.speed),
-                        instructions: turn.instructions,
-                        language: turn.language.or_else(|| self.language.clone()),
-                        seed: None,
-                        provider_options,
-                    },
-                    pause_before_ms: turn.pause_before_ms,
-                }
-            })
-            .collect();
         if !problems.is_empty() {
             return Err(ApiError::Validation(problems));
         }
+        let turns = self
+            .turns
+            .into_iter()
+            .map(|turn| TurnInput {
+                segment: SegmentInput {
+                    model: turn.model,
+                    voice: turn.voice.map(VoiceField::into_id),
+                    voice_id: turn.voice_id,
+                    text: turn.text,
+                    text_field: "text",
+                    speed: turn.speed,
+                    instructions: turn.instructions,
+                    language: turn.language,
+                    seed: None,
+                    provider_options: turn.provider_options.unwrap_or_default(),
+                },
+                pause_before_ms: turn.pause_before_ms,
+            })
+            .collect();
         Ok(ConversationInput {
+            model: self.model,
+            defaults: TurnDefaults {
+                speed: self.speed,
+                language: self.language,
+                provider_options: self.provider_options.unwrap_or_default(),
+            },
             turns,
             gap_ms: self.gap_ms,
             volume_dbfs: self.volume_dbfs,

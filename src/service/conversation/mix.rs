@@ -24,6 +24,7 @@ const MAX_SPLIT_SECS: usize = 40 * 60;
 /// Limiting deeper than this is worth a warning on the segments.
 const WARN_LIMITED_DB: f64 = 1.0;
 
+#[derive(Clone, Copy)]
 pub struct Mixer {
     output: AudioSpec,
     leveler: loudness::Leveler,
@@ -51,12 +52,27 @@ impl Mixer {
         }
     }
 
+    /// [`Mixer::level`] on the blocking pool: a long turn's limiter takes milliseconds.
+    async fn level_off_workers(&mut self, mut clip: Clip) -> Result<Clip, ServiceError> {
+        let mut mixer = *self;
+        let (mixer, clip) = tokio::task::spawn_blocking(move || {
+            if let Some(warning) = mixer.level(&mut clip) {
+                tracing::debug!(%warning, "conversation turn levelled");
+            }
+            (mixer, clip)
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("levelling a turn failed: {e}")))?;
+        *self = mixer;
+        Ok(clip)
+    }
+
     fn encoder(&self) -> Result<Box<dyn Encoder>, ServiceError> {
         audio::encoder(self.output).map_err(|e| ServiceError::Internal(e.to_string()))
     }
 
     /// Every turn as its own clip. Waits for all of them; the first failure ends it.
-    pub async fn split(mut self, turns: &mut Turns) -> Result<SplitConversation, ServiceError> {
+    pub async fn split(mut self, turns: &mut Turns, details: UsageDetails) -> Result<SplitConversation, ServiceError> {
         let mut clips = Vec::new();
         let mut total = 0;
         let max = usize::try_from(self.output.sample_rate).unwrap_or(usize::MAX).saturating_mul(MAX_SPLIT_SECS);
@@ -83,10 +99,12 @@ impl Mixer {
                     Ok(bytes)
                 };
                 let bytes = encode(&mut encoder).map_err(|e| ServiceError::Internal(e.to_string()))?;
+                let duration_ms = audio::duration_ms(clip.samples.len(), self.output.sample_rate);
+                details.add_audio_ms(turn_number(clip.index), duration_ms);
                 audio_segments.push(AudioSegment {
                     audio: base64::engine::general_purpose::STANDARD.encode(bytes),
                     media_type: self.output.format.media_type().to_owned(),
-                    duration_ms: audio::duration_ms(clip.samples.len(), self.output.sample_rate),
+                    duration_ms,
                     turn_index: clip.index,
                 });
             }
@@ -105,33 +123,54 @@ impl Mixer {
         pauses: Vec<u32>,
         details: UsageDetails,
     ) -> Result<BoxStream<'static, Result<Bytes, std::io::Error>>, ServiceError> {
-        let mut first = match turns.next(true).await {
+        let first = match turns.next(true).await {
             Some(clip) => clip?,
             None => return Err(ServiceError::Internal("a conversation without turns".to_owned())),
         };
         let encoder = self.encoder()?;
-        self.level(&mut first);
-        let state =
-            Mix { turns, mixer: self, encoder, pauses, current: Some(Sending::new(first, 0)), details, done: false };
+        let first = self.level_off_workers(first).await?;
+        let state = Mix {
+            turns,
+            mixer: self,
+            encoder,
+            pauses,
+            unsent: Some(first.index),
+            current: Some(Sending::new(first, 0)),
+            details,
+            done: false,
+        };
         Ok(futures::stream::unfold(state, |mut state| async move {
             loop {
                 if state.done {
                     return None;
                 }
+                let rate = state.mixer.output.sample_rate;
                 let step = match state.current.as_mut() {
-                    Some(sending) => match sending.next_step() {
-                        Some(step) => state.encoder.encode(step),
+                    Some(sending) => match sending.next_step(&state.details, rate) {
+                        Some(step) => {
+                            let encoded = state.encoder.encode(step);
+                            if sending.sent > 0 {
+                                state.unsent = None;
+                            }
+                            encoded
+                        }
                         None => {
                             state.current = None;
                             continue;
                         }
                     },
                     None => match state.turns.next(false).await {
-                        Some(Ok(mut clip)) => {
-                            if let Some(warning) = state.mixer.level(&mut clip) {
-                                tracing::debug!(%warning, "conversation turn levelled");
-                            }
-                            let rate = u64::from(state.mixer.output.sample_rate);
+                        Some(Ok(clip)) => {
+                            state.unsent = Some(clip.index);
+                            let clip = match state.mixer.level_off_workers(clip).await {
+                                Ok(clip) => clip,
+                                Err(err) => {
+                                    state.done = true;
+                                    state.details.fail("conversation_failed");
+                                    return Some((Err(std::io::Error::other(err.to_string())), state));
+                                }
+                            };
+                            let rate = u64::from(rate);
                             let pause = state.pauses.get(clip.index).copied().unwrap_or(0);
                             let gap = usize::try_from(u64::from(pause) * rate / 1000).unwrap_or(0);
                             state.current = Some(Sending::new(clip, gap));
@@ -171,12 +210,26 @@ struct Mix {
     encoder: Box<dyn Encoder>,
     pauses: Vec<u32>,
     current: Option<Sending>,
+    /// The turn taken from the runner of which no sample has gone out yet.
+    unsent: Option<usize>,
     details: UsageDetails,
     done: bool,
 }
 
-/// A turn being sent: its leading silence, then its samples, a step at a time.
+impl Drop for Mix {
+    /// A turn taken for sending of which nothing went out (the client left first) counts as
+    /// cancelled, like the turns after it.
+    fn drop(&mut self) {
+        if let Some(index) = self.unsent {
+            self.details.segment_failed(turn_number(index), super::turns::CANCELLED);
+        }
+    }
+}
+
+/// A turn being sent: its leading silence, then its samples, a step at a time. The turn's audio
+/// is counted in usage as it goes out, so a conversation cut short records what was sent.
 struct Sending {
+    index: usize,
     samples: Vec<i16>,
     silence: usize,
     sent: usize,
@@ -185,10 +238,10 @@ struct Sending {
 
 impl Sending {
     fn new(clip: Clip, silence: usize) -> Self {
-        Self { samples: clip.samples, silence, sent: 0, zeros: Vec::new() }
+        Self { index: clip.index, samples: clip.samples, silence, sent: 0, zeros: Vec::new() }
     }
 
-    fn next_step(&mut self) -> Option<&[i16]> {
+    fn next_step(&mut self, details: &UsageDetails, rate: u32) -> Option<&[i16]> {
         if self.silence > 0 {
             let n = self.silence.min(STEP);
             self.silence -= n;
@@ -200,8 +253,15 @@ impl Sending {
         }
         let start = self.sent;
         self.sent = (start + STEP).min(self.samples.len());
+        // Differences of rounded totals: the steps add up to the turn's exact duration.
+        let ms = audio::duration_ms(self.sent, rate) - audio::duration_ms(start, rate);
+        details.add_audio_ms(turn_number(self.index), ms);
         Some(&self.samples[start..self.sent])
     }
+}
+
+fn turn_number(index: usize) -> u32 {
+    u32::try_from(index).unwrap_or(u32::MAX)
 }
 
 /// The usage slug of a turn that failed after the response began.

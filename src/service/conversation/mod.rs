@@ -19,6 +19,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::{
@@ -69,6 +70,9 @@ impl Strategy {
 /// A conversation request after the HTTP body has been read.
 #[derive(Debug, Clone, Default)]
 pub struct ConversationInput {
+    /// `provider/model` for every turn that names only a voice.
+    pub model: Option<String>,
+    pub defaults: TurnDefaults,
     pub turns: Vec<TurnInput>,
     pub gap_ms: Option<u32>,
     pub volume_dbfs: Option<f32>,
@@ -78,10 +82,21 @@ pub struct ConversationInput {
     pub pronunciations: Pronunciations,
 }
 
+/// What every turn gets unless it says otherwise.
+#[derive(Debug, Clone, Default)]
+pub struct TurnDefaults {
+    pub speed: Option<f32>,
+    pub language: Option<String>,
+    /// Merged under each turn's own options (the turn's members win).
+    pub provider_options: Map<String, Value>,
+}
+
+/// Largest `providerOptions` default, serialised: it is copied into every turn.
+const MAX_DEFAULT_OPTIONS_BYTES: usize = 16 * 1024;
+
 #[derive(Debug, Clone, Default)]
 pub struct TurnInput {
-    /// The turn's voice, text and options, with the request's defaults (`model`, `speed`,
-    /// `providerOptions`...) already applied.
+    /// The turn as given; [`TurnDefaults`] and the top-level model fill what it leaves out.
     pub segment: SegmentInput,
     /// Silence before this turn instead of `gapMs`.
     pub pause_before_ms: Option<u32>,
@@ -113,22 +128,28 @@ pub async fn prepare(
     input: ConversationInput,
     limits: &ConversationConfig,
 ) -> Result<Prepared, ServiceError> {
-    let mut problems = input.pronunciations.check();
-    problems.extend(synthesis::check_volume(input.volume_dbfs));
-    if input.turns.is_empty() {
-        problems.push(FieldError::new("turns", "must hold at least one turn"));
-    } else if input.turns.len() > limits.max_turns {
-        problems.push(FieldError::new("turns", format!("at most {} turns", limits.max_turns)));
+    // The size limits first, before any work proportional to the turns.
+    if input.turns.is_empty() || input.turns.len() > limits.max_turns {
+        let message = format!("must hold 1 to {} turns", limits.max_turns);
+        return Err(ServiceError::Validation(vec![FieldError::new("turns", message)]));
     }
     let characters: usize = input.turns.iter().map(|t| t.segment.text.chars().count()).sum();
+    let too_many_characters = |characters: usize| {
+        let message = format!(
+            "the turns hold {characters} characters; a conversation may hold at most {}",
+            limits.max_characters
+        );
+        ServiceError::Validation(vec![FieldError::new("turns", message)])
+    };
     if characters > limits.max_characters {
-        problems.push(FieldError::new(
-            "turns",
-            format!(
-                "the turns hold {characters} characters; a conversation may hold at most {}",
-                limits.max_characters
-            ),
-        ));
+        return Err(too_many_characters(characters));
+    }
+    // Rules are checked before they run on the text.
+    let mut problems = input.pronunciations.check();
+    problems.extend(synthesis::check_volume(input.volume_dbfs));
+    if serde_json::to_vec(&input.defaults.provider_options).map_or(0, |json| json.len()) > MAX_DEFAULT_OPTIONS_BYTES {
+        let message = format!("at most {} KiB as every turn's default", MAX_DEFAULT_OPTIONS_BYTES / 1024);
+        problems.push(FieldError::new("providerOptions", message));
     }
     if input.gap_ms.is_some_and(|gap| gap > MAX_GAP_MS) {
         problems.push(FieldError::new("gapMs", format!("must be 0 to {MAX_GAP_MS}")));
@@ -143,7 +164,10 @@ pub async fn prepare(
         return Err(ServiceError::Validation(problems));
     };
 
-    let explicit_pauses = input.gap_ms.is_some() || input.turns.iter().any(|t| t.pause_before_ms.is_some());
+    // Silence other than the default: a native dialogue cannot honour it. (Speechbase's SDK
+    // always sends the default.)
+    let paced = input.gap_ms.is_some_and(|gap| gap != DEFAULT_GAP_MS)
+        || input.turns.iter().any(|t| t.pause_before_ms.is_some());
     let gap = input.gap_ms.unwrap_or(DEFAULT_GAP_MS);
     let pauses: Vec<u32> = input
         .turns
@@ -154,7 +178,14 @@ pub async fn prepare(
 
     let mut turns = Vec::with_capacity(input.turns.len());
     for (i, turn) in input.turns.into_iter().enumerate() {
-        match synthesis::resolve(registry, store, owner, turn.segment, &input.pronunciations).await {
+        let segment = match with_defaults(registry, turn.segment, input.model.as_deref(), &input.defaults) {
+            Ok(segment) => segment,
+            Err(problem) => {
+                problems.push(problem.within("turns", i));
+                continue;
+            }
+        };
+        match synthesis::resolve(registry, store, owner, segment, &input.pronunciations).await {
             Ok(target) => turns.push(target),
             Err(ServiceError::Validation(found)) => problems.extend(found.into_iter().map(|p| p.within("turns", i))),
             Err(ServiceError::VoiceNotFound(field)) => {
@@ -166,13 +197,22 @@ pub async fn prepare(
     if !problems.is_empty() {
         return Err(ServiceError::Validation(problems));
     }
+    // Pronunciation rules may have lengthened the text: the limit is on what is spoken.
+    let spoken: usize = turns.iter().map(Target::characters).sum();
+    if spoken > limits.max_characters {
+        return Err(too_many_characters(spoken));
+    }
 
     let voicing = match (input.strategy, native_dialogue(&turns, output.sample_rate, input.split)) {
         (Strategy::Native, Err(reason)) => {
             return Err(ServiceError::Validation(vec![FieldError::new("strategy", reason)]));
         }
+        (Strategy::Native, Ok(_)) if paced => {
+            let message = "a native dialogue is paced by its provider; leave out gapMs and pauseBeforeMs";
+            return Err(ServiceError::Validation(vec![FieldError::new("strategy", message)]));
+        }
         (Strategy::Native, Ok(from)) => Voicing::Native { from },
-        (Strategy::Auto, Ok(from)) if !explicit_pauses => Voicing::Native { from },
+        (Strategy::Auto, Ok(from)) if !paced => Voicing::Native { from },
         _ => {
             let mut sources = Vec::with_capacity(turns.len());
             for (i, target) in turns.iter().enumerate() {
@@ -190,6 +230,40 @@ pub async fn prepare(
         }
     };
     Ok(Prepared { turns, pauses, output, volume_dbfs: input.volume_dbfs, voicing })
+}
+
+/// A turn with the request's defaults filled in. An inline turn (a voice, not a saved voice)
+/// takes the top-level model unless it names its own; naming a different one is a conflict.
+fn with_defaults(
+    registry: &Registry,
+    mut segment: SegmentInput,
+    model: Option<&str>,
+    defaults: &TurnDefaults,
+) -> Result<SegmentInput, FieldError> {
+    if segment.voice_id.is_none() {
+        match (&segment.model, model) {
+            (Some(own), Some(top)) if !same_model(registry, own, top) => {
+                let message = format!("{own:?} is not the top-level model {top:?}; give one or the other");
+                return Err(FieldError::new("model", message));
+            }
+            (None, Some(top)) => segment.model = Some(top.to_owned()),
+            _ => {}
+        }
+    }
+    segment.speed = segment.speed.or(defaults.speed);
+    segment.language = segment.language.or_else(|| defaults.language.clone());
+    if !defaults.provider_options.is_empty() {
+        let own = std::mem::replace(&mut segment.provider_options, defaults.provider_options.clone());
+        segment.provider_options.extend(own);
+    }
+    Ok(segment)
+}
+
+/// Whether two model names mean the same model (`tts-1` and `openai/tts-1`).
+fn same_model(registry: &Registry, a: &str, b: &str) -> bool {
+    a == b
+        || matches!((registry.resolve(a), registry.resolve(b)), (Ok(x), Ok(y))
+            if x.provider.id() == y.provider.id() && x.model.id == y.model.id)
 }
 
 /// Whether one native dialogue request can voice every turn as asked; the PCM rate to ask for,
@@ -298,9 +372,8 @@ pub async fn start(
                 voice: &voices,
                 characters,
             };
-            let events = call::start(segment, details, metrics, first.resolved.provider.dialogue(request))
-                .await
-                .map_err(|e| ServiceError::in_turn(0, e.into()))?;
+            // One call voices every turn: its failure is the dialogue's, not a turn's.
+            let events = call::start(segment, details, metrics, first.resolved.provider.dialogue(request)).await?;
             let plan = match volume_dbfs {
                 Some(volume_dbfs) => Plan::Normalize { from, output, volume_dbfs },
                 None => Plan::Transcode { from, output },
@@ -317,10 +390,10 @@ pub async fn start(
                 details: details.clone(),
                 metrics: metrics.clone(),
             });
-            let mut runner = turns::Turns::new(jobs.collect(), limits.concurrency);
+            let mut runner = turns::Turns::new(jobs.collect(), limits.concurrency, details.clone());
             let mixer = mix::Mixer::new(output, volume_dbfs);
             if split {
-                let split = mixer.split(&mut runner).await?;
+                let split = mixer.split(&mut runner, details.clone()).await?;
                 return Ok(ConversationOutput::Split(split));
             }
             let body = mixer.stream(runner, pauses, details.clone()).await?;

@@ -24,8 +24,8 @@ use crate::{
     },
 };
 
-/// Most audio one turn may bring, in seconds at its own rate (far beyond what any provider
-/// makes of the longest text a model takes).
+/// Most audio one turn may bring, in seconds (far beyond what any provider makes of the longest
+/// text a model takes); held at the mix's rate, as 16-bit samples.
 const MAX_TURN_SECS: usize = 600;
 
 /// One turn to voice: asks `target` for PCM at `from` and resamples it to `rate`.
@@ -57,10 +57,11 @@ pub struct Turns {
     started: usize,
     total: usize,
     ahead: usize,
+    details: UsageDetails,
 }
 
 impl Turns {
-    pub fn new(jobs: Vec<Job>, ahead: usize) -> Self {
+    pub fn new(jobs: Vec<Job>, ahead: usize, details: UsageDetails) -> Self {
         let total = jobs.len();
         Self {
             waiting: jobs.into(),
@@ -71,32 +72,40 @@ impl Turns {
             started: 0,
             total,
             ahead: ahead.max(1),
+            details,
         }
     }
 
     /// The next turn in order, or `None` after the last. With `fail_fast` (nothing has been
-    /// sent yet), the first failure of any turn is returned as soon as it happens; otherwise a
+    /// sent yet), the first failure of any turn is returned as soon as it is known; otherwise a
     /// failure waits its turn, so the turns before it are still delivered. After a failure no
     /// further turn is started, and none is handed out.
     pub async fn next(&mut self, fail_fast: bool) -> Option<Outcome> {
+        self.start_more();
         loop {
             if self.next >= self.total {
                 return None;
             }
-            self.start_more();
-            if let Some(outcome) = self.finished.remove(&self.next) {
-                self.next += 1;
-                if outcome.is_err() {
-                    self.stop();
-                }
-                return Some(outcome);
-            }
             if fail_fast {
+                // Turns that have already ended count, even if the one asked for is ready too.
+                while let Some(joined) = self.tasks.try_join_next_with_id() {
+                    self.record(joined);
+                }
                 let failed = self.finished.iter().find(|(_, o)| o.is_err()).map(|(i, _)| *i);
                 if let Some(outcome) = failed.and_then(|i| self.finished.remove(&i)) {
                     self.stop();
                     return Some(outcome);
                 }
+            }
+            if let Some(outcome) = self.finished.remove(&self.next) {
+                self.next += 1;
+                if outcome.is_err() {
+                    self.stop();
+                } else {
+                    // A place ahead is free: the next turn starts while this one is sent.
+                    self.start_more();
+                }
+                return Some(outcome);
             }
             let Some(joined) = self.tasks.join_next_with_id().await else {
                 // Every started turn has been taken, yet the next one is missing: a bug.
@@ -104,22 +113,23 @@ impl Turns {
                 self.stop();
                 return Some(Err(error));
             };
-            let (index, outcome) = match joined {
-                Ok((_, (index, outcome))) => (index, outcome),
-                Err(err) => {
-                    let index = self.task_turns.get(&err.id()).copied().unwrap_or(self.next);
-                    (
-                        index,
-                        Err(ServiceError::in_turn(index, ServiceError::Internal(format!("turn task failed: {err}")))),
-                    )
-                }
-            };
-            if outcome.is_err() {
-                // Nothing after a failed turn will be sent: start no more.
-                self.waiting.clear();
-            }
-            self.finished.insert(index, outcome);
+            self.record(joined);
         }
+    }
+
+    fn record(&mut self, joined: Result<(Id, (usize, Outcome)), tokio::task::JoinError>) {
+        let (index, outcome) = match joined {
+            Ok((_, (index, outcome))) => (index, outcome),
+            Err(err) => {
+                let index = self.task_turns.get(&err.id()).copied().unwrap_or(self.next);
+                (index, Err(ServiceError::in_turn(index, ServiceError::Internal(format!("turn task failed: {err}")))))
+            }
+        };
+        if outcome.is_err() {
+            // Nothing after a failed turn will be sent: start no more.
+            self.waiting.clear();
+        }
+        self.finished.insert(index, outcome);
     }
 
     fn start_more(&mut self) {
@@ -132,15 +142,34 @@ impl Turns {
         }
     }
 
+    /// Ends the conversation early: nothing more starts, what runs is aborted, and the turns
+    /// that were called but will not be sent are marked so in usage.
     fn stop(&mut self) {
         self.waiting.clear();
         self.tasks.abort_all();
+        for index in self.next..self.started {
+            if !self.finished.get(&index).is_some_and(Result::is_err) {
+                self.details.segment_failed(u32::try_from(index).unwrap_or(u32::MAX), CANCELLED);
+            }
+        }
         self.finished.clear();
         self.next = self.total;
     }
 }
 
-/// Voices one turn: the provider call, its PCM collected, resampled and measured.
+impl Drop for Turns {
+    fn drop(&mut self) {
+        if self.next < self.total {
+            self.stop();
+        }
+    }
+}
+
+/// The usage slug of a turn that was called but not sent: the conversation ended first.
+pub const CANCELLED: &str = "cancelled";
+
+/// Voices one turn: the provider call, its PCM converted and resampled to the mix's rate as it
+/// arrives, then measured.
 async fn voice(job: Job) -> Outcome {
     let Job { index, target, from, rate, details, metrics } = job;
     let turn = u32::try_from(index).unwrap_or(u32::MAX);
@@ -148,6 +177,7 @@ async fn voice(job: Job) -> Outcome {
         details.segment_failed(turn, err.code());
         ServiceError::in_turn(index, err.into())
     };
+    let internal = |err: audio::AudioError| ServiceError::in_turn(index, ServiceError::Internal(err.to_string()));
     let segment = call::Segment {
         index: turn,
         provider: target.provider_id(),
@@ -158,35 +188,30 @@ async fn voice(job: Job) -> Outcome {
     let request = target.resolved.provider.synthesize(target.request(AudioSpec::pcm(from)));
     let mut events =
         call::start(segment, &details, &metrics, request).await.map_err(|e| ServiceError::in_turn(index, e.into()))?;
-    let max_bytes = usize::try_from(from).unwrap_or(usize::MAX).saturating_mul(2 * MAX_TURN_SECS);
-    let mut pcm = Vec::new();
+    let max_samples = usize::try_from(rate).unwrap_or(usize::MAX).saturating_mul(MAX_TURN_SECS);
+    let mut resampler = (from != rate).then(|| Resampler::new(from, rate)).transpose().map_err(internal)?;
+    let mut samples: Vec<i16> = Vec::new();
+    let mut carry = None;
     while let Some(event) = events.next().await {
-        match event.map_err(fail)? {
-            SynthesisEvent::Audio(bytes) => {
-                if pcm.len() + bytes.len() > max_bytes {
-                    let detail = format!("a turn may bring at most {} minutes of audio", MAX_TURN_SECS / 60);
-                    return Err(fail(ProviderError::Invalid { provider: target.provider_id().to_owned(), detail }));
-                }
-                pcm.extend_from_slice(&bytes);
-            }
-            SynthesisEvent::Words(_) => {}
+        let SynthesisEvent::Audio(bytes) = event.map_err(fail)? else { continue };
+        let pcm = audio::s16le_samples(&mut carry, &bytes);
+        match resampler.as_mut() {
+            Some(resampler) => samples.extend(resampler.process(&pcm)),
+            None => samples.extend(pcm),
+        }
+        if samples.len() > max_samples {
+            let detail = format!("a turn may bring at most {} minutes of audio", MAX_TURN_SECS / 60);
+            return Err(fail(ProviderError::Invalid { provider: target.provider_id().to_owned(), detail }));
         }
     }
-    // Resampling and measuring a long turn takes milliseconds of CPU: off the async workers.
-    let clip = tokio::task::spawn_blocking(move || -> Result<Clip, audio::AudioError> {
-        let mut samples: Vec<i16> = pcm.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
-        if from != rate {
-            let mut resampler = Resampler::new(from, rate)?;
-            let mut resampled = resampler.process(&samples);
-            resampled.extend(resampler.finish());
-            samples = resampled;
-        }
+    if let Some(resampler) = resampler.as_mut() {
+        samples.extend(resampler.finish());
+    }
+    // Measuring a long turn takes milliseconds of CPU: off the async workers.
+    tokio::task::spawn_blocking(move || {
         let level = loudness::measure(&samples, rate);
-        Ok(Clip { index, samples, level })
+        Clip { index, samples, level }
     })
     .await
-    .map_err(|e| ServiceError::in_turn(index, ServiceError::Internal(format!("turn task failed: {e}"))))?
-    .map_err(|e| ServiceError::in_turn(index, ServiceError::Internal(e.to_string())))?;
-    details.add_audio_ms(turn, audio::duration_ms(clip.samples.len(), rate));
-    Ok(clip)
+    .map_err(|e| ServiceError::in_turn(index, ServiceError::Internal(format!("turn task failed: {e}"))))
 }

@@ -82,6 +82,7 @@ pub(crate) fn body(
                 Some(Err(err)) => {
                     state.finished = true;
                     state.details.fail("upstream_stream_failed");
+                    state.details.segment_failed(state.segment, err.code());
                     tracing::warn!(error = %err, "provider stream failed after the response started");
                     return Some((Err(std::io::Error::other(err.to_string())), state));
                 }

@@ -55,8 +55,12 @@ pub async fn prepare(
     owner: &str,
     input: SpeechInput,
 ) -> Result<Prepared, ServiceError> {
-    let mut problems: Vec<FieldError> = input.pronunciations.check();
-    problems.extend(synthesis::check_volume(input.volume_dbfs));
+    // Rules are checked before they run on the text.
+    let rules = input.pronunciations.check();
+    if !rules.is_empty() {
+        return Err(ServiceError::Validation(rules));
+    }
+    let mut problems: Vec<FieldError> = synthesis::check_volume(input.volume_dbfs).into_iter().collect();
     if input.native_only && input.volume_dbfs.is_some() {
         problems.push(FieldError::new("volumeDbfs", "needs the whole clip; use /v1/audio/speech"));
     }
