@@ -53,6 +53,17 @@ pub fn output_spec(requested: AudioSpec) -> Result<AudioSpec, AudioError> {
 
 /// Streaming encoder for `spec`: mono i16 at `spec.sample_rate` in, bytes of
 /// [`output_spec`]`(spec)` out (resampled inside when the codec rate differs).
+/// Samples of silence a player plays before the first encoded sample. A streamed MP3 has no
+/// Xing/LAME frame to tell the decoder to skip LAME's start-up delay (576 samples) and its own
+/// (529), so they are played; Opus declares its pre-skip, which decoders honour; the rest have
+/// none. Timestamps of an encoded clip are shifted by it.
+pub fn leading_samples(spec: AudioSpec) -> usize {
+    match spec.format {
+        AudioFormat::Mp3 => 1105,
+        _ => 0,
+    }
+}
+
 pub fn encoder(spec: AudioSpec) -> Result<Box<dyn Encoder>, AudioError> {
     let actual = output_spec(spec)?;
     let codec: Box<dyn Encoder> = match actual.format {
@@ -163,5 +174,40 @@ mod tests {
         assert!(enc.finish().unwrap().is_empty());
         assert!(matches!(enc.encode(&[1]), Err(AudioError::Encode(_))));
         assert!(matches!(enc.finish(), Err(AudioError::Encode(_))));
+    }
+}
+
+#[cfg(test)]
+mod leading_tests {
+    use super::*;
+
+    /// A click one second in is heard `leading_samples` later in what a decoder plays.
+    #[test]
+    fn players_hear_the_declared_lead_in() {
+        for (format, rate) in [
+            (AudioFormat::Mp3, 24_000),
+            (AudioFormat::Mp3, 16_000),
+            (AudioFormat::Opus, 48_000),
+            (AudioFormat::Wav, 24_000),
+        ] {
+            let spec = output_spec(AudioSpec { format, sample_rate: rate, bitrate_kbps: None })
+                .unwrap_or_else(|e| panic!("{e}"));
+            let rate = spec.sample_rate as usize;
+            let mut pcm = vec![0i16; rate * 2];
+            pcm[rate..rate + 24]
+                .iter_mut()
+                .enumerate()
+                .for_each(|(k, s)| *s = if k % 2 == 0 { 20_000 } else { -20_000 });
+            let mut encoder = encoder(spec).unwrap_or_else(|e| panic!("{e}"));
+            let mut bytes = encoder.encode(&pcm).unwrap_or_default();
+            bytes.extend(encoder.finish().unwrap_or_default());
+            let decoded = crate::audio::decode(format, &bytes, None).unwrap_or_else(|e| panic!("{e}"));
+            let onset = decoded.samples.iter().position(|s| s.unsigned_abs() > 5_000).unwrap_or(0);
+            let expected = rate + leading_samples(spec);
+            assert!(
+                onset.abs_diff(expected) <= rate / 1000 + 2,
+                "{format:?} {rate}: click at {onset}, expected {expected}"
+            );
+        }
     }
 }

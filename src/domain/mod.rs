@@ -4,6 +4,7 @@ pub mod audio;
 pub mod pronounce;
 pub mod text;
 pub mod voice;
+pub mod words;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};

@@ -1,6 +1,8 @@
 //! Pronunciation rules: whole words in a request's text replaced before synthesis, so a name or
 //! an acronym is spoken the same way by every provider (`{"word": "SQL", "replacement": "sequel"}`).
 
+use std::ops::Range;
+
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -55,12 +57,37 @@ impl Pronunciations {
     /// characters (replacements may be longer than their words). A match must stand alone: the
     /// characters on either side of it are not letters or digits (so `SQL` does not match inside
     /// `MySQL`). Each rule is one linear search of the text.
-    pub fn apply(&self, text: &str, max_chars: usize) -> Option<String> {
-        let mut text = text.to_owned();
+    pub fn apply(&self, text: &str, max_chars: usize) -> Option<Spoken> {
+        let mut spoken = Spoken { text: text.to_owned(), origins: None };
         for rule in &self.rules {
-            text = replace_words(&text, rule, max_chars)?;
+            spoken = replace_words(spoken, rule, max_chars)?;
         }
-        Some(text)
+        Some(spoken)
+    }
+}
+
+/// Text as it is spoken, and where each of its characters came from in the caller's text.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Spoken {
+    pub text: String,
+    /// For each character of `text`, the code points of the caller's text it stands for (a
+    /// replacement's characters all stand for the word they replaced). `None` while no rule has
+    /// changed anything: then every character stands for itself.
+    pub origins: Option<Vec<Range<usize>>>,
+}
+
+impl Spoken {
+    /// The caller's code points behind `chars` of the spoken text.
+    pub fn origin(&self, chars: Range<usize>) -> Range<usize> {
+        match &self.origins {
+            None => chars,
+            Some(origins) => {
+                let covered = origins.get(chars.start..chars.end.min(origins.len())).unwrap_or_default();
+                let start = covered.iter().map(|r| r.start).min().unwrap_or(chars.start);
+                let end = covered.iter().map(|r| r.end).max().unwrap_or(start);
+                start..end
+            }
+        }
     }
 }
 
@@ -70,12 +97,14 @@ fn fold(c: char) -> char {
     c.to_lowercase().next().unwrap_or(c)
 }
 
-/// `text` with `rule` applied, or `None` once the result passes `max_chars`.
-fn replace_words(text: &str, rule: &Rule, max_chars: usize) -> Option<String> {
+/// `spoken` with `rule` applied, or `None` once the result passes `max_chars`.
+fn replace_words(spoken: Spoken, rule: &Rule, max_chars: usize) -> Option<Spoken> {
     if rule.word.is_empty() {
-        return Some(text.to_owned());
+        return Some(spoken);
     }
+    let text = spoken.text.as_str();
     let chars: Vec<char> = text.chars().collect();
+    let before = |i: usize| spoken.origins.as_ref().map_or(i..i + 1, |o| o[i].clone());
     let word_len = rule.word.chars().count();
     // The text and word as searched, and where each searched character starts, in bytes.
     let (haystack, needle): (String, String) = if rule.case_sensitive {
@@ -89,6 +118,8 @@ fn replace_words(text: &str, rule: &Rule, max_chars: usize) -> Option<String> {
     };
     let replacement_len = rule.replacement.chars().count();
     let mut out = String::with_capacity(text.len());
+    let mut origins: Vec<Range<usize>> = Vec::new();
+    let mut changed = false;
     let (mut copied, mut from, mut out_chars) = (0, 0, 0);
     while let Some(found) = haystack[from..].find(&needle) {
         let byte = from + found;
@@ -99,8 +130,12 @@ fn replace_words(text: &str, rule: &Rule, max_chars: usize) -> Option<String> {
                 return None;
             }
             out.extend(&chars[copied..at]);
+            origins.extend((copied..at).map(before));
             out.push_str(&rule.replacement);
+            let replaced = before(at).start..before(at + word_len - 1).end;
+            origins.extend(std::iter::repeat_n(replaced, replacement_len));
             copied = at + word_len;
+            changed = true;
         }
         // Past this character: a match inside the replaced word, or a later one, is next.
         let next = if alone(at) { at + word_len } else { at + 1 };
@@ -109,11 +144,16 @@ fn replace_words(text: &str, rule: &Rule, max_chars: usize) -> Option<String> {
             None => break,
         }
     }
-    let rest = &chars[copied.min(chars.len())..];
-    (out_chars + rest.len() <= max_chars).then(|| {
-        out.extend(rest);
-        out
-    })
+    let copied = copied.min(chars.len());
+    if out_chars + chars.len() - copied > max_chars {
+        return None;
+    }
+    if !changed {
+        return Some(spoken);
+    }
+    out.extend(&chars[copied..]);
+    origins.extend((copied..chars.len()).map(before));
+    Some(Spoken { text: out, origins: Some(origins) })
 }
 
 #[cfg(test)]
@@ -132,7 +172,7 @@ mod tests {
     #[test]
     fn whole_words_are_replaced_in_order() {
         let p = rules(&[("SQL", "sequel", false), ("Dr.", "Doctor", true)]);
-        let apply = |p: &Pronunciations, text: &str| p.apply(text, 1_000).unwrap_or_default();
+        let apply = |p: &Pronunciations, text: &str| p.apply(text, 1_000).map(|s| s.text).unwrap_or_default();
         assert_eq!(apply(&p, "sql, SQL and MySQL; Dr. Who"), "sequel, sequel and MySQL; Doctor Who");
         assert_eq!(apply(&rules(&[("gif", "jif", true)]), "GIF gif"), "GIF jif");
         assert_eq!(apply(&rules(&[("Ürün", "product", false)]), "ürün! İstanbul"), "product! İstanbul");
@@ -155,7 +195,22 @@ mod tests {
         let text = "a ".repeat(20_000);
         let p =
             Pronunciations { rules: vec![Rule { word: almost, replacement: "x".into(), case_sensitive: false }; 100] };
-        assert_eq!(p.apply(&text, 100_000).map(|t| t.len()), Some(text.len()));
+        assert_eq!(p.apply(&text, 100_000).map(|t| t.text.len()), Some(text.len()));
+    }
+
+    #[test]
+    fn spoken_characters_know_their_origin() {
+        let p = rules(&[("SQL", "sequel server", false), ("server", "box", false)]);
+        let spoken = p.apply("My SQL server.", 1_000).unwrap_or_else(|| unreachable!());
+        assert_eq!(spoken.text, "My sequel box box.");
+        // "sequel" and the first "box" both stand for "SQL" (3..6); the second "box" for "server".
+        assert_eq!(spoken.origin(3..9), 3..6);
+        assert_eq!(spoken.origin(10..13), 3..6);
+        assert_eq!(spoken.origin(14..17), 7..13);
+        assert_eq!(spoken.origin(0..2), 0..2);
+        assert_eq!(spoken.origin(17..18), 13..14);
+        let untouched = rules(&[("zzz", "y", false)]).apply("abc", 10).unwrap_or_else(|| unreachable!());
+        assert_eq!((untouched.origins, untouched.text.as_str()), (None, "abc"));
     }
 
     #[test]

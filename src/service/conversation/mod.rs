@@ -360,7 +360,7 @@ pub async fn start(
             let voices = voices.join(",");
             let request = DialogueRequest {
                 model: first.resolved.model.id.clone(),
-                lines: turns.iter().map(|t| (t.voice.clone(), t.text.clone())).collect(),
+                lines: turns.iter().map(|t| (t.voice.clone(), t.spoken.text.clone())).collect(),
                 output: AudioSpec::pcm(from),
                 language: first.language.clone(),
                 seed: first.seed,

@@ -10,23 +10,17 @@ use std::{
     sync::Arc,
 };
 
-use futures::StreamExt;
 use tokio::task::{Id, JoinSet};
 
 use crate::{
-    audio::{self, loudness, AudioSpec, Resampler},
+    audio::{loudness, AudioSpec},
     metrics::Metrics,
-    providers::{ProviderError, SynthesisEvent},
     service::{
-        synthesis::{call, Target},
+        synthesis::{call, collect::collect, Target},
         usage::UsageDetails,
         ServiceError,
     },
 };
-
-/// Most audio one turn may bring, in seconds (far beyond what any provider makes of the longest
-/// text a model takes); held at the mix's rate, as 16-bit samples.
-const MAX_TURN_SECS: usize = 600;
 
 /// One turn to voice: asks `target` for PCM at `from` and resamples it to `rate`.
 pub struct Job {
@@ -173,11 +167,6 @@ pub const CANCELLED: &str = "cancelled";
 async fn voice(job: Job) -> Outcome {
     let Job { index, target, from, rate, details, metrics } = job;
     let turn = u32::try_from(index).unwrap_or(u32::MAX);
-    let fail = |err: ProviderError| {
-        details.segment_failed(turn, err.code());
-        ServiceError::in_turn(index, err.into())
-    };
-    let internal = |err: audio::AudioError| ServiceError::in_turn(index, ServiceError::Internal(err.to_string()));
     let segment = call::Segment {
         index: turn,
         provider: target.provider_id(),
@@ -186,32 +175,15 @@ async fn voice(job: Job) -> Outcome {
         characters: target.characters(),
     };
     let request = target.resolved.provider.synthesize(target.request(AudioSpec::pcm(from)));
-    let mut events =
-        call::start(segment, &details, &metrics, request).await.map_err(|e| ServiceError::in_turn(index, e.into()))?;
-    let max_samples = usize::try_from(rate).unwrap_or(usize::MAX).saturating_mul(MAX_TURN_SECS);
-    let mut resampler = (from != rate).then(|| Resampler::new(from, rate)).transpose().map_err(internal)?;
-    let mut samples: Vec<i16> = Vec::new();
-    let mut carry = None;
-    while let Some(event) = events.next().await {
-        let SynthesisEvent::Audio(bytes) = event.map_err(fail)? else { continue };
-        let pcm = audio::s16le_samples(&mut carry, &bytes);
-        match resampler.as_mut() {
-            Some(resampler) => samples.extend(resampler.process(&pcm)),
-            None => samples.extend(pcm),
-        }
-        if samples.len() > max_samples {
-            let detail = format!("a turn may bring at most {} minutes of audio", MAX_TURN_SECS / 60);
-            return Err(fail(ProviderError::Invalid { provider: target.provider_id().to_owned(), detail }));
-        }
-    }
-    if let Some(resampler) = resampler.as_mut() {
-        samples.extend(resampler.finish());
-    }
+    let in_turn = |e: ServiceError| ServiceError::in_turn(index, e);
+    let events = call::start(segment, &details, &metrics, request).await.map_err(|e| in_turn(e.into()))?;
+    let collected = collect(events, from, rate, target.provider_id(), (&details, turn)).await.map_err(in_turn)?;
+    let samples = collected.samples;
     // Measuring a long turn takes milliseconds of CPU: off the async workers.
     tokio::task::spawn_blocking(move || {
         let level = loudness::measure(&samples, rate);
         Clip { index, samples, level }
     })
     .await
-    .map_err(|e| ServiceError::in_turn(index, ServiceError::Internal(format!("turn task failed: {e}"))))
+    .map_err(|e| in_turn(ServiceError::Internal(format!("turn task failed: {e}"))))
 }

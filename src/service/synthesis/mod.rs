@@ -13,6 +13,7 @@
 //!    (`service::speech`), a mixed file or segments for a conversation (`service::conversation`).
 
 pub mod call;
+pub mod collect;
 mod plan;
 
 use serde_json::{Map, Value};
@@ -21,7 +22,11 @@ pub use plan::{encoded_output, pick_source_rate, plan, OutputRequest, Plan};
 
 use super::ServiceError;
 use crate::{
-    domain::{audio::AudioSpec, pronounce::Pronunciations, text, FieldError},
+    domain::{
+        audio::AudioSpec,
+        pronounce::{Pronunciations, Spoken},
+        text, FieldError,
+    },
     providers::{registry::Resolved, Capabilities, Registry, SynthesisRequest},
     store::Store,
 };
@@ -48,8 +53,9 @@ pub struct SegmentInput {
 pub struct Target {
     pub resolved: Resolved,
     pub voice: String,
-    /// The text as the provider receives it (pronunciation rules applied).
-    pub text: String,
+    /// The text as the provider receives it (pronunciation rules applied), and where each of its
+    /// characters came from in the caller's text.
+    pub spoken: Spoken,
     pub speed: Option<f32>,
     pub instructions: Option<String>,
     pub language: Option<String>,
@@ -67,7 +73,7 @@ impl Target {
     }
 
     pub fn characters(&self) -> usize {
-        self.text.chars().count()
+        self.spoken.text.chars().count()
     }
 
     /// The adapter's request for `output` (one of the provider's native formats).
@@ -75,7 +81,7 @@ impl Target {
         SynthesisRequest {
             model: self.resolved.model.id.clone(),
             voice: self.voice.clone(),
-            text: self.text.clone(),
+            text: self.spoken.text.clone(),
             output,
             speed: self.speed,
             instructions: self.instructions.clone(),
@@ -155,24 +161,24 @@ pub async fn resolve(
     let max = resolved.model.max_characters;
     let raw = input.text.chars().count();
     // Pronunciation rules run on text of a length the model takes, and stop once it outgrows it.
-    let text = match (raw <= max).then(|| pronunciations.apply(&input.text, max)) {
+    let spoken = match (raw <= max).then(|| pronunciations.apply(&input.text, max)) {
         None => {
             problems
                 .push(FieldError::new(input.text_field, format!("is {raw} characters; {model} accepts at most {max}")));
-            String::new()
+            Spoken::default()
         }
         Some(None) => {
             let message = format!(
                 "is over {max} characters once the pronunciation rules are applied; {model} accepts at most {max}"
             );
             problems.push(FieldError::new(input.text_field, message));
-            String::new()
+            Spoken::default()
         }
-        Some(Some(text)) => {
-            if text.trim().is_empty() {
+        Some(Some(spoken)) => {
+            if spoken.text.trim().is_empty() {
                 problems.push(FieldError::new(input.text_field, "must not be empty"));
             }
-            text
+            spoken
         }
     };
     problems.extend(check_speed(input.speed, caps));
@@ -185,7 +191,7 @@ pub async fn resolve(
     Ok(Target {
         resolved,
         voice,
-        text,
+        spoken,
         speed: input.speed,
         instructions: input.instructions,
         language: input.language,
