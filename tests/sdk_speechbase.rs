@@ -3,7 +3,9 @@
 //! three-turn conversation across two providers through the gateway: as one file, split into one
 //! segment per turn, and failing (a turn's provider down before the file starts and after, and an
 //! unknown model). The script it runs is `tests/sdk/speechbase/conversation.mjs`; it prints one
-//! JSON line that this test checks.
+//! JSON line that this test checks. A second test has the SDK ask for word timestamps
+//! (`generateSpeech` and `generateConversation` with `timestamps: true`) through
+//! `tests/sdk/speechbase/timestamps.mjs`, the same way.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail by panicking")]
 
 mod common;
@@ -47,8 +49,41 @@ fn pcm_reply(rate: u32, text: &str) -> ResponseTemplate {
         .insert_header("content-type", "application/octet-stream")
 }
 
+/// How long the fake ElevenLabs says each character of the text takes: character `i` from
+/// `i * CHAR_SECONDS` to `(i + 1) * CHAR_SECONDS`, spaces included (a turn's text fits its audio).
+const CHAR_SECONDS: f64 = 0.025;
+
+/// The fake ElevenLabs' alignment of `text`: its characters with their start and end times.
+fn alignment(text: &str) -> (Vec<String>, Vec<f64>, Vec<f64>) {
+    let characters: Vec<String> = text.chars().map(String::from).collect();
+    let starts = (0..characters.len()).map(|i| i as f64 * CHAR_SECONDS).collect();
+    let ends = (1..=characters.len()).map(|i| i as f64 * CHAR_SECONDS).collect();
+    (characters, starts, ends)
+}
+
+/// `/stream/with-timestamps`: NDJSON, the audio and the alignment in two lines split in the
+/// middle of a word (so a word spans two chunks), as ElevenLabs streams it.
+fn timed_reply(rate: u32, text: &str) -> ResponseTemplate {
+    let pcm = common::sine_pcm(rate, seconds_for(text));
+    let (characters, starts, ends) = alignment(text);
+    let (cut, half) = (characters.len() / 2, (pcm.len() / 4) * 2);
+    let line = |audio: &[u8], range: std::ops::Range<usize>| {
+        json!({
+            "audio_base64": base64::engine::general_purpose::STANDARD.encode(audio),
+            "alignment": {
+                "characters": characters[range.clone()],
+                "character_start_times_seconds": starts[range.clone()],
+                "character_end_times_seconds": ends[range],
+            },
+        })
+    };
+    let body = format!("{}\n{}\n", line(&pcm[..half], 0..cut), line(&pcm[half..], cut..characters.len()));
+    ResponseTemplate::new(200).set_body_string(body).insert_header("content-type", "application/json")
+}
+
 /// A fake OpenAI (`POST /v1/audio/speech`, 24 kHz) and a fake ElevenLabs
-/// (`POST /v1/text-to-speech/{voice}/stream?output_format=pcm_<rate>`) on one server, answering
+/// (`POST /v1/text-to-speech/{voice}/stream?output_format=pcm_<rate>`, and
+/// `.../stream/with-timestamps` with the [`alignment`] of the text) on one server, answering
 /// headerless PCM (OpenAI also WAV) at the rate asked for. Anything else is refused in the
 /// vendor's error shape, so a gateway asking for another format fails the test with a reason.
 struct FakeVendors;
@@ -84,6 +119,7 @@ impl wiremock::Respond for FakeVendors {
                 .map(|(_, v)| v.into_owned())
                 .unwrap_or_default();
             return match format.strip_prefix("pcm_").and_then(|rate| rate.parse().ok()) {
+                Some(rate) if rest.ends_with("/stream/with-timestamps") => timed_reply(rate, text),
                 Some(rate) => pcm_reply(rate, text),
                 None => ResponseTemplate::new(400).set_body_json(json!({"detail": {
                     "status": "invalid_output_format",
@@ -384,4 +420,343 @@ async fn speechbase_sdk_generates_conversations() {
         assert_eq!(providers, ["openai", "elevenlabs", "openai"], "{whole:?}");
         assert_eq!(whole.characters, characters, "{whole:?}");
     }
+}
+
+/// The SDK's script path, or the reason the suite cannot run it.
+fn sdk_dir() -> String {
+    std::env::var("SPEECHGATE_TEST_SPEECHBASE_SDK").unwrap_or_else(|_| {
+        panic!(
+            "{}",
+            common::needs(
+                "SPEECHGATE_TEST_SPEECHBASE_SDK: tests/sdk/speechbase with the official Speechbase SDK \
+                 installed (`npm ci` there) and Node.js on PATH"
+            )
+        )
+    })
+}
+
+/// Runs `script` (in the SDK's directory) against the gateway with `key` and the given
+/// environment, and parses the one JSON line it prints.
+async fn run_script(script: &str, gateway: String, key: String, vars: Vec<(&'static str, String)>) -> Value {
+    let sdk = sdk_dir();
+    let script = std::path::Path::new(&sdk).join(script);
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(std::env::var("SPEECHGATE_TEST_NODE").unwrap_or_else(|_| "node".into()))
+            .arg(script)
+            .current_dir(&sdk)
+            .env("GATEWAY", gateway)
+            .env("KEY", key)
+            .envs(vars)
+            .env_remove("SPEECHBASE_API_KEY")
+            .env_remove("SPEECH_GATEWAY_API_KEY")
+            .output()
+            .unwrap_or_else(|e| panic!("{}: {e}", common::needs("Node.js (`node` on PATH, or SPEECHGATE_TEST_NODE)")))
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "SDK script failed: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// The words the fake ElevenLabs' [`alignment`] of `text` makes, folded at whitespace as both the
+/// SDK (for ElevenLabs directly) and the gateway do: `(word, start, end)` in seconds, to the ms
+/// (the gateway's precision).
+fn native_words(text: &str, offset: f64) -> Vec<(String, f64, f64)> {
+    let ms = |s: f64| ((s + offset) * 1000.0).round() / 1000.0;
+    let (characters, starts, ends) = alignment(text);
+    let mut words: Vec<(String, f64, f64)> = Vec::new();
+    let mut in_word = false;
+    for ((c, start), end) in characters.iter().zip(starts).zip(ends) {
+        if c.trim().is_empty() {
+            in_word = false;
+        } else if in_word {
+            let word = words.last_mut().unwrap();
+            word.0.push_str(c);
+            word.2 = ms(end);
+        } else {
+            words.push((c.clone(), ms(start), ms(end)));
+            in_word = true;
+        }
+    }
+    words
+}
+
+/// `(text, start, end)` of a list of timestamps as JSON.
+fn stamps(list: &Value) -> Vec<(String, f64, f64)> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("timestamps are not a list: {list}"))
+        .iter()
+        .map(|t| (t["text"].as_str().unwrap().to_owned(), t["start"].as_f64().unwrap(), t["end"].as_f64().unwrap()))
+        .collect()
+}
+
+fn same_times(actual: &[(String, f64, f64)], expected: &[(String, f64, f64)], tolerance: f64, what: &str) {
+    let matches = actual.len() == expected.len()
+        && actual
+            .iter()
+            .zip(expected)
+            .all(|(a, e)| a.0 == e.0 && (a.1 - e.1).abs() <= tolerance && (a.2 - e.2).abs() <= tolerance);
+    assert!(matches, "{what}: {actual:?}, expected {expected:?} (± {tolerance} s)");
+}
+
+/// Words in order, each within itself and not overlapping the next.
+fn monotone(words: &[(String, f64, f64)]) -> bool {
+    words.iter().all(|w| w.1 >= 0.0 && w.1 <= w.2) && words.windows(2).all(|w| w[0].2 <= w[1].1 + 1e-9)
+}
+
+/// The keys of every object in `list`, sorted.
+fn keys_of(list: &Value) -> Vec<String> {
+    let mut keys: Vec<String> =
+        list.as_array().into_iter().flatten().flat_map(|o| o.as_object().unwrap().keys().cloned()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
+/// The SDK's own timestamp calls — `generateSpeech` and `generateConversation` with
+/// `timestamps: true`, which its gateway client sends to `/v1/audio/speech/with-timestamps` and
+/// `/v1/audio/conversation/with-timestamps` with the same body as without — through the gateway:
+/// ElevenLabs' native timing comes back exactly, OpenAI's estimated (which the SDK only shows in
+/// its warnings), and a conversation's words carry their turn at the turn's place in the mix.
+/// The SDK's zod schemas keep `text`, `start`, `end` (and `turnIndex`) of each word, and
+/// `audio`, `mediaType`, `timestamps`, `warnings` of the answer: the gateway's `charStart`,
+/// `charEnd`, `alignment` and `durationMs` never reach the caller. `split: true` (which the SDK
+/// cannot ask for) and `"timestamps": "native"` (neither) are added to the SDK's body through its
+/// `fetch` option to see how the SDK takes the gateway's answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speechbase_sdk_gets_word_timestamps() {
+    let _ = sdk_dir();
+    let upstream = MockServer::start().await;
+    Mock::given(any()).respond_with(FakeVendors).mount(&upstream).await;
+    let uri = upstream.uri();
+    let app = TestApp::spawn_with(Db::Sqlite, move |c| {
+        c.providers.local.enabled = false;
+        c.providers.timeout_secs = 2;
+        c.providers.openai =
+            VendorConfig { api_key: Some(SECRET.to_owned().into()), base_url: Some(format!("{uri}/v1")) };
+        c.providers.elevenlabs = VendorConfig { api_key: Some(SECRET.to_owned().into()), base_url: Some(uri) };
+    })
+    .await;
+    let (key_id, key) = app.speech_key().await;
+    for (text, seconds) in TURNS {
+        let end = alignment(text).2.last().copied().unwrap_or(0.0);
+        assert!(end <= seconds, "the fake's alignment of {text:?} ({end} s) is longer than its audio ({seconds} s)");
+    }
+    let elevenlabs = json!({"model": "elevenlabs/eleven_v3", "voice": ELEVENLABS_VOICE, "text": TURNS[1].0});
+    let openai = json!({"model": "openai/tts-1", "voice": "alloy", "text": TURNS[0].0});
+    let turns = json!([
+        {"model": "openai/tts-1", "voice": "alloy", "text": TURNS[0].0},
+        {"model": "elevenlabs/eleven_v3", "voice": ELEVENLABS_VOICE, "text": TURNS[1].0},
+        {"model": "openai/tts-1", "voice": "echo", "text": TURNS[2].0},
+    ]);
+    let cases = json!({
+        "speech": {
+            "elevenlabs": elevenlabs,
+            "openai": openai,
+            "openai_native": {"model": "openai/tts-1", "voice": "alloy", "text": UNHEARD,
+                "extraBody": {"timestamps": "native"}},
+        },
+        "conversation": {
+            "whole": {"turns": turns, "gapMs": GAP_MS},
+            "split": {"turns": turns, "gapMs": GAP_MS, "extraBody": {"split": true}},
+        },
+    });
+    let result =
+        run_script("timestamps.mjs", format!("http://{}", app.addr), key, vec![("CASES", cases.to_string())]).await;
+    assert_eq!(result["sdk"]["version"], SDK_VERSION, "the script ran another SDK version");
+    let show = |v: &Value| v.to_string();
+
+    // (a) generateSpeech, ElevenLabs: the SDK posts its usual inline body, unchanged, to
+    // `/with-timestamps` (no `timestamps` field, no Accept negotiation) and reads the JSON.
+    let speech = &result["speech"]["elevenlabs"];
+    assert_eq!(speech["ok"], true, "{}", show(speech));
+    let sent = &speech["sent"];
+    assert_eq!(sent["method"], "POST");
+    assert_eq!(sent["path"], "/v1/audio/speech/with-timestamps");
+    assert_eq!(
+        sent["body"],
+        json!({"mode": "inline", "model": "elevenlabs/eleven_v3", "voice": ELEVENLABS_VOICE, "text": TURNS[1].0}),
+        "SDK {SDK_VERSION}'s with-timestamps body"
+    );
+    assert_eq!(sent["headers"]["authorization"], "Bearer <KEY>");
+    assert_eq!(sent["headers"]["content-type"], "application/json");
+    assert_eq!((sent["status"].as_u64(), sent["contentType"].as_str()), (Some(200), Some("application/json")));
+    // What the gateway answered: native timing, code-point offsets, its own duration.
+    let answer = &sent["response"];
+    assert_eq!((&answer["alignment"], &sent["alignmentHeader"]), (&json!("native"), &json!("native")));
+    assert_eq!(answer["warnings"], json!([]));
+    assert_eq!(answer["durationMs"], 900);
+    let offsets: Vec<(u64, u64)> = answer["timestamps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["charStart"].as_u64().unwrap(), t["charEnd"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(offsets, [(0, 5), (6, 7), (8, 15), (16, 22), (23, 25), (26, 28), (29, 35)], "{answer}");
+    // What the SDK returns: the fake's character times folded into words, exactly (ms); the
+    // SDK keeps text/start/end and drops charStart/charEnd, the top-level alignment and
+    // durationMs; an empty warnings list becomes no `warnings`.
+    let expected = native_words(TURNS[1].0, 0.0);
+    same_times(&stamps(&speech["timestamps"]), &expected, 1e-9, "ElevenLabs words through the SDK");
+    assert_eq!(keys_of(&answer["timestamps"]), ["charEnd", "charStart", "end", "start", "text"]);
+    assert_eq!(keys_of(&speech["timestamps"]), ["end", "start", "text"], "the SDK's zod schema strips the rest");
+    assert_eq!(speech["warnings"], Value::Null);
+    assert_eq!(speech["mediaType"], "audio/wav");
+    close(speech["durationMs"].as_f64().expect("the SDK could measure the audio"), 900.0, "the SDK's duration");
+    let last_end = expected.last().unwrap().2;
+    assert!(last_end * 1000.0 <= speech["durationMs"].as_f64().unwrap(), "words past the clip's end");
+
+    // (b) generateSpeech, OpenAI: no timing from the vendor, so the gateway estimates; the SDK
+    // drops `alignment: "estimated"`, and only its warnings tell the caller.
+    let speech = &result["speech"]["openai"];
+    assert_eq!(speech["ok"], true, "{}", show(speech));
+    assert_eq!(speech["sent"]["path"], "/v1/audio/speech/with-timestamps");
+    assert_eq!(
+        speech["sent"]["body"],
+        json!({"mode": "inline", "model": "openai/tts-1", "voice": "alloy", "text": TURNS[0].0})
+    );
+    assert_eq!(speech["sent"]["response"]["alignment"], "estimated");
+    assert_eq!(speech["sent"]["alignmentHeader"], "estimated");
+    let words = stamps(&speech["timestamps"]);
+    let texts: Vec<&str> = words.iter().map(|w| w.0.as_str()).collect();
+    assert_eq!(texts, ["How", "was", "your", "weekend?"], "{}", show(speech));
+    assert!(monotone(&words) && words.iter().all(|w| w.2 > w.1), "{words:?}");
+    assert!(words.last().unwrap().2 <= TURNS[0].1 + 1e-3, "estimates past the clip's end: {words:?}");
+    assert_eq!(keys_of(&speech["timestamps"]), ["end", "start", "text"]);
+    let warnings = speech["warnings"].as_array().unwrap_or_else(|| panic!("no warnings: {}", show(speech)));
+    assert!(warnings.len() == 1 && warnings[0].as_str().unwrap().contains("estimated"), "{warnings:?}");
+    close(speech["durationMs"].as_f64().unwrap(), TURNS[0].1 * 1000.0, "the SDK's duration");
+    let openai_words = words;
+
+    // (c) `"timestamps": "native"` for a provider without timing: the SDK's ApiError with the
+    // gateway's code, and no vendor was asked.
+    let native = &result["speech"]["openai_native"];
+    assert_eq!(native["ok"], false, "{}", show(native));
+    assert_eq!(native["attempts"], 1);
+    assert_eq!(native["sent"]["body"]["timestamps"], "native");
+    assert_eq!(native["sent"]["contentType"], "application/problem+json");
+    let error = &native["error"];
+    assert_eq!((&error["name"], &error["status"]), (&json!("ApiError"), &json!(503)), "{error}");
+    assert_eq!(error["code"], "timestamps_unavailable", "{error}");
+    assert_eq!(error["problem"]["code"], "timestamps_unavailable", "{error}");
+
+    // (d) generateConversation: the usual conversation body to `/with-timestamps`; every word with
+    // its turn, in order, at its turn's place in the mix.
+    let whole = &result["conversation"]["whole"];
+    assert_eq!(whole["ok"], true, "{}", show(whole));
+    let sent = &whole["sent"];
+    assert_eq!(sent["path"], "/v1/audio/conversation/with-timestamps");
+    assert_eq!(
+        sent["body"],
+        json!({"mode": "conversation", "turns": turns, "gapMs": GAP_MS as u64, "volumeDbfs": -20}),
+        "SDK {SDK_VERSION}'s with-timestamps conversation body"
+    );
+    assert_eq!((&sent["response"]["alignment"], &sent["alignmentHeader"]), (&json!("estimated"), &json!("estimated")));
+    assert_eq!(keys_of(&sent["response"]["timestamps"]), ["charEnd", "charStart", "end", "start", "text", "turnIndex"]);
+    assert_eq!(keys_of(&whole["timestamps"]), ["end", "start", "text", "turnIndex"], "the SDK keeps turnIndex");
+    let all = whole["timestamps"].as_array().unwrap();
+    let words = stamps(&whole["timestamps"]);
+    assert!(monotone(&words), "{words:?}");
+    let turn_of: Vec<u64> = all.iter().map(|t| t["turnIndex"].as_u64().unwrap()).collect();
+    let mut offset = 0.0;
+    for (turn, (text, seconds)) in TURNS.iter().enumerate() {
+        let mine: Vec<(String, f64, f64)> =
+            words.iter().zip(&turn_of).filter(|(_, i)| **i == turn as u64).map(|(w, _)| w.clone()).collect();
+        let texts: Vec<&str> = mine.iter().map(|w| w.0.as_str()).collect();
+        assert_eq!(texts, text.split_whitespace().collect::<Vec<_>>(), "turn {turn}'s words");
+        assert!(
+            mine.iter().all(|w| w.1 >= offset - 1e-9 && w.2 <= offset + seconds + 1e-3),
+            "turn {turn}'s words {mine:?} are not within {offset}..{} s",
+            offset + seconds
+        );
+        if turn == 1 {
+            // ElevenLabs' own times, moved by turn 0's length and the gap, exactly.
+            same_times(&mine, &native_words(text, offset), 1e-9, "turn 1 in the mix");
+        } else if turn == 0 {
+            // The same clip's estimates as on its own.
+            same_times(&mine, &openai_words, 0.002, "turn 0 in the mix");
+        }
+        offset += seconds + GAP_MS / 1000.0;
+    }
+    assert_eq!(
+        turn_of,
+        TURNS
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (t, _))| vec![i as u64; t.split_whitespace().count()])
+            .collect::<Vec<_>>()
+    );
+    // Turn 1's first word only after turn 0 and the gap.
+    let first_of_1 = words[turn_of.iter().position(|i| *i == 1).unwrap()].1;
+    assert!((first_of_1 - (TURNS[0].1 + GAP_MS / 1000.0)).abs() < 1e-9, "turn 1 starts at {first_of_1} s");
+    let expected_ms = TURNS.iter().map(|(_, s)| s * 1000.0).sum::<f64>() + 2.0 * GAP_MS;
+    close(whole["durationMs"].as_f64().expect("the SDK could measure the mix"), expected_ms, "the mix's duration");
+    assert_eq!(
+        sent["response"]["durationMs"].as_f64(),
+        Some(expected_ms),
+        "the gateway's durationMs (dropped by the SDK)"
+    );
+    let warnings: Vec<&str> = whole["warnings"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
+    assert!(
+        warnings.len() == 2
+            && warnings[0].starts_with("turn 0: ")
+            && warnings[1].starts_with("turn 2: ")
+            && warnings.iter().all(|w| w.contains("estimated")),
+        "{warnings:?}"
+    );
+    assert_eq!(whole["mediaType"], "audio/wav");
+
+    // (e) `split: true` with timestamps: the gateway answers its segments, each with its own
+    // words and alignment, but the SDK's schema demands a top-level `audio` and `mediaType` and
+    // throws a ZodError — the SDK has no way to take per-turn segments with timestamps.
+    let split = &result["conversation"]["split"];
+    assert_eq!(split["ok"], false, "{}", show(split));
+    assert_eq!(
+        (split["sent"]["status"].as_u64(), split["sent"]["contentType"].as_str()),
+        (Some(200), Some("application/json"))
+    );
+    assert_eq!(split["error"]["name"], "ZodError", "{}", show(split));
+    let issues: Vec<&Value> = split["error"]["issues"].as_array().unwrap().iter().map(|i| &i["path"]).collect();
+    assert_eq!(issues, [&json!(["audio"]), &json!(["mediaType"])], "{}", show(split));
+    let segments = split["sent"]["response"]["audioSegments"].as_array().unwrap();
+    let alignments: Vec<&Value> = segments.iter().map(|s| &s["alignment"]).collect();
+    assert_eq!(alignments, [&json!("estimated"), &json!("native"), &json!("estimated")]);
+    same_times(&stamps(&segments[1]["timestamps"]), &native_words(TURNS[1].0, 0.0), 1e-9, "segment 1's own words");
+
+    // The gateway asked ElevenLabs for its timing and OpenAI for plain PCM; the refused request
+    // reached no vendor.
+    let asked = upstream.received_requests().await.unwrap_or_default();
+    assert!(
+        !asked.iter().any(|r| String::from_utf8_lossy(&r.body).contains(UNHEARD)),
+        "a vendor was asked for {UNHEARD:?}"
+    );
+    for request in &asked {
+        let path = request.url.path();
+        if path.starts_with("/v1/text-to-speech/") {
+            assert_eq!(path, format!("/v1/text-to-speech/{ELEVENLABS_VOICE}/stream/with-timestamps"));
+        } else {
+            assert_eq!(path, "/v1/audio/speech");
+            let body: Value = serde_json::from_slice(&request.body).unwrap();
+            assert_eq!(body["response_format"], "pcm", "{body}");
+        }
+    }
+    // One call per clip: the two speech clips, and three turns for each conversation.
+    assert_eq!(asked.len(), 1 + 1 + 3 + 3, "{:?}", asked.iter().map(|r| r.url.path()).collect::<Vec<_>>());
+
+    // Every SDK request was metered under its own route.
+    let usage = app.stop_and_read_usage(Some(&key_id)).await;
+    let mut outcomes: Vec<(&str, u16, Option<&str>)> =
+        usage.iter().map(|u| (u.event.route.as_str(), u.event.status, u.event.error_code.as_deref())).collect();
+    outcomes.sort_unstable();
+    assert_eq!(
+        outcomes,
+        [
+            ("/v1/audio/conversation/with-timestamps", 200, None),
+            ("/v1/audio/conversation/with-timestamps", 200, None),
+            ("/v1/audio/speech/with-timestamps", 200, None),
+            ("/v1/audio/speech/with-timestamps", 200, None),
+            ("/v1/audio/speech/with-timestamps", 503, Some("timestamps_unavailable")),
+        ],
+        "{usage:#?}"
+    );
 }

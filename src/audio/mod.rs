@@ -19,6 +19,7 @@
 //! - **Bad input is an error, never a panic.** Decoders of untrusted bytes run behind
 //!   `catch_unwind` as a second line of defence: a codec bug must not take a request task down.
 
+pub mod align;
 mod decode;
 mod duration;
 mod encode;

@@ -75,6 +75,9 @@ pub enum ApiError {
     /// own credential is the operator's misconfiguration: 502, not 401).
     #[error("{0}")]
     Provider(ProviderError),
+    /// Native word timing was asked for and the provider has none.
+    #[error("{0} reports no word timing; ask with \"timestamps\": \"auto\" for estimated times")]
+    TimestampsUnavailable(String),
     /// One turn of a conversation failed: the problem is the turn's, with its `turn_index`.
     #[error("turn {index}: {error}")]
     Turn { index: usize, error: Box<ApiError> },
@@ -134,6 +137,7 @@ impl ApiError {
                 ProviderError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
                 ProviderError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             },
+            ApiError::TimestampsUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Turn { error, .. } => error.status(),
             ApiError::Http { status, .. } => *status,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -164,6 +168,7 @@ impl ApiError {
             ApiError::DatabaseUnavailable(_) => "database_unavailable",
             ApiError::UnknownModel(_) => "unknown_model",
             ApiError::Provider(e) => e.code(),
+            ApiError::TimestampsUnavailable(_) => "timestamps_unavailable",
             ApiError::Turn { error, .. } => error.code(),
             ApiError::Http { .. } => "http_error",
             ApiError::Internal(_) => "internal_error",
@@ -190,6 +195,7 @@ impl ApiError {
             ApiError::DatabaseUnavailable(_) => "Service unavailable",
             ApiError::UnknownModel(_) => "Unknown model",
             ApiError::Provider(_) => "Provider error",
+            ApiError::TimestampsUnavailable(_) => "Timestamps unavailable",
             ApiError::Turn { error, .. } => error.title(),
             ApiError::Http { status, .. } => status.canonical_reason().unwrap_or("HTTP error"),
             ApiError::Internal(_) => "Internal error",
@@ -393,6 +399,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Store(e) => e.into(),
             ServiceError::UnknownModel(detail) => ApiError::UnknownModel(detail),
             ServiceError::Provider(e) => ApiError::Provider(e),
+            ServiceError::TimestampsUnavailable(provider) => ApiError::TimestampsUnavailable(provider),
             ServiceError::Turn { index, error } => ApiError::Turn { index, error: Box::new((*error).into()) },
             ServiceError::Internal(cause) => ApiError::Internal(cause),
         }

@@ -126,8 +126,12 @@ pub struct Capabilities {
     pub formats: Vec<NativeFormat>,
     /// Audio arrives incrementally (the first bytes long before the last).
     pub streaming: bool,
-    /// The provider reports word or character timings itself.
+    /// The provider reports word or character timings itself...
     pub native_timestamps: bool,
+    /// ...with audio in these formats only (the gateway asks for PCM when it needs timing, and
+    /// converts it to what was requested).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub timestamp_formats: Vec<AudioFormat>,
     /// The provider can voice a multi-speaker dialogue in one request (`SpeechProvider::dialogue`).
     pub native_dialogue: Option<DialogueSupport>,
     /// `GET /v1/audio/providers/{id}/voices` can list the provider's catalogue.
@@ -151,6 +155,12 @@ pub struct DialogueSupport {
 }
 
 impl Capabilities {
+    /// Whether the provider times its words when asked for PCM (what the gateway asks for when
+    /// it needs timing).
+    pub fn times_pcm(&self) -> bool {
+        self.native_timestamps && self.timestamp_formats.contains(&AudioFormat::Pcm)
+    }
+
     pub fn model(&self, id: &str) -> Option<&ModelInfo> {
         self.models.iter().find(|m| m.id == id)
     }

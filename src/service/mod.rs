@@ -4,6 +4,7 @@ pub mod conversation;
 pub mod keys;
 pub mod speech;
 pub mod synthesis;
+pub mod timestamps;
 pub mod usage;
 pub mod voices;
 
@@ -25,6 +26,9 @@ pub enum ServiceError {
     Provider(#[from] ProviderError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Native word timing was required and the provider has none (or sent none).
+    #[error("{0} reports no word timing")]
+    TimestampsUnavailable(String),
     /// One turn of a conversation failed; `error` says how.
     #[error("turn {index}: {error}")]
     Turn { index: usize, error: Box<ServiceError> },

@@ -6,9 +6,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use super::speech::{audio_response, read_output, OutputField, VoiceField};
+use super::speech::{audio_response, read_output, OutputField, TimedAudio, VoiceField};
 use crate::{
-    domain::{audio::AudioFormat, pronounce::Pronunciations},
+    domain::{audio::AudioFormat, pronounce::Pronunciations, FieldError},
     http::{
         extract::{ApiJson, Caller},
         problem::{ApiError, Problem},
@@ -19,6 +19,7 @@ use crate::{
             self, ConversationInput, ConversationOutput, SplitConversation, Strategy, TurnDefaults, TurnInput,
         },
         synthesis::SegmentInput,
+        timestamps::Mode,
         usage::UsageDetails,
     },
 };
@@ -50,6 +51,8 @@ pub struct ConversationBody {
     provider_options: Option<Map<String, Value>>,
     /// Whole words spoken differently, in every turn.
     pronunciations: Option<Pronunciations>,
+    /// `/with-timestamps` only: `auto` (default; `on` too) or `native`.
+    timestamps: Option<Mode>,
     /// Speechbase's SDK sends `"conversation"`; accepted and ignored.
     #[serde(rename = "mode")]
     #[schema(ignore)]
@@ -116,6 +119,7 @@ impl ConversationBody {
             split: self.split.unwrap_or(false),
             strategy: self.strategy.unwrap_or_default(),
             pronunciations: self.pronunciations.unwrap_or_default(),
+            timestamps: self.timestamps,
         })
     }
 }
@@ -149,12 +153,72 @@ pub async fn create_conversation(
     Extension(details): Extension<UsageDetails>,
     ApiJson(body): ApiJson<ConversationBody>,
 ) -> Result<Response, ApiError> {
-    let input = body.into_input()?;
+    if body.timestamps.is_some() {
+        let message = "word timing comes from /v1/audio/conversation/with-timestamps";
+        return Err(ApiError::Validation(vec![FieldError::new("timestamps", message)]));
+    }
+    converse(&state, &key.id, &details, body.into_input()?).await
+}
+
+/// Voice a conversation and time every turn's words: the same body as
+/// `/v1/audio/conversation`, answered with JSON — the whole file (base64) and its words with
+/// their `turnIndex`, at their place in the file; with `split: true`, each segment with its own
+/// words, from the segment's start.
+#[utoipa::path(
+    post,
+    path = "/v1/audio/conversation/with-timestamps",
+    tag = "speech",
+    request_body = ConversationBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "`split: false`: the file and its words (`x-speech-alignment`). `split: true`: one clip per turn, each with its words.",
+            content(
+                (TimedAudio = "application/json"),
+                (SplitConversation = "application/json")
+            )),
+        (status = 400, description = "Malformed JSON, or an invalid field (`validation` names it, e.g. `turns[2].voice`)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid, expired or revoked credential", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown model or `voice_not_found`, with the turn's `turn_index`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited, by the gateway or a turn's provider (`turn_index`)", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "A turn's provider refused the gateway's credential or broke off (`turn_index`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A turn's provider is unavailable, or `timestamps_unavailable` (`timestamps: native` and a turn's provider has no timing), with `turn_index`", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "A turn's provider did not answer in time (`turn_index`)", body = Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn create_conversation_with_timestamps(
+    State(state): State<AppState>,
+    Caller(key): Caller,
+    Extension(details): Extension<UsageDetails>,
+    ApiJson(body): ApiJson<ConversationBody>,
+) -> Result<Response, ApiError> {
+    let mode = body.timestamps.unwrap_or_default();
+    let mut input = body.into_input()?;
+    input.timestamps = Some(mode);
+    converse(&state, &key.id, &details, input).await
+}
+
+async fn converse(
+    state: &AppState,
+    owner: &str,
+    details: &UsageDetails,
+    input: ConversationInput,
+) -> Result<Response, ApiError> {
     let turns = input.turns.len();
     let limits = &state.conversation;
-    let prepared = conversation::prepare(&state.registry, state.store.as_ref(), &key.id, input, limits).await?;
-    Ok(match conversation::start(prepared, &details, &state.metrics, limits).await? {
+    let prepared = conversation::prepare(&state.registry, state.store.as_ref(), owner, input, limits).await?;
+    Ok(match conversation::start(prepared, details, &state.metrics, limits).await? {
         ConversationOutput::Split(split) => Json(split).into_response(),
+        ConversationOutput::Timed(timed) => {
+            let answer = TimedAudio::new(
+                &timed.audio,
+                timed.output,
+                timed.duration_ms,
+                timed.timestamps,
+                timed.alignment,
+                timed.warnings,
+            );
+            answer.respond([("x-speech-turns", turns.to_string())])
+        }
         ConversationOutput::Audio { output, strategy, characters, body } => audio_response(
             Body::from_stream(body),
             output.format.media_type(),

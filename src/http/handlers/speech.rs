@@ -7,25 +7,30 @@ use axum::{
     extract::State,
     http::{header, HeaderValue},
     response::{IntoResponse, Response},
-    Extension,
+    Extension, Json,
 };
 use base64::Engine;
 use bytes::Bytes;
 use futures::StreamExt;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 
 use crate::{
-    domain::{audio::AudioFormat, pronounce::Pronunciations, FieldError},
+    domain::{
+        audio::{AudioFormat, AudioSpec},
+        pronounce::Pronunciations,
+        FieldError,
+    },
     http::{
         extract::{ApiJson, Caller},
         problem::{ApiError, Problem},
         AppState,
     },
     service::{
-        speech::{self, SpeechInput},
+        speech::{self, timed, SpeechInput},
         synthesis::{OutputRequest, SegmentInput},
+        timestamps::{Alignment, Mode, Timestamp},
         usage::UsageDetails,
     },
 };
@@ -104,6 +109,9 @@ pub struct SpeechBody {
     stream_format: Option<StreamFormat>,
     /// Whole words spoken differently, applied to the text before any provider sees it.
     pronunciations: Option<Pronunciations>,
+    /// `/with-timestamps` only: `auto` (default; Speechbase's `on` too) uses the provider's
+    /// timing or estimates it from the audio; `native` refuses providers without timing.
+    timestamps: Option<Mode>,
     /// Legacy Speechbase discriminator (`inline` / `voice`); accepted and ignored.
     #[serde(rename = "mode")]
     #[schema(ignore)]
@@ -255,6 +263,10 @@ async fn speak(
     body: SpeechBody,
     native_only: bool,
 ) -> Result<Response, ApiError> {
+    if body.timestamps.is_some() {
+        let message = "word timing comes from /v1/audio/speech/with-timestamps";
+        return Err(ApiError::Validation(vec![FieldError::new("timestamps", message)]));
+    }
     let (mut input, sse) = body.into_input()?;
     input.native_only = native_only;
     let prepared = speech::prepare(&state.registry, state.store.as_ref(), owner, input).await?;
@@ -270,6 +282,130 @@ async fn speak(
             ("x-speech-characters", output.characters.to_string()),
         ],
     ))
+}
+
+/// A clip and the times of its words.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TimedAudio {
+    /// The whole clip in the requested format, base64.
+    audio: String,
+    media_type: &'static str,
+    /// What a player plays, the encoder's lead-in included.
+    duration_ms: u64,
+    /// The request text's words in order, in seconds from the start of `audio`; `charStart` and
+    /// `charEnd` count Unicode code points of the request's text, end exclusive.
+    timestamps: Vec<Timestamp>,
+    /// `native`: the provider's timing; `estimated`: measured by the gateway from the audio.
+    alignment: Alignment,
+    warnings: Vec<String>,
+}
+
+/// Synthesise one clip and time its words: the same body as `/v1/audio/speech`, answered with
+/// JSON (the audio base64). Times are the provider's own where it has them (ElevenLabs,
+/// Cartesia, the local voice), else estimated from the audio.
+#[utoipa::path(
+    post,
+    path = "/v1/audio/speech/with-timestamps",
+    tag = "speech",
+    request_body = SpeechBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The clip and its words. Headers: `x-speech-provider`, `x-speech-model`, `x-speech-alignment`.", body = TimedAudio),
+        (status = 400, description = "Malformed JSON, or an invalid field or parameter (`validation` names it)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid, expired or revoked credential", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown model, `voice_not_found`, or the provider does not know the voice", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited, by the gateway or the provider", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The provider refused the gateway's credential or broke off", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The provider is unavailable, or `timestamps_unavailable`: `timestamps: native` and the provider has no timing", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "The provider did not answer in time", body = Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn create_speech_with_timestamps(
+    State(state): State<AppState>,
+    Caller(key): Caller,
+    Extension(details): Extension<UsageDetails>,
+    ApiJson(body): ApiJson<SpeechBody>,
+) -> Result<Response, ApiError> {
+    let mode = body.timestamps.unwrap_or_default();
+    let (input, sse) = body.into_input()?;
+    if sse {
+        let message = "timestamps come as JSON; for a stream use /v1/audio/speech/with-timestamps/stream";
+        return Err(ApiError::Validation(vec![FieldError::new("stream_format", message)]));
+    }
+    let prepared = timed::prepare(&state.registry, state.store.as_ref(), &key.id, input, mode).await?;
+    let clip = timed::synthesize(prepared, &details, &state.metrics).await?;
+    let answer =
+        TimedAudio::new(&clip.audio, clip.output, clip.duration_ms, clip.timestamps, clip.alignment, clip.warnings);
+    Ok(answer.respond([("x-speech-provider", clip.provider), ("x-speech-model", clip.model)]))
+}
+
+/// The clip and its word times as NDJSON, sent as they are made: `{"type":"audio","audio"}`
+/// lines of encoded audio (base64; concatenated, they are the file), `{"type":"words",
+/// "timestamps"}` as soon as words are settled (the provider's own timing; estimated times come
+/// at the end), then `{"type":"done","durationMs","alignment","warnings"}`. `volumeDbfs` is
+/// refused (it needs the whole clip).
+#[utoipa::path(
+    post,
+    path = "/v1/audio/speech/with-timestamps/stream",
+    tag = "speech",
+    request_body = SpeechBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "`application/x-ndjson`: audio, words and done lines. Headers: `x-speech-provider`, `x-speech-model`.", content_type = "application/x-ndjson", body = String),
+        (status = 400, description = "Malformed JSON, or an invalid field or parameter (`validation` names it)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid, expired or revoked credential", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown model, `voice_not_found`, or the provider does not know the voice", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited, by the gateway or the provider", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The provider refused the gateway's credential or broke off", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The provider is unavailable, or `timestamps_unavailable`", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "The provider did not answer in time", body = Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn create_speech_with_timestamps_stream(
+    State(state): State<AppState>,
+    Caller(key): Caller,
+    Extension(details): Extension<UsageDetails>,
+    ApiJson(body): ApiJson<SpeechBody>,
+) -> Result<Response, ApiError> {
+    let mode = body.timestamps.unwrap_or_default();
+    let (input, _) = body.into_input()?;
+    let prepared = timed::prepare(&state.registry, state.store.as_ref(), &key.id, input, mode).await?;
+    let (provider, model) = (prepared.provider().to_owned(), prepared.model().to_owned());
+    let lines = timed::stream(prepared, &details, &state.metrics).await?;
+    Ok(audio_response(
+        Body::from_stream(lines),
+        "application/x-ndjson",
+        [("x-speech-provider", provider), ("x-speech-model", model)],
+    ))
+}
+
+impl TimedAudio {
+    pub(super) fn new(
+        audio: &[u8],
+        output: AudioSpec,
+        duration_ms: u64,
+        timestamps: Vec<Timestamp>,
+        alignment: Alignment,
+        warnings: Vec<String>,
+    ) -> Self {
+        let audio = base64::engine::general_purpose::STANDARD.encode(audio);
+        Self { audio, media_type: output.format.media_type(), duration_ms, timestamps, alignment, warnings }
+    }
+
+    /// The JSON answer, with `x-speech-alignment` and the given `x-speech-*` headers.
+    pub(super) fn respond<const N: usize>(self, speech_headers: [(&'static str, String); N]) -> Response {
+        let alignment = self.alignment.as_str();
+        let mut response = Json(self).into_response();
+        let headers = response.headers_mut();
+        headers.insert("x-speech-alignment", HeaderValue::from_static(alignment));
+        for (name, value) in speech_headers {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
+        }
+        response
+    }
 }
 
 /// A streamed audio answer: its media type, never cached, with the `x-speech-*` headers.

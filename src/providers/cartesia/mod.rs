@@ -43,6 +43,7 @@ impl Cartesia {
             ],
             streaming: true,
             native_timestamps: true,
+            timestamp_formats: vec![AudioFormat::Pcm],
             native_dialogue: None,
             voices_listable: true,
             speed_range: Some((0.6, 1.5)),

@@ -38,6 +38,7 @@ impl Deepgram {
             ],
             streaming: true,
             native_timestamps: false,
+            timestamp_formats: Vec::new(),
             native_dialogue: None,
             voices_listable: true,
             speed_range: None,

@@ -53,6 +53,13 @@ impl ElevenLabs {
             ],
             streaming: true,
             native_timestamps: true,
+            timestamp_formats: vec![
+                AudioFormat::Mp3,
+                AudioFormat::Opus,
+                AudioFormat::Pcm,
+                AudioFormat::Ulaw,
+                AudioFormat::Alaw,
+            ],
             native_dialogue: Some(DialogueSupport {
                 models: vec!["eleven_v3".to_owned()],
                 max_voices: 10,

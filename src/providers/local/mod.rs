@@ -111,6 +111,7 @@ impl Local {
             }],
             streaming: true,
             native_timestamps: true,
+            timestamp_formats: vec![AudioFormat::Pcm],
             native_dialogue: None,
             voices_listable: true,
             speed_range: Some(speed::RANGE),

@@ -8,11 +8,15 @@ use futures::{stream::BoxStream, StreamExt};
 
 use super::{
     turns::{Clip, Turns},
-    AudioSegment, SplitConversation,
+    AudioSegment, SplitConversation, TimedConversation,
 };
 use crate::{
     audio::{self, loudness, AudioSpec, Encoder},
-    service::{usage::UsageDetails, ServiceError},
+    service::{
+        timestamps::{self, Alignment},
+        usage::UsageDetails,
+        ServiceError,
+    },
 };
 
 /// Fade at each end of a turn, so no join clicks.
@@ -71,47 +75,115 @@ impl Mixer {
         audio::encoder(self.output).map_err(|e| ServiceError::Internal(e.to_string()))
     }
 
-    /// Every turn as its own clip. Waits for all of them; the first failure ends it.
-    pub async fn split(mut self, turns: &mut Turns, details: UsageDetails) -> Result<SplitConversation, ServiceError> {
+    /// Every turn, held: waits for all of them; the first failure ends it. Bounded to
+    /// [`MAX_SPLIT_SECS`] of audio, as the answer holds it all at once.
+    async fn all(turns: &mut Turns, rate: u32) -> Result<Vec<Clip>, ServiceError> {
         let mut clips = Vec::new();
         let mut total = 0;
-        let max = usize::try_from(self.output.sample_rate).unwrap_or(usize::MAX).saturating_mul(MAX_SPLIT_SECS);
+        let max = usize::try_from(rate).unwrap_or(usize::MAX).saturating_mul(MAX_SPLIT_SECS);
         while let Some(clip) = turns.next(true).await {
             let clip = clip?;
             total += clip.samples.len();
             if total > max {
-                let message =
-                    format!("a split answer holds at most {} minutes of audio; ask for one file", MAX_SPLIT_SECS / 60);
-                return Err(ServiceError::Validation(vec![crate::domain::FieldError::new("split", message)]));
+                let message = format!(
+                    "a held answer holds at most {} minutes of audio; ask for one streamed file",
+                    MAX_SPLIT_SECS / 60
+                );
+                return Err(ServiceError::Validation(vec![crate::domain::FieldError::new("turns", message)]));
             }
             clips.push(clip);
         }
+        Ok(clips)
+    }
+
+    /// The samples' encoding, whole.
+    fn encode(&self, samples: &[&[i16]]) -> Result<Vec<u8>, ServiceError> {
+        let mut encoder = self.encoder()?;
+        let mut bytes = Vec::new();
+        for part in samples {
+            bytes.extend(encoder.encode(part).map_err(|e| ServiceError::Internal(e.to_string()))?);
+        }
+        bytes.extend(encoder.finish().map_err(|e| ServiceError::Internal(e.to_string()))?);
+        Ok(bytes)
+    }
+
+    /// Every turn as its own clip (with its words, block-relative, when they were asked for).
+    pub async fn split(mut self, turns: &mut Turns, details: UsageDetails) -> Result<SplitConversation, ServiceError> {
+        let clips = Self::all(turns, self.output.sample_rate).await?;
         // Encoding every turn takes a while: off the async workers.
         tokio::task::spawn_blocking(move || {
+            let rate = self.output.sample_rate;
+            let lead_in = audio::leading_samples(self.output) as f64 / f64::from(rate);
             let mut warnings = Vec::new();
             let mut audio_segments = Vec::with_capacity(clips.len());
             for mut clip in clips {
                 warnings.extend(self.level(&mut clip));
-                let mut encoder = self.encoder()?;
-                let encode = |encoder: &mut Box<dyn Encoder>| -> Result<Vec<u8>, audio::AudioError> {
-                    let mut bytes = encoder.encode(&clip.samples)?;
-                    bytes.extend(encoder.finish()?);
-                    Ok(bytes)
-                };
-                let bytes = encode(&mut encoder).map_err(|e| ServiceError::Internal(e.to_string()))?;
-                let duration_ms = audio::duration_ms(clip.samples.len(), self.output.sample_rate);
+                let bytes = self.encode(&[&clip.samples])?;
+                let duration_ms = audio::duration_ms(clip.samples.len(), rate);
                 details.add_audio_ms(turn_number(clip.index), duration_ms);
+                let words = clip.words.map(|mut words| {
+                    timestamps::shift(&mut words.timestamps, lead_in);
+                    warnings.extend(words.warnings.iter().map(|w| format!("turn {}: {w}", clip.index)));
+                    words
+                });
                 audio_segments.push(AudioSegment {
                     audio: base64::engine::general_purpose::STANDARD.encode(bytes),
                     media_type: self.output.format.media_type().to_owned(),
                     duration_ms,
                     turn_index: clip.index,
+                    alignment: words.as_ref().map(|w| w.alignment),
+                    timestamps: words.map(|w| w.timestamps),
                 });
             }
             Ok(SplitConversation { audio_segments, warnings })
         })
         .await
         .map_err(|e| ServiceError::Internal(format!("encoding the segments failed: {e}")))?
+    }
+
+    /// The mixed file held whole, with every turn's words moved to the turn's place in it (its
+    /// leading silence, and the encoder's lead-in, included).
+    pub async fn whole(
+        mut self,
+        turns: &mut Turns,
+        pauses: &[u32],
+        details: UsageDetails,
+    ) -> Result<TimedConversation, ServiceError> {
+        let clips = Self::all(turns, self.output.sample_rate).await?;
+        let pauses = pauses.to_vec();
+        tokio::task::spawn_blocking(move || {
+            let rate = self.output.sample_rate;
+            let mut warnings = Vec::new();
+            let mut stamps = Vec::new();
+            let mut alignment = Alignment::Native;
+            let mut parts: Vec<Vec<i16>> = Vec::with_capacity(clips.len() * 2);
+            let mut position = audio::leading_samples(self.output);
+            for mut clip in clips {
+                warnings.extend(self.level(&mut clip));
+                let silence =
+                    usize::try_from(u64::from(pauses.get(clip.index).copied().unwrap_or(0)) * u64::from(rate) / 1000)
+                        .unwrap_or(0);
+                position += silence;
+                parts.push(vec![0; silence]);
+                if let Some(mut words) = clip.words {
+                    timestamps::shift(&mut words.timestamps, position as f64 / f64::from(rate));
+                    stamps.extend(words.timestamps);
+                    warnings.extend(words.warnings.iter().map(|w| format!("turn {}: {w}", clip.index)));
+                    if words.alignment == Alignment::Estimated {
+                        alignment = Alignment::Estimated;
+                    }
+                }
+                details.add_audio_ms(turn_number(clip.index), audio::duration_ms(clip.samples.len(), rate));
+                position += clip.samples.len();
+                parts.push(clip.samples);
+            }
+            let views: Vec<&[i16]> = parts.iter().map(Vec::as_slice).collect();
+            let audio = self.encode(&views)?;
+            let duration_ms = audio::duration_ms(position, rate);
+            Ok(TimedConversation { audio, output: self.output, duration_ms, timestamps: stamps, alignment, warnings })
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("encoding the conversation failed: {e}")))?
     }
 
     /// The mixed file, streamed. Returns once turn 0 is ready (or any turn has failed: then

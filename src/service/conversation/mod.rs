@@ -24,6 +24,7 @@ use utoipa::ToSchema;
 
 use super::{
     synthesis::{self, call, OutputRequest, Plan, SegmentInput, Target},
+    timestamps::{Alignment, Mode, Timestamp},
     usage::UsageDetails,
     ServiceError,
 };
@@ -80,6 +81,8 @@ pub struct ConversationInput {
     pub split: bool,
     pub strategy: Strategy,
     pub pronunciations: Pronunciations,
+    /// Word timestamps (`/with-timestamps`): how they may be obtained.
+    pub timestamps: Option<Mode>,
 }
 
 /// What every turn gets unless it says otherwise.
@@ -110,6 +113,8 @@ pub struct Prepared {
     output: AudioSpec,
     volume_dbfs: Option<f32>,
     voicing: Voicing,
+    /// With timestamps: how, and each turn's text as the caller wrote it.
+    timing: Option<(Mode, Vec<String>)>,
 }
 
 enum Voicing {
@@ -176,6 +181,7 @@ pub async fn prepare(
         .map(|(i, t)| if i == 0 { 0 } else { t.pause_before_ms.unwrap_or(gap) })
         .collect();
 
+    let originals: Vec<String> = input.turns.iter().map(|t| t.segment.text.clone()).collect();
     let mut turns = Vec::with_capacity(input.turns.len());
     for (i, turn) in input.turns.into_iter().enumerate() {
         let segment = match with_defaults(registry, turn.segment, input.model.as_deref(), &input.defaults) {
@@ -203,7 +209,19 @@ pub async fn prepare(
         return Err(too_many_characters(spoken));
     }
 
-    let voicing = match (input.strategy, native_dialogue(&turns, output.sample_rate, input.split)) {
+    if input.timestamps == Some(Mode::Native) {
+        if let Some(i) = turns.iter().position(|t| !t.capabilities().times_pcm()) {
+            let provider = turns[i].provider_id().to_owned();
+            return Err(ServiceError::in_turn(i, ServiceError::TimestampsUnavailable(provider)));
+        }
+    }
+    // The gateway times words turn by turn; a native dialogue would need the dialogue's own
+    // timing, which it does not read yet.
+    let dialogue = match input.timestamps {
+        Some(_) => Err("word timestamps of a conversation come from stitched turns".to_owned()),
+        None => native_dialogue(&turns, output.sample_rate, input.split),
+    };
+    let voicing = match (input.strategy, dialogue) {
         (Strategy::Native, Err(reason)) => {
             return Err(ServiceError::Validation(vec![FieldError::new("strategy", reason)]));
         }
@@ -229,7 +247,8 @@ pub async fn prepare(
             Voicing::Stitch { sources, split: input.split }
         }
     };
-    Ok(Prepared { turns, pauses, output, volume_dbfs: input.volume_dbfs, voicing })
+    let timing = input.timestamps.map(|mode| (mode, originals));
+    Ok(Prepared { turns, pauses, output, volume_dbfs: input.volume_dbfs, voicing, timing })
 }
 
 /// A turn with the request's defaults filled in. An inline turn (a voice, not a saved voice)
@@ -317,6 +336,18 @@ pub enum ConversationOutput {
         body: BoxStream<'static, Result<Bytes, std::io::Error>>,
     },
     Split(SplitConversation),
+    /// `/with-timestamps`: the whole file and the words of every turn.
+    Timed(TimedConversation),
+}
+
+/// The mixed file held whole, and every turn's words at their place in it.
+pub struct TimedConversation {
+    pub audio: Vec<u8>,
+    pub output: AudioSpec,
+    pub duration_ms: u64,
+    pub timestamps: Vec<Timestamp>,
+    pub alignment: Alignment,
+    pub warnings: Vec<String>,
 }
 
 /// `split: true`: one clip per turn, each in the requested format.
@@ -335,6 +366,11 @@ pub struct AudioSegment {
     pub media_type: String,
     pub duration_ms: u64,
     pub turn_index: usize,
+    /// `/with-timestamps`: the turn's words, in seconds from the start of this segment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamps: Option<Vec<Timestamp>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alignment: Option<Alignment>,
 }
 
 /// Starts the providers and waits for what the answer's head needs: turn 0 (or, before it, the
@@ -346,7 +382,7 @@ pub async fn start(
     metrics: &Arc<Metrics>,
     limits: &ConversationConfig,
 ) -> Result<ConversationOutput, ServiceError> {
-    let Prepared { turns, pauses, output, volume_dbfs, voicing } = prepared;
+    let Prepared { turns, pauses, output, volume_dbfs, voicing, timing } = prepared;
     let characters = turns.iter().map(Target::characters).sum();
     match voicing {
         Voicing::Native { from } => {
@@ -382,6 +418,10 @@ pub async fn start(
             Ok(ConversationOutput::Audio { output, strategy: Strategy::Native, characters, body })
         }
         Voicing::Stitch { sources, split } => {
+            let (mode, mut originals) = match timing {
+                Some((mode, originals)) => (Some(mode), originals),
+                None => (None, Vec::new()),
+            };
             let jobs = turns.into_iter().zip(sources).enumerate().map(|(index, (target, from))| turns::Job {
                 index,
                 target,
@@ -389,12 +429,17 @@ pub async fn start(
                 rate: output.sample_rate,
                 details: details.clone(),
                 metrics: metrics.clone(),
+                timing: mode.map(|mode| turns::Timing { mode, original: std::mem::take(&mut originals[index]) }),
             });
             let mut runner = turns::Turns::new(jobs.collect(), limits.concurrency, details.clone());
             let mixer = mix::Mixer::new(output, volume_dbfs);
             if split {
                 let split = mixer.split(&mut runner, details.clone()).await?;
                 return Ok(ConversationOutput::Split(split));
+            }
+            if mode.is_some() {
+                let timed = mixer.whole(&mut runner, &pauses, details.clone()).await?;
+                return Ok(ConversationOutput::Timed(timed));
             }
             let body = mixer.stream(runner, pauses, details.clone()).await?;
             Ok(ConversationOutput::Audio { output, strategy: Strategy::Stitch, characters, body })

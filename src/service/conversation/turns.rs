@@ -17,6 +17,7 @@ use crate::{
     metrics::Metrics,
     service::{
         synthesis::{call, collect::collect, Target},
+        timestamps::{self, Alignment, Mode, Timestamp},
         usage::UsageDetails,
         ServiceError,
     },
@@ -30,6 +31,7 @@ pub struct Job {
     pub rate: u32,
     pub details: UsageDetails,
     pub metrics: Arc<Metrics>,
+    pub timing: Option<Timing>,
 }
 
 /// A turn's audio at the mix's rate, with its measured level.
@@ -37,6 +39,21 @@ pub struct Clip {
     pub index: usize,
     pub samples: Vec<i16>,
     pub level: loudness::Level,
+    /// The turn's words, in seconds of `samples`, when they were asked for.
+    pub words: Option<TimedWords>,
+}
+
+/// A turn's timed words: the timestamps, where their times come from, and what to know.
+pub struct TimedWords {
+    pub timestamps: Vec<Timestamp>,
+    pub alignment: Alignment,
+    pub warnings: Vec<String>,
+}
+
+/// Word timing asked of a turn: how, and the turn's text as the caller wrote it.
+pub struct Timing {
+    pub mode: Mode,
+    pub original: String,
 }
 
 type Outcome = Result<Clip, ServiceError>;
@@ -165,7 +182,7 @@ pub const CANCELLED: &str = "cancelled";
 /// Voices one turn: the provider call, its PCM converted and resampled to the mix's rate as it
 /// arrives, then measured.
 async fn voice(job: Job) -> Outcome {
-    let Job { index, target, from, rate, details, metrics } = job;
+    let Job { index, target, from, rate, details, metrics, timing } = job;
     let turn = u32::try_from(index).unwrap_or(u32::MAX);
     let segment = call::Segment {
         index: turn,
@@ -174,16 +191,30 @@ async fn voice(job: Job) -> Outcome {
         voice: &target.voice,
         characters: target.characters(),
     };
-    let request = target.resolved.provider.synthesize(target.request(AudioSpec::pcm(from)));
-    let in_turn = |e: ServiceError| ServiceError::in_turn(index, e);
+    let mut request = target.request(AudioSpec::pcm(from));
+    request.timestamps = timing.is_some() && target.capabilities().times_pcm();
+    let request = target.resolved.provider.synthesize(request);
+    let in_turn = move |e: ServiceError| ServiceError::in_turn(index, e);
     let events = call::start(segment, &details, &metrics, request).await.map_err(|e| in_turn(e.into()))?;
     let collected = collect(events, from, rate, target.provider_id(), (&details, turn)).await.map_err(in_turn)?;
-    let samples = collected.samples;
-    // Measuring a long turn takes milliseconds of CPU: off the async workers.
+    let provider = target.provider_id().to_owned();
+    // Measuring (and estimating word times of) a long turn takes milliseconds of CPU: off the
+    // async workers.
     tokio::task::spawn_blocking(move || {
-        let level = loudness::measure(&samples, rate);
-        Clip { index, samples, level }
+        let words = match timing {
+            None => None,
+            Some(Timing { mode, original }) => {
+                let (samples, words) = (&collected.samples, &collected.words);
+                let timed = timestamps::time_words(&original, &target.spoken, words, samples, rate, mode);
+                let (mut timestamps, alignment, warnings) =
+                    timed.ok_or_else(|| in_turn(ServiceError::TimestampsUnavailable(provider)))?;
+                timestamps.iter_mut().for_each(|t| t.turn_index = Some(index));
+                Some(TimedWords { timestamps, alignment, warnings })
+            }
+        };
+        let level = loudness::measure(&collected.samples, rate);
+        Ok(Clip { index, samples: collected.samples, level, words })
     })
     .await
-    .map_err(|e| in_turn(ServiceError::Internal(format!("turn task failed: {e}"))))
+    .map_err(|e| in_turn(ServiceError::Internal(format!("turn task failed: {e}"))))?
 }

@@ -6,6 +6,7 @@
 //! the clip's peak and therefore the whole clip.
 
 mod body;
+pub mod timed;
 
 use std::sync::Arc;
 

@@ -142,6 +142,7 @@ mod tests {
             formats,
             streaming: true,
             native_timestamps: false,
+            timestamp_formats: Vec::new(),
             native_dialogue: None,
             voices_listable: false,
             speed_range: None,

@@ -1,0 +1,306 @@
+//! One clip with word timestamps (`/v1/audio/speech/with-timestamps`): the provider is asked for
+//! PCM (with its timing when it has any), the clip is held whole, levelled if asked, encoded
+//! once, and the caller's words are timed against what a player hears — the encoder's lead-in
+//! included.
+
+use std::{collections::VecDeque, sync::Arc};
+
+use base64::Engine;
+use bytes::Bytes;
+use futures::{stream::BoxStream, StreamExt};
+use serde_json::json;
+
+use super::SpeechInput;
+use crate::{
+    audio::{self, AudioFormat, AudioSpec, PcmTranscoder},
+    domain::{pronounce::Spoken, FieldError},
+    metrics::Metrics,
+    providers::{EventStream, Registry, SynthesisEvent, WordTiming},
+    service::{
+        synthesis::{
+            self, call,
+            collect::{collect, MAX_CLIP_SECS},
+            Target,
+        },
+        timestamps::{self, Alignment, Mode, Timestamp},
+        usage::UsageDetails,
+        ServiceError,
+    },
+    store::Store,
+};
+
+/// Everything resolved and checked; nothing has been sent upstream yet.
+pub struct TimedPrepared {
+    target: Target,
+    /// The text as the caller wrote it: timestamps refer to it.
+    original: String,
+    /// The PCM rate the provider is asked for.
+    from: u32,
+    output: AudioSpec,
+    volume_dbfs: Option<f32>,
+    mode: Mode,
+}
+
+impl TimedPrepared {
+    pub fn provider(&self) -> &str {
+        self.target.provider_id()
+    }
+
+    pub fn model(&self) -> &str {
+        &self.target.resolved.model.id
+    }
+}
+
+/// The clip and its words.
+pub struct TimedSpeech {
+    pub audio: Vec<u8>,
+    pub output: AudioSpec,
+    pub duration_ms: u64,
+    pub timestamps: Vec<Timestamp>,
+    pub alignment: Alignment,
+    pub warnings: Vec<String>,
+    pub provider: String,
+    pub model: String,
+}
+
+/// Validates and resolves a request. Fails before any provider is called, also when `mode`
+/// asks for native timing from a provider without it.
+pub async fn prepare(
+    registry: &Registry,
+    store: &dyn Store,
+    owner: &str,
+    input: SpeechInput,
+    mode: Mode,
+) -> Result<TimedPrepared, ServiceError> {
+    let rules = input.pronunciations.check();
+    if !rules.is_empty() {
+        return Err(ServiceError::Validation(rules));
+    }
+    let mut problems: Vec<FieldError> = synthesis::check_volume(input.volume_dbfs).into_iter().collect();
+    let output = synthesis::encoded_output(&input.output).map_err(|problem| problems.push(problem)).ok();
+    let original = input.segment.text.clone();
+    let resolved = synthesis::resolve(registry, store, owner, input.segment, &input.pronunciations).await;
+    let target = synthesis::with_problems(resolved, problems)?;
+    let Some(output) = output else {
+        return Err(ServiceError::Internal("an output problem was not reported".to_owned()));
+    };
+    let caps = target.capabilities();
+    let Some(from) = synthesis::pick_source_rate(&caps.rates(AudioFormat::Pcm), output.sample_rate) else {
+        let message = "this provider makes no PCM for the gateway to time and encode";
+        return Err(ServiceError::Validation(vec![FieldError::new("model", message)]));
+    };
+    if mode == Mode::Native && !caps.times_pcm() {
+        return Err(ServiceError::TimestampsUnavailable(target.provider_id().to_owned()));
+    }
+    Ok(TimedPrepared { target, original, from, output, volume_dbfs: input.volume_dbfs, mode })
+}
+
+/// Synthesises the clip and times its words.
+pub async fn synthesize(
+    prepared: TimedPrepared,
+    details: &UsageDetails,
+    metrics: &Arc<Metrics>,
+) -> Result<TimedSpeech, ServiceError> {
+    let TimedPrepared { target, original, from, output, volume_dbfs, mode } = prepared;
+    let provider = target.provider_id().to_owned();
+    let mut request = target.request(AudioSpec::pcm(from));
+    request.timestamps = target.capabilities().times_pcm();
+    let segment = call::Segment {
+        index: 0,
+        provider: &provider,
+        model: &target.resolved.model.id,
+        voice: &target.voice,
+        characters: target.characters(),
+    };
+    let events = call::start(segment, details, metrics, target.resolved.provider.synthesize(request)).await?;
+    let rate = output.sample_rate;
+    let collected = collect(events, from, rate, &provider, (details, 0)).await?;
+    let Some((mut stamps, alignment, warnings)) =
+        timestamps::time_words(&original, &target.spoken, &collected.words, &collected.samples, rate, mode)
+    else {
+        return Err(ServiceError::TimestampsUnavailable(provider));
+    };
+    let mut samples = collected.samples;
+    let (audio, duration_ms) = tokio::task::spawn_blocking(move || -> Result<(Vec<u8>, u64), audio::AudioError> {
+        if let Some(volume) = volume_dbfs {
+            audio::normalize_peak(&mut samples, volume);
+        }
+        let mut encoder = audio::encoder(output)?;
+        let mut bytes = encoder.encode(&samples)?;
+        bytes.extend(encoder.finish()?);
+        Ok((bytes, audio::duration_ms(samples.len() + audio::leading_samples(output), rate)))
+    })
+    .await
+    .map_err(|e| ServiceError::Internal(format!("encoding failed: {e}")))?
+    .map_err(|e| ServiceError::Internal(e.to_string()))?;
+    timestamps::shift(&mut stamps, audio::leading_samples(output) as f64 / f64::from(rate));
+    details.add_audio_ms(0, duration_ms);
+    Ok(TimedSpeech {
+        audio,
+        output,
+        duration_ms,
+        timestamps: stamps,
+        alignment,
+        warnings,
+        provider,
+        model: target.resolved.model.id.clone(),
+    })
+}
+
+/// The clip as NDJSON lines, sent as they are made: `{"type":"audio","audio":"<base64>"}` for
+/// encoded audio, `{"type":"words","timestamps":[...]}` for words as soon as their times are
+/// settled (the provider's own timing), and a last `{"type":"done","durationMs","alignment",
+/// "warnings"}`. Estimated times need the whole clip, so they come just before `done`. Refuses
+/// `volumeDbfs`, which needs the whole clip before the first byte.
+pub async fn stream(
+    prepared: TimedPrepared,
+    details: &UsageDetails,
+    metrics: &Arc<Metrics>,
+) -> Result<BoxStream<'static, Result<Bytes, std::io::Error>>, ServiceError> {
+    if prepared.volume_dbfs.is_some() {
+        let message = "needs the whole clip; use /v1/audio/speech/with-timestamps";
+        return Err(ServiceError::Validation(vec![FieldError::new("volumeDbfs", message)]));
+    }
+    let TimedPrepared { target, original, from, output, mode, .. } = prepared;
+    let provider = target.provider_id().to_owned();
+    let mut request = target.request(AudioSpec::pcm(from));
+    request.timestamps = target.capabilities().times_pcm();
+    let segment = call::Segment {
+        index: 0,
+        provider: &provider,
+        model: &target.resolved.model.id,
+        voice: &target.voice,
+        characters: target.characters(),
+    };
+    let events = call::start(segment, details, metrics, target.resolved.provider.synthesize(request)).await?;
+    let transcoder = PcmTranscoder::new(from, output).map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let state = Lines {
+        events,
+        transcoder,
+        original,
+        spoken: target.spoken.clone(),
+        from,
+        lead_in: audio::leading_samples(output) as f64 / f64::from(output.sample_rate),
+        mode,
+        provider_words: Vec::new(),
+        samples: Vec::new(),
+        carry: None,
+        sent_words: 0,
+        queue: VecDeque::new(),
+        details: details.clone(),
+        done: false,
+    };
+    Ok(futures::stream::unfold(state, |mut state| async move {
+        loop {
+            if let Some(line) = state.queue.pop_front() {
+                return Some((Ok(line), state));
+            }
+            if state.done {
+                return None;
+            }
+            let failed = match state.events.next().await {
+                Some(Ok(SynthesisEvent::Audio(bytes))) => state.audio(&bytes).err(),
+                Some(Ok(SynthesisEvent::Words(words))) => {
+                    state.provider_words.extend(words);
+                    state.settled_words();
+                    None
+                }
+                Some(Err(err)) => {
+                    state.details.segment_failed(0, err.code());
+                    state.details.fail("upstream_stream_failed");
+                    Some(err.to_string())
+                }
+                None => state.finish().err(),
+            };
+            if let Some(error) = failed {
+                state.done = true;
+                tracing::warn!(%error, "timed speech stream failed after it started");
+                return Some((Err(std::io::Error::other(error)), state));
+            }
+        }
+    })
+    .boxed())
+}
+
+struct Lines {
+    events: EventStream,
+    transcoder: PcmTranscoder,
+    original: String,
+    spoken: Spoken,
+    from: u32,
+    lead_in: f64,
+    mode: Mode,
+    provider_words: Vec<WordTiming>,
+    /// The provider's PCM, kept to estimate word times when the provider sends none.
+    samples: Vec<i16>,
+    carry: Option<u8>,
+    sent_words: usize,
+    queue: VecDeque<Bytes>,
+    details: UsageDetails,
+    done: bool,
+}
+
+impl Lines {
+    fn line(&mut self, value: serde_json::Value) {
+        let mut line = value.to_string().into_bytes();
+        line.push(b'\n');
+        self.queue.push_back(Bytes::from(line));
+    }
+
+    fn audio(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.samples.extend(audio::s16le_samples(&mut self.carry, bytes));
+        if self.samples.len() > usize::try_from(self.from).unwrap_or(usize::MAX).saturating_mul(MAX_CLIP_SECS) {
+            return Err(format!("a clip may bring at most {} minutes of audio", MAX_CLIP_SECS / 60));
+        }
+        let encoded = self.transcoder.push(bytes).map_err(|e| e.to_string())?;
+        if !encoded.is_empty() {
+            self.line(json!({"type": "audio", "audio": base64::engine::general_purpose::STANDARD.encode(encoded)}));
+        }
+        Ok(())
+    }
+
+    /// Sends the words whose times can no longer change: those that end before the provider's
+    /// latest word begins.
+    fn settled_words(&mut self) {
+        let Some(latest) = self.provider_words.last().map(|w| w.start) else { return };
+        let (mut stamps, _) = timestamps::from_native(&self.original, &self.spoken, &self.provider_words);
+        let settled = stamps.iter().take_while(|s| s.end <= latest).count();
+        self.send_words(&mut stamps, settled);
+    }
+
+    fn send_words(&mut self, stamps: &mut [Timestamp], upto: usize) {
+        if upto > self.sent_words {
+            let new = &mut stamps[self.sent_words..upto];
+            timestamps::shift(new, self.lead_in);
+            self.line(json!({"type": "words", "timestamps": new}));
+            self.sent_words = upto;
+        }
+    }
+
+    fn finish(&mut self) -> Result<(), String> {
+        self.done = true;
+        let tail = self.transcoder.finish().map_err(|e| e.to_string())?;
+        if !tail.is_empty() {
+            self.line(json!({"type": "audio", "audio": base64::engine::general_purpose::STANDARD.encode(tail)}));
+        }
+        let timed = timestamps::time_words(
+            &self.original,
+            &self.spoken,
+            &self.provider_words,
+            &self.samples,
+            self.from,
+            self.mode,
+        );
+        let Some((mut stamps, alignment, warnings)) = timed else {
+            return Err("the provider sent no word timing".to_owned());
+        };
+        let count = stamps.len();
+        self.send_words(&mut stamps, count);
+        let lead_in = audio::leading_samples(self.transcoder.output_spec());
+        let duration_ms = audio::duration_ms(self.samples.len(), self.from)
+            + audio::duration_ms(lead_in, self.transcoder.output_spec().sample_rate);
+        self.details.add_audio_ms(0, duration_ms);
+        self.line(json!({"type": "done", "durationMs": duration_ms, "alignment": alignment, "warnings": warnings}));
+        Ok(())
+    }
+}

@@ -1,0 +1,394 @@
+//! Word timestamps in one shape for every provider: the caller's own words, each with its
+//! place in the caller's text and when it is spoken in the returned audio.
+//!
+//! Providers report timing on *their* words — ElevenLabs per character (folded into words by
+//! the adapter), Cartesia per word, the local engine per word without punctuation — of the text
+//! they were sent, which pronunciation rules may have changed and which the provider itself may
+//! have rewritten (numbers spoken out). So timing is matched letter by letter: the letters and
+//! digits of the spoken text against those of the provider's words, each provider letter timed
+//! evenly within its word. Where the two agree (the usual case) a word's start is its first
+//! letter's and its end its last's; where the provider rewrote something, the letters between
+//! the nearest agreeing ones share the time between them, and a warning says so. Spoken words
+//! are then mapped back to the caller's words (a replaced word keeps its original text and
+//! range; several spoken words from one replacement make one word).
+//!
+//! Providers without timing get estimates from the audio (`audio::align`).
+
+use std::ops::Range;
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::{
+    audio::align,
+    domain::{
+        pronounce::Spoken,
+        words::{self, Boundary, TextWord},
+    },
+    providers::WordTiming,
+};
+
+/// A word and when it is spoken.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Timestamp {
+    /// The word as the caller wrote it, with its punctuation.
+    pub text: String,
+    /// Seconds from the start of the returned audio.
+    pub start: f64,
+    pub end: f64,
+    /// Where the word is in the request's text (a conversation: the turn's text), in Unicode
+    /// code points, end exclusive.
+    pub char_start: usize,
+    pub char_end: usize,
+    /// The conversation turn the word belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub turn_index: Option<usize>,
+}
+
+/// Where the times come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Alignment {
+    /// Reported by the provider.
+    Native,
+    /// Estimated by the gateway from the audio.
+    Estimated,
+}
+
+/// What timing a with-timestamps request accepts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// The provider's own timing where it has it, else an estimate from the audio (Speechbase's
+    /// `"on"` means the same).
+    #[default]
+    #[serde(alias = "on")]
+    Auto,
+    /// Only the provider's own timing: a provider without it is refused before synthesis (503
+    /// `timestamps_unavailable`).
+    Native,
+}
+
+/// Times the caller's words of one clip: from the provider's word timings when it sent any,
+/// else estimated from `samples` (mono at `rate`). With `Mode::Native`, no estimate is made:
+/// `None` then means the provider sent no timing after all.
+pub fn time_words(
+    original: &str,
+    spoken: &Spoken,
+    provider_words: &[WordTiming],
+    samples: &[i16],
+    rate: u32,
+    mode: Mode,
+) -> Option<(Vec<Timestamp>, Alignment, Vec<String>)> {
+    if !provider_words.is_empty() {
+        let (stamps, warning) = from_native(original, spoken, provider_words);
+        return Some((stamps, Alignment::Native, warning.into_iter().collect()));
+    }
+    if mode == Mode::Native {
+        return None;
+    }
+    let warning = "word times are estimated from the audio: the provider reports none".to_owned();
+    Some((estimated(original, spoken, samples, rate), Alignment::Estimated, vec![warning]))
+}
+
+/// Moves every timestamp `seconds` later (a lead-in, or the turn's place in a mix).
+pub fn shift(stamps: &mut [Timestamp], seconds: f64) {
+    for stamp in stamps {
+        stamp.start = round_ms(stamp.start + seconds);
+        stamp.end = round_ms(stamp.end + seconds);
+    }
+}
+
+impl Alignment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Alignment::Native => "native",
+            Alignment::Estimated => "estimated",
+        }
+    }
+}
+
+/// How far ahead a mismatch looks for the letters to agree again.
+const RESYNC_WINDOW: usize = 400;
+/// Letters that must agree for the two texts to count as in step again.
+const RESYNC_RUN: usize = 4;
+
+/// The caller's words timed from the provider's words. Returns the timestamps and a warning
+/// when some words had to be interpolated.
+pub fn from_native(original: &str, spoken: &Spoken, vendor: &[WordTiming]) -> (Vec<Timestamp>, Option<String>) {
+    let words = words::split(&spoken.text);
+    // The provider's letters, each timed evenly within its word.
+    let mut theirs: Vec<(char, f64, f64)> = Vec::new();
+    for word in vendor {
+        let key: Vec<char> = words::key(&word.text).chars().collect();
+        let (start, end) = (finite(word.start), finite(word.end).max(finite(word.start)));
+        let step = (end - start) / key.len().max(1) as f64;
+        theirs
+            .extend(key.iter().enumerate().map(|(i, c)| (*c, start + step * i as f64, start + step * (i + 1) as f64)));
+    }
+    // Ours: each letter with the word it belongs to.
+    let ours: Vec<(char, usize)> = words
+        .iter()
+        .enumerate()
+        .flat_map(|(w, word)| word.key().chars().map(move |c| (c, w)).collect::<Vec<_>>())
+        .collect();
+    let (times, exact) = match_letters(&ours, &theirs);
+    let differing = ours.len().max(theirs.len()) - exact;
+    let end_of_audio = vendor.iter().map(|w| finite(w.end)).fold(0.0, f64::max);
+    let mut spans: Vec<Option<(f64, f64)>> = vec![None; words.len()];
+    for ((_, w), (start, end)) in ours.iter().zip(&times) {
+        let span = spans[*w].get_or_insert((*start, *end));
+        span.0 = span.0.min(*start);
+        span.1 = span.1.max(*end);
+    }
+    let timed = fill_gaps(&spans, end_of_audio);
+    let warning = (differing > 0).then(|| {
+        format!(
+            "the provider's words differ from the text in {differing} letters (numbers or symbols read out, \
+             words rewritten); the times of the words around them are interpolated"
+        )
+    });
+    (to_caller(original, spoken, &words, &timed), warning)
+}
+
+/// The caller's words timed by estimate from the audio (mono PCM at `rate`).
+pub fn estimated(original: &str, spoken: &Spoken, samples: &[i16], rate: u32) -> Vec<Timestamp> {
+    let words = words::split(&spoken.text);
+    let input: Vec<align::Word> = words.iter().map(|w| align::Word { text: &w.text, boundary: boundary(w) }).collect();
+    let timed = align::estimate(samples, rate, &input);
+    to_caller(original, spoken, &words, &timed)
+}
+
+fn boundary(word: &TextWord) -> align::Boundary {
+    match word.boundary {
+        Boundary::None => align::Boundary::None,
+        Boundary::Comma => align::Boundary::Comma,
+        Boundary::Sentence => align::Boundary::Sentence,
+    }
+}
+
+/// Most places where the letters fall out of step that are looked at; past them, the rest is
+/// interpolated (a provider answering something else entirely must not cost quadratic time).
+const MAX_RESYNCS: usize = 64;
+
+/// Matches our letters to theirs in order; returns a time for each of ours (those without a
+/// counterpart get the time between their neighbours) and how many matched exactly.
+fn match_letters(ours: &[(char, usize)], theirs: &[(char, f64, f64)]) -> (Vec<(f64, f64)>, usize) {
+    let mut times: Vec<Option<(f64, f64)>> = vec![None; ours.len()];
+    let mut exact = 0;
+    let (mut i, mut j, mut resyncs) = (0, 0, 0);
+    while i < ours.len() && j < theirs.len() {
+        if ours[i].0 == theirs[j].0 {
+            times[i] = Some((theirs[j].1, theirs[j].2));
+            exact += 1;
+            i += 1;
+            j += 1;
+            continue;
+        }
+        resyncs += 1;
+        let Some((next_i, next_j)) = (resyncs <= MAX_RESYNCS).then(|| resync(ours, theirs, i, j)).flatten() else {
+            break;
+        };
+        // Our skipped letters share the time of their skipped letters.
+        let from = theirs[j].1;
+        let to = if next_j > j { theirs[next_j - 1].2 } else { from };
+        let step = (to - from) / (next_i - i).max(1) as f64;
+        for (k, slot) in times[i..next_i].iter_mut().enumerate() {
+            *slot = Some((from + step * k as f64, from + step * (k + 1) as f64));
+        }
+        (i, j) = (next_i, next_j);
+    }
+    // Letters left over sit at the last time known before them.
+    let mut last = 0.0;
+    let filled = times
+        .iter()
+        .map(|t| {
+            let t = t.unwrap_or((last, last));
+            last = t.1;
+            t
+        })
+        .collect();
+    (filled, exact)
+}
+
+/// The nearest `(i', j')` past a mismatch at `(i, j)` where [`RESYNC_RUN`] letters agree (or all
+/// of ours that is left, or the end of both).
+fn resync(ours: &[(char, usize)], theirs: &[(char, f64, f64)], i: usize, j: usize) -> Option<(usize, usize)> {
+    for distance in 1..=RESYNC_WINDOW {
+        for di in 0..=distance {
+            let (a, b) = (i + di, j + distance - di);
+            if a > ours.len() || b > theirs.len() {
+                continue;
+            }
+            if a == ours.len() && b == theirs.len() {
+                return Some((a, b));
+            }
+            let run = RESYNC_RUN.min(ours.len() - a).min(theirs.len() - b);
+            let agree = run > 0 && (0..run).all(|k| ours[a + k].0 == theirs[b + k].0);
+            if agree && (run == RESYNC_RUN || run == ours.len() - a) {
+                return Some((a, b));
+            }
+        }
+    }
+    None
+}
+
+fn finite(x: f64) -> f64 {
+    if x.is_finite() {
+        x.max(0.0)
+    } else {
+        0.0
+    }
+}
+
+/// Words without letters (a dash, an emoji) take the moment between their neighbours.
+fn fill_gaps(spans: &[Option<(f64, f64)>], end_of_audio: f64) -> Vec<(f64, f64)> {
+    let mut out = Vec::with_capacity(spans.len());
+    let mut previous_end = 0.0;
+    for (k, span) in spans.iter().enumerate() {
+        let (start, end) = match span {
+            Some((start, end)) => (start.max(previous_end), end.max(start.max(previous_end))),
+            None => {
+                let next = spans[k + 1..].iter().flatten().next().map_or(end_of_audio, |s| s.0);
+                let at = previous_end.max(next.min(previous_end));
+                (at, at)
+            }
+        };
+        previous_end = end;
+        out.push((start, end));
+    }
+    out
+}
+
+/// Spoken words, timed, as the caller's words: offsets into the caller's text, the caller's
+/// spelling, and words that came from one replacement merged.
+fn to_caller(original: &str, spoken: &Spoken, words: &[TextWord], timed: &[(f64, f64)]) -> Vec<Timestamp> {
+    let caller: Vec<char> = original.chars().collect();
+    let mut out: Vec<Timestamp> = Vec::with_capacity(words.len());
+    for (word, (start, end)) in words.iter().zip(timed) {
+        let range: Range<usize> = spoken.origin(word.chars.clone());
+        let range = range.start.min(caller.len())..range.end.min(caller.len());
+        if let Some(last) = out.last_mut().filter(|l| l.char_start == range.start && l.char_end == range.end) {
+            last.end = last.end.max(*end);
+            continue;
+        }
+        let text = match &spoken.origins {
+            None => word.text.clone(),
+            Some(_) => caller[range.clone()].iter().collect(),
+        };
+        out.push(Timestamp {
+            text,
+            start: round_ms(*start),
+            end: round_ms(*end),
+            char_start: range.start,
+            char_end: range.end,
+            turn_index: None,
+        });
+    }
+    out
+}
+
+/// Seconds to the millisecond: finer is noise.
+fn round_ms(seconds: f64) -> f64 {
+    (seconds * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::pronounce::{Pronunciations, Rule};
+
+    fn plain(text: &str) -> Spoken {
+        Spoken { text: text.to_owned(), origins: None }
+    }
+
+    fn vendor(list: &[(&str, f64, f64)]) -> Vec<WordTiming> {
+        list.iter().map(|(t, s, e)| WordTiming { text: (*t).to_owned(), start: *s, end: *e }).collect()
+    }
+
+    fn summary(stamps: &[Timestamp]) -> Vec<(String, f64, f64, usize, usize)> {
+        stamps.iter().map(|t| (t.text.clone(), t.start, t.end, t.char_start, t.char_end)).collect()
+    }
+
+    #[test]
+    fn vendor_words_become_the_callers_words_with_offsets() {
+        let text = "Hello, world! Bye.";
+        let (stamps, warning) =
+            from_native(text, &plain(text), &vendor(&[("Hello", 0.0, 0.4), ("world", 0.5, 0.9), ("Bye", 1.2, 1.5)]));
+        assert_eq!(warning, None);
+        assert_eq!(
+            summary(&stamps),
+            [
+                ("Hello,".to_owned(), 0.0, 0.4, 0, 6),
+                ("world!".to_owned(), 0.5, 0.9, 7, 13),
+                ("Bye.".to_owned(), 1.2, 1.5, 14, 18)
+            ]
+        );
+    }
+
+    #[test]
+    fn rewritten_numbers_are_interpolated_with_a_warning() {
+        let text = "I have 3 apples today";
+        let (stamps, warning) = from_native(
+            text,
+            &plain(text),
+            &vendor(&[
+                ("I", 0.0, 0.1),
+                ("have", 0.2, 0.5),
+                ("three", 0.6, 0.9),
+                ("apples", 1.0, 1.4),
+                ("today", 1.5, 2.0),
+            ]),
+        );
+        assert!(warning.is_some());
+        let starts: Vec<f64> = stamps.iter().map(|t| t.start).collect();
+        assert_eq!(stamps.len(), 5);
+        assert_eq!((starts[0], starts[1], starts[3], starts[4]), (0.0, 0.2, 1.0, 1.5));
+        assert!((0.5..=1.0).contains(&starts[2]), "{starts:?}");
+        assert!(stamps.windows(2).all(|w| w[0].end <= w[1].start + 1e-9), "monotone: {stamps:?}");
+    }
+
+    #[test]
+    fn replaced_words_keep_the_callers_text_and_range() {
+        let rules = Pronunciations {
+            rules: vec![Rule { word: "SQL".into(), replacement: "sequel server".into(), case_sensitive: false }],
+        };
+        let text = "Use SQL now";
+        let spoken = rules.apply(text, 100).unwrap_or_else(|| unreachable!());
+        let (stamps, _) = from_native(
+            text,
+            &spoken,
+            &vendor(&[("Use", 0.0, 0.2), ("sequel", 0.3, 0.6), ("server", 0.6, 0.9), ("now", 1.0, 1.2)]),
+        );
+        assert_eq!(
+            summary(&stamps),
+            [
+                ("Use".to_owned(), 0.0, 0.2, 0, 3),
+                ("SQL".to_owned(), 0.3, 0.9, 4, 7),
+                ("now".to_owned(), 1.0, 1.2, 8, 11)
+            ]
+        );
+    }
+
+    #[test]
+    fn unspaced_scripts_emoji_and_marks_never_break_it() {
+        // One vendor "word" for a whole Chinese sentence: each character gets its share.
+        let text = "你好世界";
+        let (stamps, warning) = from_native(text, &plain(text), &vendor(&[("你好世界", 0.0, 0.8)]));
+        assert_eq!(warning, None);
+        assert_eq!(stamps.iter().map(|t| t.start).collect::<Vec<_>>(), [0.0, 0.2, 0.4, 0.6]);
+        // An emoji has no letters: it sits between its neighbours.
+        let text = "nice 👍🏽 cafe\u{301}";
+        let (stamps, _) = from_native(text, &plain(text), &vendor(&[("nice", 0.0, 0.3), ("café", 0.5, 0.9)]));
+        assert_eq!(summary(&stamps)[1], ("👍🏽".to_owned(), 0.3, 0.3, 5, 7));
+        assert_eq!((stamps[2].char_start, stamps[2].char_end), (8, 13));
+        // Nothing from the vendor, or nonsense: still one timestamp per word, in order.
+        for garbage in [vendor(&[]), vendor(&[("zzz", f64::NAN, -1.0), ("", 5.0, 1.0)])] {
+            let (stamps, _) = from_native("a b c", &plain("a b c"), &garbage);
+            assert_eq!(stamps.len(), 3);
+            assert!(stamps.windows(2).all(|w| w[0].end <= w[1].start + 1e-9));
+        }
+        assert!(from_native("", &plain(""), &vendor(&[("x", 0.0, 1.0)])).0.is_empty());
+    }
+}
