@@ -91,7 +91,8 @@ async fn with_vendors(db: Db) -> (TestApp, MockServer) {
         let vendor = |url: String| VendorConfig { api_key: Some("vendor-key".to_owned().into()), base_url: Some(url) };
         c.providers.openai = vendor(openai);
         c.providers.elevenlabs = vendor(other.clone());
-        c.providers.cartesia = vendor(other);
+        c.providers.cartesia = vendor(other.clone());
+        c.providers.deepgram = vendor(other);
     })
     .await;
     (app, upstream)
@@ -184,6 +185,18 @@ async fn every_provider_answers_in_one_shape() {
     let stamps = words(&answer);
     assert_eq!(stamps.len(), 3);
     assert!(in_order(&stamps) && stamps[2].2 <= 1.0 + 1e-3, "{stamps:?}");
+
+    // Deepgram has no timing either: estimated too.
+    Mock::given(method("POST"))
+        .and(path("/v1/speak"))
+        .and(query_param("encoding", "linear16"))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(pcm.clone()))
+        .mount(&upstream)
+        .await;
+    let answer =
+        timed(&app, &key, json!({"model": "deepgram/aura-2", "voice": "thalia", "text": "Four five, six."})).await;
+    assert_eq!(answer["alignment"], "estimated");
+    assert_eq!(words(&answer).len(), 3);
 
     let calls = upstream.received_requests().await.unwrap().len();
     let native = json!({"model": "openai/tts-1", "voice": "alloy", "text": "x", "timestamps": "native"});
