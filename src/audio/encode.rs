@@ -64,6 +64,11 @@ pub fn leading_samples(spec: AudioSpec) -> usize {
     }
 }
 
+/// [`leading_samples`] in seconds.
+pub fn leading_secs(spec: AudioSpec) -> f64 {
+    leading_samples(spec) as f64 / f64::from(spec.sample_rate.max(1))
+}
+
 pub fn encoder(spec: AudioSpec) -> Result<Box<dyn Encoder>, AudioError> {
     let actual = output_spec(spec)?;
     let codec: Box<dyn Encoder> = match actual.format {

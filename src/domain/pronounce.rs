@@ -46,8 +46,9 @@ impl Pronunciations {
             if rule.word.trim().is_empty() || rule.word.chars().count() > MAX_RULE_CHARS {
                 problems.push(at(i, "word", format!("must be 1 to {MAX_RULE_CHARS} characters")));
             }
-            if rule.replacement.chars().count() > MAX_RULE_CHARS {
-                problems.push(at(i, "replacement", format!("must be at most {MAX_RULE_CHARS} characters")));
+            // An empty replacement would leave the caller's word with nothing spoken (and no time).
+            if rule.replacement.trim().is_empty() || rule.replacement.chars().count() > MAX_RULE_CHARS {
+                problems.push(at(i, "replacement", format!("must be 1 to {MAX_RULE_CHARS} characters")));
             }
         }
         problems

@@ -35,9 +35,21 @@ impl TextWord {
     }
 }
 
-/// Letters and digits of `text`, lowercased.
+/// Letters and digits of `text`, lowercased, without their accents (compatibility-decomposed,
+/// marks dropped), so that `café` written with a combining accent and `café` precomposed compare
+/// equal.
 pub fn key(text: &str) -> String {
-    text.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect()
+    use unicode_normalization::UnicodeNormalization;
+    text.nfkd().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect()
+}
+
+/// Marks that belong to the character before them even in unspaced scripts (Thai vowel and
+/// tone marks, kana voicing marks), besides the general combining marks.
+fn is_mark(c: char) -> bool {
+    matches!(c as u32,
+        0x0300..=0x036F | 0x1AB0..=0x1AFF | 0x1DC0..=0x1DFF | 0x20D0..=0x20FF | 0xFE20..=0xFE2F
+        | 0x0E31 | 0x0E34..=0x0E3A | 0x0E47..=0x0E4E | 0x0EB1 | 0x0EB4..=0x0EBC | 0x0EC8..=0x0ECD
+        | 0x17B4..=0x17D3 | 0x3099..=0x309A)
 }
 
 /// Scripts whose words are not separated by spaces: one word per character.
@@ -80,7 +92,8 @@ pub fn split(text: &str) -> Vec<TextWord> {
     for (i, &c) in chars.iter().enumerate() {
         // A character of an unspaced script opens a word of its own; so does a letter or digit
         // after one (marks and punctuation stay with it).
-        let opens = unspaced(c) || start.is_some_and(|from| unspaced(chars[from]) && c.is_alphanumeric());
+        let opens =
+            !is_mark(c) && (unspaced(c) || start.is_some_and(|from| unspaced(chars[from]) && c.is_alphanumeric()));
         if c.is_whitespace() || opens {
             if let Some(from) = start.take() {
                 close(&mut words, from, i);
@@ -135,12 +148,16 @@ mod tests {
         assert_eq!(texts("你好，世界。"), owned(&[("你", 0, 1), ("好，", 1, 3), ("世", 3, 4), ("界。", 4, 6)]));
         assert_eq!(texts("Tokyo東京"), owned(&[("Tokyo", 0, 5), ("東", 5, 6), ("京", 6, 7)]));
         assert_eq!(split("好，")[0].boundary, Boundary::Comma);
+        // Thai vowel marks and kana voicing marks stay with their character.
+        assert_eq!(texts("กิน"), owned(&[("กิ", 0, 2), ("น", 2, 3)]));
+        assert_eq!(texts("か\u{3099}"), owned(&[("か\u{3099}", 0, 2)]));
     }
 
     #[test]
     fn keys_compare_words_without_punctuation_or_case() {
         assert_eq!(key("“Hello,”"), "hello");
         assert_eq!(key("--"), "");
-        assert_eq!(key("Ünïcode"), "ünïcode");
+        assert_eq!(key("Ünïcode"), "unicode");
+        assert_eq!(key("cafe\u{301}"), key("café"));
     }
 }

@@ -82,7 +82,8 @@ pub fn time_words(
     mode: Mode,
 ) -> Option<(Vec<Timestamp>, Alignment, Vec<String>)> {
     if !provider_words.is_empty() {
-        let (stamps, warning) = from_native(original, spoken, provider_words);
+        let clip_secs = samples.len() as f64 / f64::from(rate.max(1));
+        let (stamps, warning) = from_native(original, spoken, provider_words, clip_secs);
         return Some((stamps, Alignment::Native, warning.into_iter().collect()));
     }
     if mode == Mode::Native {
@@ -116,33 +117,26 @@ const RESYNC_RUN: usize = 4;
 
 /// The caller's words timed from the provider's words. Returns the timestamps and a warning
 /// when some words had to be interpolated.
-pub fn from_native(original: &str, spoken: &Spoken, vendor: &[WordTiming]) -> (Vec<Timestamp>, Option<String>) {
+///
+/// Provider times are kept inside `[0, clip_secs]`, the audio actually received.
+pub fn from_native(
+    original: &str,
+    spoken: &Spoken,
+    vendor: &[WordTiming],
+    clip_secs: f64,
+) -> (Vec<Timestamp>, Option<String>) {
     let words = words::split(&spoken.text);
-    // The provider's letters, each timed evenly within its word.
-    let mut theirs: Vec<(char, f64, f64)> = Vec::new();
-    for word in vendor {
-        let key: Vec<char> = words::key(&word.text).chars().collect();
-        let (start, end) = (finite(word.start), finite(word.end).max(finite(word.start)));
-        let step = (end - start) / key.len().max(1) as f64;
-        theirs
-            .extend(key.iter().enumerate().map(|(i, c)| (*c, start + step * i as f64, start + step * (i + 1) as f64)));
-    }
-    // Ours: each letter with the word it belongs to.
-    let ours: Vec<(char, usize)> = words
-        .iter()
-        .enumerate()
-        .flat_map(|(w, word)| word.key().chars().map(move |c| (c, w)).collect::<Vec<_>>())
-        .collect();
+    let theirs = their_letters(vendor, clip_secs);
+    let ours = our_letters(&words);
     let (times, exact) = match_letters(&ours, &theirs);
     let differing = ours.len().max(theirs.len()) - exact;
-    let end_of_audio = vendor.iter().map(|w| finite(w.end)).fold(0.0, f64::max);
     let mut spans: Vec<Option<(f64, f64)>> = vec![None; words.len()];
     for ((_, w), (start, end)) in ours.iter().zip(&times) {
         let span = spans[*w].get_or_insert((*start, *end));
         span.0 = span.0.min(*start);
         span.1 = span.1.max(*end);
     }
-    let timed = fill_gaps(&spans, end_of_audio);
+    let timed = fill_gaps(&spans);
     let warning = (differing > 0).then(|| {
         format!(
             "the provider's words differ from the text in {differing} letters (numbers or symbols read out, \
@@ -150,6 +144,55 @@ pub fn from_native(original: &str, spoken: &Spoken, vendor: &[WordTiming]) -> (V
         )
     });
     (to_caller(original, spoken, &words, &timed), warning)
+}
+
+/// The provider's letters, each timed evenly within its word, inside the clip.
+fn their_letters(vendor: &[WordTiming], clip_secs: f64) -> Vec<(char, f64, f64)> {
+    let clip_secs = finite(clip_secs);
+    let mut theirs = Vec::new();
+    for word in vendor {
+        let key: Vec<char> = words::key(&word.text).chars().collect();
+        let start = finite(word.start).min(clip_secs);
+        let end = finite(word.end).clamp(start, clip_secs);
+        let step = (end - start) / key.len().max(1) as f64;
+        theirs
+            .extend(key.iter().enumerate().map(|(i, c)| (*c, start + step * i as f64, start + step * (i + 1) as f64)));
+    }
+    theirs
+}
+
+/// Our letters, each with the word it belongs to.
+fn our_letters(words: &[TextWord]) -> Vec<(char, usize)> {
+    words.iter().enumerate().flat_map(|(w, word)| word.key().chars().map(move |c| (c, w)).collect::<Vec<_>>()).collect()
+}
+
+/// How far into the caller's text (in code points) the words are settled by what the provider
+/// has sent so far: the words whose letters all agree, letter for letter from the start, with
+/// the provider's words received (each provider word arrives complete, so their times cannot
+/// change). Words without letters are settled with the next word that has some. A stream sends
+/// the words before this point and keeps the rest for later.
+pub fn settled_chars(spoken: &Spoken, vendor: &[WordTiming]) -> usize {
+    let words = words::split(&spoken.text);
+    let theirs = their_letters(vendor, f64::MAX);
+    let ours = our_letters(&words);
+    let agreeing = ours.iter().zip(&theirs).take_while(|(a, b)| a.0 == b.0).count();
+    let mut settled_words = 0;
+    let mut letters = 0;
+    for (w, word) in words.iter().enumerate() {
+        let count = word.key().chars().count();
+        if count == 0 {
+            continue;
+        }
+        if letters + count > agreeing {
+            break;
+        }
+        letters += count;
+        settled_words = w + 1;
+    }
+    match words.get(settled_words) {
+        Some(next) => spoken.origin(next.chars.start..next.chars.start + 1).start,
+        None => usize::MAX,
+    }
 }
 
 /// The caller's words timed by estimate from the audio (mono PCM at `rate`).
@@ -168,16 +211,18 @@ fn boundary(word: &TextWord) -> align::Boundary {
     }
 }
 
-/// Most places where the letters fall out of step that are looked at; past them, the rest is
-/// interpolated (a provider answering something else entirely must not cost quadratic time).
-const MAX_RESYNCS: usize = 64;
+/// Most letter comparisons spent finding where the texts agree again after they fall out of
+/// step (a few milliseconds); past it, the rest is interpolated, so a provider answering
+/// something else entirely cannot cost quadratic time.
+const RESYNC_BUDGET: usize = 4_000_000;
 
 /// Matches our letters to theirs in order; returns a time for each of ours (those without a
 /// counterpart get the time between their neighbours) and how many matched exactly.
 fn match_letters(ours: &[(char, usize)], theirs: &[(char, f64, f64)]) -> (Vec<(f64, f64)>, usize) {
     let mut times: Vec<Option<(f64, f64)>> = vec![None; ours.len()];
     let mut exact = 0;
-    let (mut i, mut j, mut resyncs) = (0, 0, 0);
+    let (mut i, mut j) = (0, 0);
+    let mut budget = RESYNC_BUDGET;
     while i < ours.len() && j < theirs.len() {
         if ours[i].0 == theirs[j].0 {
             times[i] = Some((theirs[j].1, theirs[j].2));
@@ -186,8 +231,7 @@ fn match_letters(ours: &[(char, usize)], theirs: &[(char, f64, f64)]) -> (Vec<(f
             j += 1;
             continue;
         }
-        resyncs += 1;
-        let Some((next_i, next_j)) = (resyncs <= MAX_RESYNCS).then(|| resync(ours, theirs, i, j)).flatten() else {
+        let Some((next_i, next_j)) = resync(ours, theirs, i, j, &mut budget) else {
             break;
         };
         // Our skipped letters share the time of their skipped letters.
@@ -214,9 +258,16 @@ fn match_letters(ours: &[(char, usize)], theirs: &[(char, f64, f64)]) -> (Vec<(f
 
 /// The nearest `(i', j')` past a mismatch at `(i, j)` where [`RESYNC_RUN`] letters agree (or all
 /// of ours that is left, or the end of both).
-fn resync(ours: &[(char, usize)], theirs: &[(char, f64, f64)], i: usize, j: usize) -> Option<(usize, usize)> {
+fn resync(
+    ours: &[(char, usize)],
+    theirs: &[(char, f64, f64)],
+    i: usize,
+    j: usize,
+    budget: &mut usize,
+) -> Option<(usize, usize)> {
     for distance in 1..=RESYNC_WINDOW {
         for di in 0..=distance {
+            *budget = budget.checked_sub(RESYNC_RUN)?;
             let (a, b) = (i + di, j + distance - di);
             if a > ours.len() || b > theirs.len() {
                 continue;
@@ -242,23 +293,21 @@ fn finite(x: f64) -> f64 {
     }
 }
 
-/// Words without letters (a dash, an emoji) take the moment between their neighbours.
-fn fill_gaps(spans: &[Option<(f64, f64)>], end_of_audio: f64) -> Vec<(f64, f64)> {
-    let mut out = Vec::with_capacity(spans.len());
+/// Words without letters (a dash, an emoji) take the moment the word before them ends; no word
+/// starts before the one before it ended.
+fn fill_gaps(spans: &[Option<(f64, f64)>]) -> Vec<(f64, f64)> {
     let mut previous_end = 0.0;
-    for (k, span) in spans.iter().enumerate() {
-        let (start, end) = match span {
-            Some((start, end)) => (start.max(previous_end), end.max(start.max(previous_end))),
-            None => {
-                let next = spans[k + 1..].iter().flatten().next().map_or(end_of_audio, |s| s.0);
-                let at = previous_end.max(next.min(previous_end));
-                (at, at)
-            }
-        };
-        previous_end = end;
-        out.push((start, end));
-    }
-    out
+    spans
+        .iter()
+        .map(|span| {
+            let (start, end) = span.map_or((previous_end, previous_end), |(start, end)| {
+                let start = start.max(previous_end);
+                (start, end.max(start))
+            });
+            previous_end = end;
+            (start, end)
+        })
+        .collect()
 }
 
 /// Spoken words, timed, as the caller's words: offsets into the caller's text, the caller's
@@ -269,8 +318,14 @@ fn to_caller(original: &str, spoken: &Spoken, words: &[TextWord], timed: &[(f64,
     for (word, (start, end)) in words.iter().zip(timed) {
         let range: Range<usize> = spoken.origin(word.chars.clone());
         let range = range.start.min(caller.len())..range.end.min(caller.len());
-        if let Some(last) = out.last_mut().filter(|l| l.char_start == range.start && l.char_end == range.end) {
-            last.end = last.end.max(*end);
+        // Spoken words from one replacement ("SQL" → "sequel server,") stand for overlapping
+        // ranges of the caller's text: one word.
+        if let Some(last) = out.last_mut().filter(|l| range.start < l.char_end) {
+            last.end = round_ms(last.end.max(*end));
+            last.char_end = last.char_end.max(range.end);
+            if spoken.origins.is_some() {
+                last.text = caller[last.char_start..last.char_end].iter().collect();
+            }
             continue;
         }
         let text = match &spoken.origins {
@@ -314,8 +369,12 @@ mod tests {
     #[test]
     fn vendor_words_become_the_callers_words_with_offsets() {
         let text = "Hello, world! Bye.";
-        let (stamps, warning) =
-            from_native(text, &plain(text), &vendor(&[("Hello", 0.0, 0.4), ("world", 0.5, 0.9), ("Bye", 1.2, 1.5)]));
+        let (stamps, warning) = from_native(
+            text,
+            &plain(text),
+            &vendor(&[("Hello", 0.0, 0.4), ("world", 0.5, 0.9), ("Bye", 1.2, 1.5)]),
+            10.0,
+        );
         assert_eq!(warning, None);
         assert_eq!(
             summary(&stamps),
@@ -340,6 +399,7 @@ mod tests {
                 ("apples", 1.0, 1.4),
                 ("today", 1.5, 2.0),
             ]),
+            10.0,
         );
         assert!(warning.is_some());
         let starts: Vec<f64> = stamps.iter().map(|t| t.start).collect();
@@ -360,6 +420,7 @@ mod tests {
             text,
             &spoken,
             &vendor(&[("Use", 0.0, 0.2), ("sequel", 0.3, 0.6), ("server", 0.6, 0.9), ("now", 1.0, 1.2)]),
+            10.0,
         );
         assert_eq!(
             summary(&stamps),
@@ -372,23 +433,66 @@ mod tests {
     }
 
     #[test]
+    fn a_replacement_with_punctuation_is_one_word() {
+        let rules = Pronunciations {
+            rules: vec![Rule { word: "SQL".into(), replacement: "sequel server".into(), case_sensitive: false }],
+        };
+        let text = "Use SQL, now";
+        let spoken = rules.apply(text, 100).unwrap_or_else(|| unreachable!());
+        let vendor = vendor(&[("Use", 0.0, 0.2), ("sequel", 0.3, 0.6), ("server,", 0.6, 0.9), ("now", 1.0, 1.2)]);
+        let (stamps, _) = from_native(text, &spoken, &vendor, 10.0);
+        assert_eq!(summary(&stamps)[1], ("SQL,".to_owned(), 0.3, 0.9, 4, 8));
+        assert_eq!(stamps.len(), 3);
+    }
+
+    #[test]
+    fn only_words_that_agree_so_far_are_settled() {
+        let text = "Hello — world and 3 more";
+        // The provider has sent "Hello" and the dash: "Hello" is settled, nothing after it.
+        let settled = settled_chars(&plain(text), &vendor(&[("Hello", 0.0, 0.4), ("—", 0.4, 0.5)]));
+        assert_eq!(settled, 6, "up to the dash, which waits for the next word");
+        // "3" read as "three": the words before it are settled, not those after.
+        let sent = vendor(&[
+            ("Hello", 0.0, 0.4),
+            ("world", 0.5, 0.9),
+            ("and", 1.0, 1.2),
+            ("three", 1.3, 1.6),
+            ("more", 1.7, 2.0),
+        ]);
+        assert_eq!(settled_chars(&plain(text), &sent), 18);
+        assert_eq!(settled_chars(&plain("a b"), &vendor(&[("a", 0.0, 0.1), ("b", 0.2, 0.3)])), usize::MAX);
+    }
+
+    #[test]
+    fn decomposed_accents_match_precomposed_ones() {
+        let text = "cafe\u{301} cre\u{300}me";
+        let (stamps, warning) =
+            from_native(text, &plain(text), &vendor(&[("café", 0.0, 0.4), ("crème", 0.5, 0.9)]), 10.0);
+        assert_eq!(warning, None);
+        assert_eq!(stamps[1].start, 0.5);
+    }
+
+    #[test]
     fn unspaced_scripts_emoji_and_marks_never_break_it() {
         // One vendor "word" for a whole Chinese sentence: each character gets its share.
         let text = "你好世界";
-        let (stamps, warning) = from_native(text, &plain(text), &vendor(&[("你好世界", 0.0, 0.8)]));
+        let (stamps, warning) = from_native(text, &plain(text), &vendor(&[("你好世界", 0.0, 0.8)]), 10.0);
         assert_eq!(warning, None);
         assert_eq!(stamps.iter().map(|t| t.start).collect::<Vec<_>>(), [0.0, 0.2, 0.4, 0.6]);
         // An emoji has no letters: it sits between its neighbours.
         let text = "nice 👍🏽 cafe\u{301}";
-        let (stamps, _) = from_native(text, &plain(text), &vendor(&[("nice", 0.0, 0.3), ("café", 0.5, 0.9)]));
+        let (stamps, _) = from_native(text, &plain(text), &vendor(&[("nice", 0.0, 0.3), ("café", 0.5, 0.9)]), 10.0);
         assert_eq!(summary(&stamps)[1], ("👍🏽".to_owned(), 0.3, 0.3, 5, 7));
         assert_eq!((stamps[2].char_start, stamps[2].char_end), (8, 13));
         // Nothing from the vendor, or nonsense: still one timestamp per word, in order.
         for garbage in [vendor(&[]), vendor(&[("zzz", f64::NAN, -1.0), ("", 5.0, 1.0)])] {
-            let (stamps, _) = from_native("a b c", &plain("a b c"), &garbage);
+            let (stamps, _) = from_native("a b c", &plain("a b c"), &garbage, 10.0);
             assert_eq!(stamps.len(), 3);
             assert!(stamps.windows(2).all(|w| w[0].end <= w[1].start + 1e-9));
         }
-        assert!(from_native("", &plain(""), &vendor(&[("x", 0.0, 1.0)])).0.is_empty());
+        assert!(from_native("", &plain(""), &vendor(&[("x", 0.0, 1.0)]), 10.0).0.is_empty());
+        // Times past the audio are kept inside it; absurd ones stay numbers.
+        let (stamps, _) = from_native("a b", &plain("a b"), &vendor(&[("a", 0.0, 0.5), ("b", 100.0, 1e308)]), 2.0);
+        assert_eq!((stamps[1].start, stamps[1].end), (2.0, 2.0));
     }
 }

@@ -369,7 +369,11 @@ pub async fn create_speech_with_timestamps_stream(
     ApiJson(body): ApiJson<SpeechBody>,
 ) -> Result<Response, ApiError> {
     let mode = body.timestamps.unwrap_or_default();
-    let (input, _) = body.into_input()?;
+    let (input, sse) = body.into_input()?;
+    if sse {
+        let message = "this route streams NDJSON lines; leave out stream_format";
+        return Err(ApiError::Validation(vec![FieldError::new("stream_format", message)]));
+    }
     let prepared = timed::prepare(&state.registry, state.store.as_ref(), &key.id, input, mode).await?;
     let (provider, model) = (prepared.provider().to_owned(), prepared.model().to_owned());
     let lines = timed::stream(prepared, &details, &state.metrics).await?;

@@ -113,14 +113,15 @@ impl Mixer {
         // Encoding every turn takes a while: off the async workers.
         tokio::task::spawn_blocking(move || {
             let rate = self.output.sample_rate;
-            let lead_in = audio::leading_samples(self.output) as f64 / f64::from(rate);
+            let lead_in = audio::leading_secs(self.output);
             let mut warnings = Vec::new();
             let mut audio_segments = Vec::with_capacity(clips.len());
             for mut clip in clips {
                 warnings.extend(self.level(&mut clip));
                 let bytes = self.encode(&[&clip.samples])?;
-                let duration_ms = audio::duration_ms(clip.samples.len(), rate);
-                details.add_audio_ms(turn_number(clip.index), duration_ms);
+                details.add_audio_ms(turn_number(clip.index), audio::duration_ms(clip.samples.len(), rate));
+                // What a player plays: the encoder's lead-in, then the turn.
+                let duration_ms = audio::duration_ms(clip.samples.len() + audio::leading_samples(self.output), rate);
                 let words = clip.words.map(|mut words| {
                     timestamps::shift(&mut words.timestamps, lead_in);
                     warnings.extend(words.warnings.iter().map(|w| format!("turn {}: {w}", clip.index)));

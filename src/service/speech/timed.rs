@@ -115,25 +115,27 @@ pub async fn synthesize(
     let events = call::start(segment, details, metrics, target.resolved.provider.synthesize(request)).await?;
     let rate = output.sample_rate;
     let collected = collect(events, from, rate, &provider, (details, 0)).await?;
-    let Some((mut stamps, alignment, warnings)) =
-        timestamps::time_words(&original, &target.spoken, &collected.words, &collected.samples, rate, mode)
-    else {
-        return Err(ServiceError::TimestampsUnavailable(provider));
-    };
-    let mut samples = collected.samples;
-    let (audio, duration_ms) = tokio::task::spawn_blocking(move || -> Result<(Vec<u8>, u64), audio::AudioError> {
+    let spoken = target.spoken.clone();
+    // Timing, levelling and encoding a long clip take milliseconds of CPU: off the async workers.
+    let (timed, audio, duration_ms) = tokio::task::spawn_blocking(move || -> Result<_, audio::AudioError> {
+        let timed = timestamps::time_words(&original, &spoken, &collected.words, &collected.samples, rate, mode);
+        let mut samples = collected.samples;
         if let Some(volume) = volume_dbfs {
             audio::normalize_peak(&mut samples, volume);
         }
         let mut encoder = audio::encoder(output)?;
         let mut bytes = encoder.encode(&samples)?;
         bytes.extend(encoder.finish()?);
-        Ok((bytes, audio::duration_ms(samples.len() + audio::leading_samples(output), rate)))
+        Ok((timed, bytes, audio::duration_ms(samples.len() + audio::leading_samples(output), rate)))
     })
     .await
     .map_err(|e| ServiceError::Internal(format!("encoding failed: {e}")))?
     .map_err(|e| ServiceError::Internal(e.to_string()))?;
-    timestamps::shift(&mut stamps, audio::leading_samples(output) as f64 / f64::from(rate));
+    let Some((mut stamps, alignment, warnings)) = timed else {
+        details.segment_failed(0, "timestamps_unavailable");
+        return Err(ServiceError::TimestampsUnavailable(provider));
+    };
+    timestamps::shift(&mut stamps, audio::leading_secs(output));
     details.add_audio_ms(0, duration_ms);
     Ok(TimedSpeech {
         audio,
@@ -180,7 +182,7 @@ pub async fn stream(
         original,
         spoken: target.spoken.clone(),
         from,
-        lead_in: audio::leading_samples(output) as f64 / f64::from(output.sample_rate),
+        lead_in: audio::leading_secs(output),
         mode,
         provider_words: Vec::new(),
         samples: Vec::new(),
@@ -207,15 +209,17 @@ pub async fn stream(
                 }
                 Some(Err(err)) => {
                     state.details.segment_failed(0, err.code());
-                    state.details.fail("upstream_stream_failed");
-                    Some(err.to_string())
+                    Some(("upstream_stream_failed", err.to_string()))
                 }
-                None => state.finish().err(),
+                None => state.finish().await.err(),
             };
-            if let Some(error) = failed {
+            // A failure after the head: an `error` line ends the stream (no `done` follows).
+            if let Some((code, message)) = failed {
                 state.done = true;
-                tracing::warn!(%error, "timed speech stream failed after it started");
-                return Some((Err(std::io::Error::other(error)), state));
+                state.details.fail(code);
+                tracing::warn!(%message, code, "timed speech stream failed after it started");
+                state.queue.clear();
+                state.line(json!({"type": "error", "code": code, "message": message}));
             }
         }
     })
@@ -247,25 +251,26 @@ impl Lines {
         self.queue.push_back(Bytes::from(line));
     }
 
-    fn audio(&mut self, bytes: &[u8]) -> Result<(), String> {
+    fn audio(&mut self, bytes: &[u8]) -> Result<(), (&'static str, String)> {
         self.samples.extend(audio::s16le_samples(&mut self.carry, bytes));
         if self.samples.len() > usize::try_from(self.from).unwrap_or(usize::MAX).saturating_mul(MAX_CLIP_SECS) {
-            return Err(format!("a clip may bring at most {} minutes of audio", MAX_CLIP_SECS / 60));
+            let message = format!("a clip may bring at most {} minutes of audio", MAX_CLIP_SECS / 60);
+            return Err(("upstream_invalid_response", message));
         }
-        let encoded = self.transcoder.push(bytes).map_err(|e| e.to_string())?;
+        let encoded = self.transcoder.push(bytes).map_err(|e| ("encode_failed", e.to_string()))?;
         if !encoded.is_empty() {
             self.line(json!({"type": "audio", "audio": base64::engine::general_purpose::STANDARD.encode(encoded)}));
         }
         Ok(())
     }
 
-    /// Sends the words whose times can no longer change: those that end before the provider's
-    /// latest word begins.
+    /// Sends the words whose times can no longer change ([`timestamps::settled_chars`]).
     fn settled_words(&mut self) {
-        let Some(latest) = self.provider_words.last().map(|w| w.start) else { return };
-        let (mut stamps, _) = timestamps::from_native(&self.original, &self.spoken, &self.provider_words);
-        let settled = stamps.iter().take_while(|s| s.end <= latest).count();
-        self.send_words(&mut stamps, settled);
+        let settled = timestamps::settled_chars(&self.spoken, &self.provider_words);
+        let clip_secs = self.samples.len() as f64 / f64::from(self.from);
+        let (mut stamps, _) = timestamps::from_native(&self.original, &self.spoken, &self.provider_words, clip_secs);
+        let count = stamps.iter().take_while(|s| s.char_end <= settled).count();
+        self.send_words(&mut stamps, count);
     }
 
     fn send_words(&mut self, stamps: &mut [Timestamp], upto: usize) {
@@ -277,28 +282,27 @@ impl Lines {
         }
     }
 
-    fn finish(&mut self) -> Result<(), String> {
+    async fn finish(&mut self) -> Result<(), (&'static str, String)> {
         self.done = true;
-        let tail = self.transcoder.finish().map_err(|e| e.to_string())?;
+        let tail = self.transcoder.finish().map_err(|e| ("encode_failed", e.to_string()))?;
         if !tail.is_empty() {
             self.line(json!({"type": "audio", "audio": base64::engine::general_purpose::STANDARD.encode(tail)}));
         }
-        let timed = timestamps::time_words(
-            &self.original,
-            &self.spoken,
-            &self.provider_words,
-            &self.samples,
-            self.from,
-            self.mode,
-        );
+        // Estimating a long clip takes milliseconds of CPU: off the async workers.
+        let (original, spoken, words) = (self.original.clone(), self.spoken.clone(), self.provider_words.clone());
+        let samples = std::mem::take(&mut self.samples);
+        let (from, mode) = (self.from, self.mode);
+        let (timed, samples) = tokio::task::spawn_blocking(move || {
+            (timestamps::time_words(&original, &spoken, &words, &samples, from, mode), samples)
+        })
+        .await
+        .map_err(|e| ("internal_error", e.to_string()))?;
         let Some((mut stamps, alignment, warnings)) = timed else {
-            return Err("the provider sent no word timing".to_owned());
+            return Err(("timestamps_unavailable", "the provider sent no word timing".to_owned()));
         };
         let count = stamps.len();
         self.send_words(&mut stamps, count);
-        let lead_in = audio::leading_samples(self.transcoder.output_spec());
-        let duration_ms = audio::duration_ms(self.samples.len(), self.from)
-            + audio::duration_ms(lead_in, self.transcoder.output_spec().sample_rate);
+        let duration_ms = audio::duration_ms(samples.len(), from) + (self.lead_in * 1000.0).round() as u64;
         self.details.add_audio_ms(0, duration_ms);
         self.line(json!({"type": "done", "durationMs": duration_ms, "alignment": alignment, "warnings": warnings}));
         Ok(())
