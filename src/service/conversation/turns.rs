@@ -16,7 +16,7 @@ use crate::{
     audio::{loudness, AudioSpec},
     metrics::Metrics,
     service::{
-        synthesis::{call, collect::collect, Target},
+        synthesis::{collect::collect, Target},
         timestamps::{self, Alignment, Mode, Timestamp},
         usage::UsageDetails,
         ServiceError,
@@ -184,18 +184,11 @@ pub const CANCELLED: &str = "cancelled";
 async fn voice(job: Job) -> Outcome {
     let Job { index, target, from, rate, details, metrics, timing } = job;
     let turn = u32::try_from(index).unwrap_or(u32::MAX);
-    let segment = call::Segment {
-        index: turn,
-        provider: target.provider_id(),
-        model: &target.resolved.model.id,
-        voice: &target.voice,
-        characters: target.characters(),
-    };
-    let mut request = target.request(AudioSpec::pcm(from));
-    request.timestamps = timing.is_some() && target.capabilities().times_pcm();
-    let request = target.resolved.provider.synthesize(request);
     let in_turn = move |e: ServiceError| ServiceError::in_turn(index, e);
-    let events = call::start(segment, &details, &metrics, request).await.map_err(|e| in_turn(e.into()))?;
+    let events = target
+        .call(turn, AudioSpec::pcm(from), timing.is_some(), &details, &metrics)
+        .await
+        .map_err(|e| in_turn(e.into()))?;
     let collected = collect(events, from, rate, target.provider_id(), (&details, turn)).await.map_err(in_turn)?;
     let provider = target.provider_id().to_owned();
     // Measuring (and estimating word times of) a long turn takes milliseconds of CPU: off the

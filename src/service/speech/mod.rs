@@ -16,7 +16,7 @@ use futures::stream::BoxStream;
 pub(crate) use body::body;
 
 use super::{
-    synthesis::{self, call, OutputRequest, Plan, SegmentInput, Target},
+    synthesis::{self, OutputRequest, Plan, SegmentInput, Target},
     usage::UsageDetails,
     ServiceError,
 };
@@ -109,15 +109,7 @@ pub async fn synthesize(
         Plan::PassThrough { output } => output,
         Plan::Transcode { from, .. } | Plan::Normalize { from, .. } => AudioSpec::pcm(from),
     };
-    let segment = call::Segment {
-        index: 0,
-        provider: target.provider_id(),
-        model: &target.resolved.model.id,
-        voice: &target.voice,
-        characters: target.characters(),
-    };
-    let events =
-        call::start(segment, details, metrics, target.resolved.provider.synthesize(target.request(upstream))).await?;
+    let events = target.call(0, upstream, false, details, metrics).await?;
     let body = body(events, plan, details.clone(), 0)?;
     Ok(SpeechOutput {
         output: plan.output(),

@@ -18,7 +18,7 @@ use crate::{
     providers::{EventStream, Registry, SynthesisEvent, WordTiming},
     service::{
         synthesis::{
-            self, call,
+            self,
             collect::{collect, MAX_CLIP_SECS},
             Target,
         },
@@ -103,16 +103,7 @@ pub async fn synthesize(
 ) -> Result<TimedSpeech, ServiceError> {
     let TimedPrepared { target, original, from, output, volume_dbfs, mode } = prepared;
     let provider = target.provider_id().to_owned();
-    let mut request = target.request(AudioSpec::pcm(from));
-    request.timestamps = target.capabilities().times_pcm();
-    let segment = call::Segment {
-        index: 0,
-        provider: &provider,
-        model: &target.resolved.model.id,
-        voice: &target.voice,
-        characters: target.characters(),
-    };
-    let events = call::start(segment, details, metrics, target.resolved.provider.synthesize(request)).await?;
+    let events = target.call(0, AudioSpec::pcm(from), true, details, metrics).await?;
     let rate = output.sample_rate;
     let collected = collect(events, from, rate, &provider, (details, 0)).await?;
     let spoken = target.spoken.clone();
@@ -164,17 +155,7 @@ pub async fn stream(
         return Err(ServiceError::Validation(vec![FieldError::new("volumeDbfs", message)]));
     }
     let TimedPrepared { target, original, from, output, mode, .. } = prepared;
-    let provider = target.provider_id().to_owned();
-    let mut request = target.request(AudioSpec::pcm(from));
-    request.timestamps = target.capabilities().times_pcm();
-    let segment = call::Segment {
-        index: 0,
-        provider: &provider,
-        model: &target.resolved.model.id,
-        voice: &target.voice,
-        characters: target.characters(),
-    };
-    let events = call::start(segment, details, metrics, target.resolved.provider.synthesize(request)).await?;
+    let events = target.call(0, AudioSpec::pcm(from), true, details, metrics).await?;
     let transcoder = PcmTranscoder::new(from, output).map_err(|e| ServiceError::Internal(e.to_string()))?;
     let state = Lines {
         events,

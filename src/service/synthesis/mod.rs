@@ -16,18 +16,21 @@ pub mod call;
 pub mod collect;
 mod plan;
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 pub use plan::{encoded_output, pick_source_rate, plan, OutputRequest, Plan};
 
-use super::ServiceError;
+use super::{usage::UsageDetails, ServiceError};
 use crate::{
     domain::{
         audio::AudioSpec,
         pronounce::{Pronunciations, Spoken},
         text, FieldError,
     },
-    providers::{registry::Resolved, Capabilities, Registry, SynthesisRequest},
+    metrics::Metrics,
+    providers::{registry::Resolved, Capabilities, EventStream, ProviderError, Registry, SynthesisRequest},
     store::Store,
 };
 
@@ -74,6 +77,30 @@ impl Target {
 
     pub fn characters(&self) -> usize {
         self.spoken.text.chars().count()
+    }
+
+    /// Calls the provider for segment `index` of the request, asking for `output` (one of its
+    /// native formats) and, with `timed`, for its word timing when it has any in that format;
+    /// waits for the first event ([`call::start`]).
+    pub async fn call(
+        &self,
+        index: u32,
+        output: AudioSpec,
+        timed: bool,
+        details: &UsageDetails,
+        metrics: &Arc<Metrics>,
+    ) -> Result<EventStream, ProviderError> {
+        let mut request = self.request(output);
+        let caps = self.capabilities();
+        request.timestamps = timed && caps.native_timestamps && caps.timestamp_formats.contains(&output.format);
+        let segment = call::Segment {
+            index,
+            provider: self.provider_id(),
+            model: &self.resolved.model.id,
+            voice: &self.voice,
+            characters: self.characters(),
+        };
+        call::start(segment, details, metrics, self.resolved.provider.synthesize(request)).await
     }
 
     /// The adapter's request for `output` (one of the provider's native formats).
