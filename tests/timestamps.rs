@@ -74,6 +74,40 @@ async fn local_word_events_in_wav_and_mp3() {
     let (_, _, _, seconds) = common::ffprobe(&unb64(&wav["audio"]), None);
     assert!((seconds - duration).abs() < 0.002, "{seconds} vs {duration}");
 
+    // They are the engine's own word events (its words carry no punctuation; ours do).
+    let local = speechgate::providers::local::Local::new(&speechgate::config::LocalConfig::default()).unwrap();
+    let request = speechgate::providers::SynthesisRequest {
+        model: "espeak-ng".to_owned(),
+        voice: "en-us".to_owned(),
+        text: text.to_owned(),
+        output: speechgate::domain::audio::AudioSpec::pcm(22_050),
+        speed: None,
+        instructions: None,
+        language: None,
+        seed: None,
+        provider_options: serde_json::Map::new(),
+        timestamps: true,
+    };
+    use futures::StreamExt;
+    use speechgate::providers::SpeechProvider;
+    let own: Vec<speechgate::providers::WordTiming> = local
+        .synthesize(request)
+        .await
+        .unwrap()
+        .filter_map(|e| async move {
+            match e.unwrap() {
+                speechgate::providers::SynthesisEvent::Words(words) => Some(futures::stream::iter(words)),
+                _ => None,
+            }
+        })
+        .flatten()
+        .collect()
+        .await;
+    assert_eq!(own.len(), stamps.len());
+    for (event, stamp) in own.iter().zip(&stamps) {
+        assert!((event.start - stamp.1).abs() < 0.0015 && (event.end - stamp.2).abs() < 0.0015, "{event:?} {stamp:?}");
+    }
+
     let mp3 = timed(&app, &key, body(json!({"format": "mp3", "sampleRate": 22050}))).await;
     let lead_in = 1105.0 / 22050.0;
     for (a, b) in stamps.iter().zip(words(&mp3)) {
