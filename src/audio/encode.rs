@@ -69,6 +69,17 @@ pub fn leading_secs(spec: AudioSpec) -> f64 {
     leading_samples(spec) as f64 / f64::from(spec.sample_rate.max(1))
 }
 
+/// A clip held whole (given in parts, played one after the other), encoded in one go.
+pub fn encode_whole(spec: AudioSpec, parts: &[&[i16]]) -> Result<Vec<u8>, AudioError> {
+    let mut encoder = encoder(spec)?;
+    let mut bytes = Vec::new();
+    for part in parts {
+        bytes.extend(encoder.encode(part)?);
+    }
+    bytes.extend(encoder.finish()?);
+    Ok(bytes)
+}
+
 pub fn encoder(spec: AudioSpec) -> Result<Box<dyn Encoder>, AudioError> {
     let actual = output_spec(spec)?;
     let codec: Box<dyn Encoder> = match actual.format {

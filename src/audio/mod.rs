@@ -35,7 +35,7 @@ mod wav;
 pub use crate::domain::audio::{AudioFormat, AudioSpec};
 pub use decode::{decode, Decoded};
 pub use duration::DurationCounter;
-pub use encode::{encoder, leading_samples, leading_secs, output_spec};
+pub use encode::{encode_whole, encoder, leading_samples, leading_secs, output_spec};
 pub use resample::Resampler;
 pub use transcode::PcmTranscoder;
 

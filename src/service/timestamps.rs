@@ -20,7 +20,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::{
-    audio::align,
+    audio::{align, AudioSpec},
     domain::{
         pronounce::Spoken,
         words::{self, Boundary, TextWord},
@@ -44,6 +44,18 @@ pub struct Timestamp {
     /// The conversation turn the word belongs to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub turn_index: Option<usize>,
+}
+
+/// Audio held whole, and the times of its words: what every JSON `/with-timestamps` answer
+/// carries.
+pub struct TimedClip {
+    pub audio: Vec<u8>,
+    pub output: AudioSpec,
+    /// What a player plays, the encoder's lead-in included.
+    pub duration_ms: u64,
+    pub timestamps: Vec<Timestamp>,
+    pub alignment: Alignment,
+    pub warnings: Vec<String>,
 }
 
 /// Where the times come from.

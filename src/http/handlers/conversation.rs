@@ -208,17 +208,7 @@ async fn converse(
     let prepared = conversation::prepare(&state.registry, state.store.as_ref(), owner, input, limits).await?;
     Ok(match conversation::start(prepared, details, &state.metrics, limits).await? {
         ConversationOutput::Split(split) => Json(split).into_response(),
-        ConversationOutput::Timed(timed) => {
-            let answer = TimedAudio::new(
-                &timed.audio,
-                timed.output,
-                timed.duration_ms,
-                timed.timestamps,
-                timed.alignment,
-                timed.warnings,
-            );
-            answer.respond([("x-speech-turns", turns.to_string())])
-        }
+        ConversationOutput::Timed(clip) => TimedAudio::respond(clip, [("x-speech-turns", turns.to_string())]),
         ConversationOutput::Audio { output, strategy, characters, body } => audio_response(
             Body::from_stream(body),
             output.format.media_type(),

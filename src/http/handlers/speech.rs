@@ -17,11 +17,7 @@ use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 
 use crate::{
-    domain::{
-        audio::{AudioFormat, AudioSpec},
-        pronounce::Pronunciations,
-        FieldError,
-    },
+    domain::{audio::AudioFormat, pronounce::Pronunciations, FieldError},
     http::{
         extract::{ApiJson, Caller},
         problem::{ApiError, Problem},
@@ -30,7 +26,7 @@ use crate::{
     service::{
         speech::{self, timed, SpeechInput},
         synthesis::{OutputRequest, SegmentInput},
-        timestamps::{Alignment, Mode, Timestamp},
+        timestamps::{Alignment, Mode, TimedClip, Timestamp},
         usage::UsageDetails,
     },
 };
@@ -334,10 +330,8 @@ pub async fn create_speech_with_timestamps(
         return Err(ApiError::Validation(vec![FieldError::new("stream_format", message)]));
     }
     let prepared = timed::prepare(&state.registry, state.store.as_ref(), &key.id, input, mode).await?;
-    let clip = timed::synthesize(prepared, &details, &state.metrics).await?;
-    let answer =
-        TimedAudio::new(&clip.audio, clip.output, clip.duration_ms, clip.timestamps, clip.alignment, clip.warnings);
-    Ok(answer.respond([("x-speech-provider", clip.provider), ("x-speech-model", clip.model)]))
+    let spoken = timed::synthesize(prepared, &details, &state.metrics).await?;
+    Ok(TimedAudio::respond(spoken.clip, [("x-speech-provider", spoken.provider), ("x-speech-model", spoken.model)]))
 }
 
 /// The clip and its word times as NDJSON, sent as they are made: `{"type":"audio","audio"}`
@@ -385,30 +379,20 @@ pub async fn create_speech_with_timestamps_stream(
 }
 
 impl TimedAudio {
-    pub(super) fn new(
-        audio: &[u8],
-        output: AudioSpec,
-        duration_ms: u64,
-        timestamps: Vec<Timestamp>,
-        alignment: Alignment,
-        warnings: Vec<String>,
-    ) -> Self {
-        let audio = base64::engine::general_purpose::STANDARD.encode(audio);
-        Self { audio, media_type: output.format.media_type(), duration_ms, timestamps, alignment, warnings }
-    }
-
-    /// The JSON answer, with `x-speech-alignment` and the given `x-speech-*` headers.
-    pub(super) fn respond<const N: usize>(self, speech_headers: [(&'static str, String); N]) -> Response {
-        let alignment = self.alignment.as_str();
-        let mut response = Json(self).into_response();
-        let headers = response.headers_mut();
-        headers.insert("x-speech-alignment", HeaderValue::from_static(alignment));
-        for (name, value) in speech_headers {
-            if let Ok(value) = HeaderValue::from_str(&value) {
-                headers.insert(name, value);
-            }
-        }
-        response
+    /// `clip` as the JSON answer, with `x-speech-alignment` and the given `x-speech-*` headers.
+    pub(super) fn respond<const N: usize>(clip: TimedClip, speech_headers: [(&'static str, String); N]) -> Response {
+        let alignment = clip.alignment.as_str();
+        let answer = TimedAudio {
+            audio: base64::engine::general_purpose::STANDARD.encode(&clip.audio),
+            media_type: clip.output.format.media_type(),
+            duration_ms: clip.duration_ms,
+            timestamps: clip.timestamps,
+            alignment: clip.alignment,
+            warnings: clip.warnings,
+        };
+        let mut response = Json(answer).into_response();
+        response.headers_mut().insert("x-speech-alignment", HeaderValue::from_static(alignment));
+        with_speech_headers(response, speech_headers)
     }
 }
 
@@ -422,9 +406,14 @@ pub(super) fn audio_response<const N: usize>(
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(media_type));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    for (name, value) in speech_headers {
+    with_speech_headers(response, speech_headers)
+}
+
+/// `response` with the `x-speech-*` headers (a value that cannot be a header is left out).
+fn with_speech_headers<const N: usize>(mut response: Response, headers: [(&'static str, String); N]) -> Response {
+    for (name, value) in headers {
         if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(name, value);
+            response.headers_mut().insert(name, value);
         }
     }
     response

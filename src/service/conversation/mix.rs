@@ -8,12 +8,12 @@ use futures::{stream::BoxStream, StreamExt};
 
 use super::{
     turns::{Clip, Turns},
-    AudioSegment, SplitConversation, TimedConversation,
+    AudioSegment, SplitConversation,
 };
 use crate::{
     audio::{self, loudness, AudioSpec, Encoder},
     service::{
-        timestamps::{self, Alignment},
+        timestamps::{self, Alignment, TimedClip},
         usage::UsageDetails,
         ServiceError,
     },
@@ -97,14 +97,8 @@ impl Mixer {
     }
 
     /// The samples' encoding, whole.
-    fn encode(&self, samples: &[&[i16]]) -> Result<Vec<u8>, ServiceError> {
-        let mut encoder = self.encoder()?;
-        let mut bytes = Vec::new();
-        for part in samples {
-            bytes.extend(encoder.encode(part).map_err(|e| ServiceError::Internal(e.to_string()))?);
-        }
-        bytes.extend(encoder.finish().map_err(|e| ServiceError::Internal(e.to_string()))?);
-        Ok(bytes)
+    fn encode(&self, parts: &[&[i16]]) -> Result<Vec<u8>, ServiceError> {
+        audio::encode_whole(self.output, parts).map_err(|e| ServiceError::Internal(e.to_string()))
     }
 
     /// Every turn as its own clip (with its words, block-relative, when they were asked for).
@@ -149,7 +143,7 @@ impl Mixer {
         turns: &mut Turns,
         pauses: &[u32],
         details: UsageDetails,
-    ) -> Result<TimedConversation, ServiceError> {
+    ) -> Result<TimedClip, ServiceError> {
         let clips = Self::all(turns, self.output.sample_rate).await?;
         let pauses = pauses.to_vec();
         tokio::task::spawn_blocking(move || {
@@ -181,7 +175,7 @@ impl Mixer {
             let views: Vec<&[i16]> = parts.iter().map(Vec::as_slice).collect();
             let audio = self.encode(&views)?;
             let duration_ms = audio::duration_ms(position, rate);
-            Ok(TimedConversation { audio, output: self.output, duration_ms, timestamps: stamps, alignment, warnings })
+            Ok(TimedClip { audio, output: self.output, duration_ms, timestamps: stamps, alignment, warnings })
         })
         .await
         .map_err(|e| ServiceError::Internal(format!("encoding the conversation failed: {e}")))?

@@ -24,7 +24,7 @@ use utoipa::ToSchema;
 
 use super::{
     synthesis::{self, call, OutputRequest, Plan, SegmentInput, Target},
-    timestamps::{Alignment, Mode, Timestamp},
+    timestamps::{Alignment, Mode, TimedClip, Timestamp},
     usage::UsageDetails,
     ServiceError,
 };
@@ -336,18 +336,8 @@ pub enum ConversationOutput {
         body: BoxStream<'static, Result<Bytes, std::io::Error>>,
     },
     Split(SplitConversation),
-    /// `/with-timestamps`: the whole file and the words of every turn.
-    Timed(TimedConversation),
-}
-
-/// The mixed file held whole, and every turn's words at their place in it.
-pub struct TimedConversation {
-    pub audio: Vec<u8>,
-    pub output: AudioSpec,
-    pub duration_ms: u64,
-    pub timestamps: Vec<Timestamp>,
-    pub alignment: Alignment,
-    pub warnings: Vec<String>,
+    /// `/with-timestamps`: the whole file, and every turn's words at their place in it.
+    Timed(TimedClip),
 }
 
 /// `split: true`: one clip per turn, each in the requested format.

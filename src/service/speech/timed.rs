@@ -22,7 +22,7 @@ use crate::{
             collect::{collect, MAX_CLIP_SECS},
             Target,
         },
-        timestamps::{self, Alignment, Mode, Timestamp},
+        timestamps::{self, Mode, TimedClip, Timestamp},
         usage::UsageDetails,
         ServiceError,
     },
@@ -51,14 +51,9 @@ impl TimedPrepared {
     }
 }
 
-/// The clip and its words.
+/// The clip and its words, and who spoke it.
 pub struct TimedSpeech {
-    pub audio: Vec<u8>,
-    pub output: AudioSpec,
-    pub duration_ms: u64,
-    pub timestamps: Vec<Timestamp>,
-    pub alignment: Alignment,
-    pub warnings: Vec<String>,
+    pub clip: TimedClip,
     pub provider: String,
     pub model: String,
 }
@@ -114,9 +109,7 @@ pub async fn synthesize(
         if let Some(volume) = volume_dbfs {
             audio::normalize_peak(&mut samples, volume);
         }
-        let mut encoder = audio::encoder(output)?;
-        let mut bytes = encoder.encode(&samples)?;
-        bytes.extend(encoder.finish()?);
+        let bytes = audio::encode_whole(output, &[&samples])?;
         Ok((timed, bytes, audio::duration_ms(samples.len() + audio::leading_samples(output), rate)))
     })
     .await
@@ -129,12 +122,7 @@ pub async fn synthesize(
     timestamps::shift(&mut stamps, audio::leading_secs(output));
     details.add_audio_ms(0, duration_ms);
     Ok(TimedSpeech {
-        audio,
-        output,
-        duration_ms,
-        timestamps: stamps,
-        alignment,
-        warnings,
+        clip: TimedClip { audio, output, duration_ms, timestamps: stamps, alignment, warnings },
         provider,
         model: target.resolved.model.id.clone(),
     })
