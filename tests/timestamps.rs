@@ -41,6 +41,19 @@ fn words(answer: &Value) -> Vec<(String, f64, f64, u64, u64)> {
         .collect()
 }
 
+/// `seconds` of silence at `rate` (s16le) with a 300 Hz tone in each of `bursts` (seconds).
+fn tone_bursts(rate: u32, seconds: f64, bursts: &[(f64, f64)]) -> Vec<u8> {
+    let n = (f64::from(rate) * seconds) as usize;
+    (0..n)
+        .flat_map(|i| {
+            let t = i as f64 / f64::from(rate);
+            let on = bursts.iter().any(|(a, b)| (*a..*b).contains(&t));
+            let sample = if on { (2.0 * std::f64::consts::PI * 300.0 * t).sin() * 12_000.0 } else { 0.0 };
+            (sample as i16).to_le_bytes()
+        })
+        .collect()
+}
+
 async fn timed(app: &TestApp, key: &str, body: Value) -> Value {
     let response = app.post("/v1/audio/speech/with-timestamps", key, body.clone()).await;
     assert_eq!(response.status(), 200, "{body}");
@@ -208,17 +221,28 @@ async fn every_provider_answers_in_one_shape() {
     assert_eq!(answer["alignment"], "native");
     assert_eq!(words(&answer), [("Good".to_owned(), 0.1, 0.35, 0, 4), ("morning!".to_owned(), 0.4, 0.9, 5, 13)]);
 
+    // OpenAI speaks three words as three bursts, unevenly spaced: the estimate must find them
+    // (spreading the words evenly over the clip would put "two" 130 ms early).
+    let bursts = [(0.10, 0.20), (0.30, 0.40), (0.90, 1.30)];
     Mock::given(method("POST"))
         .and(path("/v1/audio/speech"))
-        .respond_with(ResponseTemplate::new(200).set_body_bytes(pcm.clone()))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(tone_bursts(24_000, 1.4, &bursts)))
         .mount(&upstream)
         .await;
-    let answer = timed(&app, &key, json!({"model": "openai/tts-1", "voice": "alloy", "text": "One two three."})).await;
+    let answer = timed(
+        &app,
+        &key,
+        json!({"model": "openai/tts-1", "voice": "alloy", "text": "One, two, three.", "output": "wav"}),
+    )
+    .await;
     assert_eq!(answer["alignment"], "estimated");
     assert!(answer["warnings"][0].as_str().unwrap().contains("estimated"));
     let stamps = words(&answer);
     assert_eq!(stamps.len(), 3);
-    assert!(in_order(&stamps) && stamps[2].2 <= 1.0 + 1e-3, "{stamps:?}");
+    assert!(in_order(&stamps), "{stamps:?}");
+    for (stamp, (start, end)) in stamps.iter().zip(bursts) {
+        assert!((stamp.1 - start).abs() < 0.04 && (stamp.2 - end).abs() < 0.04, "{stamp:?} vs {start}..{end}");
+    }
 
     // Deepgram has no timing either: estimated too.
     Mock::given(method("POST"))
