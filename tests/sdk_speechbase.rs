@@ -192,26 +192,8 @@ fn close(actual: f64, expected: f64, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn speechbase_sdk_generates_conversations() {
-    let sdk = std::env::var("SPEECHGATE_TEST_SPEECHBASE_SDK").unwrap_or_else(|_| {
-        panic!(
-            "{}",
-            common::needs(
-                "SPEECHGATE_TEST_SPEECHBASE_SDK: tests/sdk/speechbase with the official Speechbase SDK \
-                 installed (`npm ci` there) and Node.js on PATH"
-            )
-        )
-    });
-    let upstream = MockServer::start().await;
-    Mock::given(any()).respond_with(FakeVendors).mount(&upstream).await;
-    let uri = upstream.uri();
-    let app = TestApp::spawn_with(Db::Sqlite, move |c| {
-        c.providers.local.enabled = false;
-        c.providers.timeout_secs = 2;
-        c.providers.openai =
-            VendorConfig { api_key: Some(SECRET.to_owned().into()), base_url: Some(format!("{uri}/v1")) };
-        c.providers.elevenlabs = VendorConfig { api_key: Some(SECRET.to_owned().into()), base_url: Some(uri) };
-    })
-    .await;
+    let _ = sdk_dir();
+    let (app, upstream) = gateway_with_fake_vendors().await;
     let (key_id, key) = app.speech_key().await;
 
     let turns = json!([
@@ -235,26 +217,8 @@ async fn speechbase_sdk_generates_conversations() {
             {"model": "nosuchvendor/nosuchmodel", "voice": "x", "text": UNHEARD},
         ],
     });
-    let gateway = format!("http://{}", app.addr);
-    let script = std::path::Path::new(&sdk).join("conversation.mjs");
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(std::env::var("SPEECHGATE_TEST_NODE").unwrap_or_else(|_| "node".into()))
-            .arg(script)
-            .current_dir(&sdk)
-            .env("GATEWAY", gateway)
-            .env("KEY", key)
-            .env("TURNS", turns.to_string())
-            .env("OPTIONS", options.to_string())
-            .env("FAILS", fails.to_string())
-            .env_remove("SPEECHBASE_API_KEY")
-            .env_remove("SPEECH_GATEWAY_API_KEY")
-            .output()
-            .unwrap_or_else(|e| panic!("{}: {e}", common::needs("Node.js (`node` on PATH, or SPEECHGATE_TEST_NODE)")))
-    })
-    .await
-    .unwrap();
-    assert!(output.status.success(), "SDK script failed: {}", String::from_utf8_lossy(&output.stderr));
-    let result: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let vars = vec![("TURNS", turns.to_string()), ("OPTIONS", options.to_string()), ("FAILS", fails.to_string())];
+    let result = run_script("conversation.mjs", format!("http://{}", app.addr), key, vars).await;
     let show = |v: &Value| {
         // The whole result without its audio, for failure messages.
         let mut v = v.clone();
@@ -423,6 +387,22 @@ async fn speechbase_sdk_generates_conversations() {
 }
 
 /// The SDK's script path, or the reason the suite cannot run it.
+/// The gateway with OpenAI and ElevenLabs pointed at [`FakeVendors`] (kept alive by the caller).
+async fn gateway_with_fake_vendors() -> (TestApp, MockServer) {
+    let upstream = MockServer::start().await;
+    Mock::given(any()).respond_with(FakeVendors).mount(&upstream).await;
+    let uri = upstream.uri();
+    let app = TestApp::spawn_with(Db::Sqlite, move |c| {
+        c.providers.local.enabled = false;
+        c.providers.timeout_secs = 2;
+        c.providers.openai =
+            VendorConfig { api_key: Some(SECRET.to_owned().into()), base_url: Some(format!("{uri}/v1")) };
+        c.providers.elevenlabs = VendorConfig { api_key: Some(SECRET.to_owned().into()), base_url: Some(uri) };
+    })
+    .await;
+    (app, upstream)
+}
+
 fn sdk_dir() -> String {
     std::env::var("SPEECHGATE_TEST_SPEECHBASE_SDK").unwrap_or_else(|_| {
         panic!(
@@ -526,17 +506,7 @@ fn keys_of(list: &Value) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn speechbase_sdk_gets_word_timestamps() {
     let _ = sdk_dir();
-    let upstream = MockServer::start().await;
-    Mock::given(any()).respond_with(FakeVendors).mount(&upstream).await;
-    let uri = upstream.uri();
-    let app = TestApp::spawn_with(Db::Sqlite, move |c| {
-        c.providers.local.enabled = false;
-        c.providers.timeout_secs = 2;
-        c.providers.openai =
-            VendorConfig { api_key: Some(SECRET.to_owned().into()), base_url: Some(format!("{uri}/v1")) };
-        c.providers.elevenlabs = VendorConfig { api_key: Some(SECRET.to_owned().into()), base_url: Some(uri) };
-    })
-    .await;
+    let (app, upstream) = gateway_with_fake_vendors().await;
     let (key_id, key) = app.speech_key().await;
     for (text, seconds) in TURNS {
         let end = alignment(text).2.last().copied().unwrap_or(0.0);
