@@ -29,6 +29,7 @@
 import { readFileSync } from "node:fs";
 import { generateConversation } from "@speech-sdk/core";
 import { createSpeechGateway } from "@speech-sdk/core/providers";
+import { describeError } from "./errors.mjs";
 
 const env = (name, fallback) => {
   const value = process.env[name];
@@ -92,28 +93,6 @@ function options(speechGateway, turnList) {
     // No SDK-side retries: a 5xx would otherwise be sent three times with a back-off of seconds.
     maxRetries: 0,
     turns: turnList.map((turn) => ({ ...turn, ...(turn.model != null && { model: speechGateway(turn.model) }) })),
-  };
-}
-
-function describeError(e) {
-  let problem = null;
-  if (typeof e?.responseBody === "string") {
-    try {
-      problem = JSON.parse(e.responseBody);
-    } catch {
-      problem = e.responseBody;
-    }
-  }
-  return {
-    name: e?.name ?? String(e),
-    message: e?.message ?? String(e),
-    status: e?.statusCode ?? null,
-    code: e?.code ?? null,
-    // The SDK sets ApiError.turnIndex only on its local stitch path, never from the gateway's
-    // problem body: the gateway's `turn_index` is in `problem`.
-    sdkTurnIndex: e?.turnIndex ?? null,
-    retryAfterMs: e?.retryAfterMs ?? null,
-    problem,
   };
 }
 

@@ -27,6 +27,7 @@
 import { readFileSync } from "node:fs";
 import { generateConversation, generateSpeech } from "@speech-sdk/core";
 import { createSpeechGateway } from "@speech-sdk/core/providers";
+import { describeError } from "./errors.mjs";
 
 const env = (name) => {
   const value = process.env[name];
@@ -89,26 +90,6 @@ function client(extraBody) {
   };
   const speechGateway = createSpeechGateway({ apiKey: key, baseURL: `${gateway}/v1`, fetch: fetchFn });
   return { speechGateway, log };
-}
-
-function describeError(e) {
-  let problem = null;
-  if (typeof e?.responseBody === "string") {
-    try {
-      problem = JSON.parse(e.responseBody);
-    } catch {
-      problem = e.responseBody;
-    }
-  }
-  return {
-    name: e?.name ?? String(e),
-    message: e?.message ?? String(e),
-    status: e?.statusCode ?? null,
-    code: e?.code ?? null,
-    problem,
-    // A zod validation failure: where the SDK's schema and the answer disagree.
-    issues: Array.isArray(e?.issues) ? e.issues.map((i) => ({ path: i.path, code: i.code, message: i.message })) : null,
-  };
 }
 
 const keysOf = (list) => [...new Set((list ?? []).flatMap((item) => Object.keys(item)))].sort();
