@@ -137,6 +137,23 @@ pub fn from_native(
     vendor: &[WordTiming],
     clip_secs: f64,
 ) -> (Vec<Timestamp>, Option<String>) {
+    let native = native(original, spoken, vendor, clip_secs);
+    (native.timestamps, native.warning)
+}
+
+/// [`from_native`], and how much of it is settled.
+pub struct Native {
+    pub timestamps: Vec<Timestamp>,
+    pub warning: Option<String>,
+    /// How far into the caller's text (in code points) the words are settled by what the
+    /// provider has sent so far: the words whose letters all agree, letter for letter from the
+    /// start, with the provider's words received (each provider word arrives complete, so their
+    /// times cannot change). Words without letters are settled with the next word that has
+    /// some. A stream sends the words before this point and keeps the rest for later.
+    pub settled_chars: usize,
+}
+
+pub fn native(original: &str, spoken: &Spoken, vendor: &[WordTiming], clip_secs: f64) -> Native {
     let words = words::split(&spoken.text);
     let theirs = their_letters(vendor, clip_secs);
     let ours = our_letters(&words);
@@ -155,7 +172,15 @@ pub fn from_native(
              words rewritten); the times of the words around them are interpolated"
         )
     });
-    (to_caller(original, spoken, &words, &timed), warning)
+    // Settled: every word (with letters) before the first word that does not agree in full.
+    let agreeing = ours.iter().zip(&theirs).take_while(|(a, b)| a.0 == b.0).count();
+    let unsettled = ours.get(agreeing).map_or(usize::MAX, |letter| letter.1);
+    let settled_words = ours[..agreeing].iter().rev().map(|l| l.1).find(|w| *w < unsettled).map_or(0, |w| w + 1);
+    let settled_chars = match words.get(settled_words) {
+        Some(next) => spoken.origin(next.chars.start..next.chars.start + 1).start,
+        None => usize::MAX,
+    };
+    Native { timestamps: to_caller(original, spoken, &words, &timed), warning, settled_chars }
 }
 
 /// The provider's letters, each timed evenly within its word, inside the clip.
@@ -176,35 +201,6 @@ fn their_letters(vendor: &[WordTiming], clip_secs: f64) -> Vec<(char, f64, f64)>
 /// Our letters, each with the word it belongs to.
 fn our_letters(words: &[TextWord]) -> Vec<(char, usize)> {
     words.iter().enumerate().flat_map(|(w, word)| word.key().chars().map(move |c| (c, w)).collect::<Vec<_>>()).collect()
-}
-
-/// How far into the caller's text (in code points) the words are settled by what the provider
-/// has sent so far: the words whose letters all agree, letter for letter from the start, with
-/// the provider's words received (each provider word arrives complete, so their times cannot
-/// change). Words without letters are settled with the next word that has some. A stream sends
-/// the words before this point and keeps the rest for later.
-pub fn settled_chars(spoken: &Spoken, vendor: &[WordTiming]) -> usize {
-    let words = words::split(&spoken.text);
-    let theirs = their_letters(vendor, f64::MAX);
-    let ours = our_letters(&words);
-    let agreeing = ours.iter().zip(&theirs).take_while(|(a, b)| a.0 == b.0).count();
-    let mut settled_words = 0;
-    let mut letters = 0;
-    for (w, word) in words.iter().enumerate() {
-        let count = word.key().chars().count();
-        if count == 0 {
-            continue;
-        }
-        if letters + count > agreeing {
-            break;
-        }
-        letters += count;
-        settled_words = w + 1;
-    }
-    match words.get(settled_words) {
-        Some(next) => spoken.origin(next.chars.start..next.chars.start + 1).start,
-        None => usize::MAX,
-    }
 }
 
 /// The caller's words timed by estimate from the audio (mono PCM at `rate`).
@@ -461,7 +457,7 @@ mod tests {
     fn only_words_that_agree_so_far_are_settled() {
         let text = "Hello — world and 3 more";
         // The provider has sent "Hello" and the dash: "Hello" is settled, nothing after it.
-        let settled = settled_chars(&plain(text), &vendor(&[("Hello", 0.0, 0.4), ("—", 0.4, 0.5)]));
+        let settled = native(text, &plain(text), &vendor(&[("Hello", 0.0, 0.4), ("—", 0.4, 0.5)]), 10.0).settled_chars;
         assert_eq!(settled, 6, "up to the dash, which waits for the next word");
         // "3" read as "three": the words before it are settled, not those after.
         let sent = vendor(&[
@@ -471,8 +467,9 @@ mod tests {
             ("three", 1.3, 1.6),
             ("more", 1.7, 2.0),
         ]);
-        assert_eq!(settled_chars(&plain(text), &sent), 18);
-        assert_eq!(settled_chars(&plain("a b"), &vendor(&[("a", 0.0, 0.1), ("b", 0.2, 0.3)])), usize::MAX);
+        assert_eq!(native(text, &plain(text), &sent, 10.0).settled_chars, 18);
+        let all = vendor(&[("a", 0.0, 0.1), ("b", 0.2, 0.3)]);
+        assert_eq!(native("a b", &plain("a b"), &all, 10.0).settled_chars, usize::MAX);
     }
 
     #[test]

@@ -233,13 +233,12 @@ impl Lines {
         Ok(())
     }
 
-    /// Sends the words whose times can no longer change ([`timestamps::settled_chars`]).
+    /// Sends the words whose times can no longer change ([`timestamps::Native::settled_chars`]).
     fn settled_words(&mut self) {
-        let settled = timestamps::settled_chars(&self.spoken, &self.provider_words);
         let clip_secs = self.samples.len() as f64 / f64::from(self.from);
-        let (mut stamps, _) = timestamps::from_native(&self.original, &self.spoken, &self.provider_words, clip_secs);
-        let count = stamps.iter().take_while(|s| s.char_end <= settled).count();
-        self.send_words(&mut stamps, count);
+        let mut native = timestamps::native(&self.original, &self.spoken, &self.provider_words, clip_secs);
+        let count = native.timestamps.iter().take_while(|s| s.char_end <= native.settled_chars).count();
+        self.send_words(&mut native.timestamps, count);
     }
 
     fn send_words(&mut self, stamps: &mut [Timestamp], upto: usize) {
