@@ -373,3 +373,28 @@ async fn the_stream_sends_words_as_they_settle() {
     assert_eq!((done["durationMs"].as_u64(), done["alignment"].as_str()), (Some(1000), Some("native")));
     app.stop().await;
 }
+
+/// A vendor's alignment is untrusted: control characters, markup and absurd times in it never
+/// reach the answer, which holds the caller's words with times inside the audio.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_vendor_timing_stays_out_of_the_answer() {
+    let (app, upstream) = with_vendors(Db::Sqlite).await;
+    let line = json!({"audio_base64": b64(&common::sine_pcm(24_000, 1.0)), "alignment": {
+        "characters": ["\u{0}", "<", "s", "c", "r", "i", "p", "t", ">", "\u{1b}[2J"],
+        "character_start_times_seconds": [-5.0, 0.1, 1e308, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
+        "character_end_times_seconds": [1e308, 0.2, -1.0, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1e300]}});
+    Mock::given(method("POST"))
+        .and(path("/v1/text-to-speech/v1/stream/with-timestamps"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(format!("{line}\n")))
+        .mount(&upstream)
+        .await;
+    let (_, key) = app.speech_key().await;
+    let answer =
+        timed(&app, &key, json!({"model": "elevenlabs", "voice": "v1", "text": "Hello there", "output": "wav"})).await;
+    let stamps = words(&answer);
+    assert_eq!(stamps.iter().map(|s| s.0.as_str()).collect::<Vec<_>>(), ["Hello", "there"]);
+    assert!(in_order(&stamps) && stamps.iter().all(|s| (0.0..=1.0).contains(&s.1) && s.2 <= 1.0), "{stamps:?}");
+    let said = format!("{}{}", answer["timestamps"], answer["warnings"]);
+    assert!(!said.contains("script") && !said.contains("\\u001b") && !said.contains("\\u0000"), "{said}");
+    app.stop().await;
+}
