@@ -1,5 +1,6 @@
 //! The cross-cutting layers, in the order `router()` stacks them (outermost first):
-//! observe → admit → authenticate → meter → rate_limit → catch_panic → normalize_errors → route.
+//! observe → render_errors → admit → refuse_control_characters → authenticate → meter →
+//! render_errors → rate_limit → catch_panic → normalize_errors → route.
 
 use std::{
     net::SocketAddr,

@@ -2,6 +2,7 @@
 //! problem+json error type.
 
 pub mod client;
+pub mod dialect;
 pub mod extract;
 pub mod handlers;
 pub mod middleware;
@@ -157,6 +158,8 @@ fn assemble(routes: OpenApiRouter<AppState>, state: AppState) -> Router {
         ]))
         // Request id, span, metrics and the one log line; sees every response, including 401s.
         .layer(from_fn_with_state(state.clone(), middleware::observe))
+        // Error bodies in the route's dialect, for failures decided before `meter` (see below).
+        .layer(from_fn(dialect::render_errors))
         // The global limit of requests in progress: sheds load before any lookup.
         .layer(from_fn_with_state(state.clone(), middleware::admit))
         // No control characters in decoded paths or queries (they reach queries and logs).
@@ -165,6 +168,8 @@ fn assemble(routes: OpenApiRouter<AppState>, state: AppState) -> Router {
         .layer(from_fn_with_state(state.clone(), middleware::authenticate))
         // One usage event per authenticated request, whatever happens inside.
         .layer(from_fn_with_state(state.clone(), middleware::meter))
+        // Inside `meter`, so that usage records the status the client gets in its dialect.
+        .layer(from_fn(dialect::render_errors))
         // Inside `meter`, so a limited request is still recorded.
         .layer(from_fn_with_state(state.clone(), middleware::rate_limit))
         // Panics become a metered, logged 500 problem.

@@ -4,7 +4,7 @@
 //! error slug and any internal cause travel in response extensions to the observe middleware,
 //! which logs each failure once.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     http::{header, HeaderValue, StatusCode},
@@ -13,6 +13,7 @@ use axum::{
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::dialect::Failure;
 use crate::{
     auth::AuthError,
     domain::{FieldError, PathSegment, Scope},
@@ -202,6 +203,38 @@ impl ApiError {
         }
     }
 
+    /// The invalid fields, for errors that are about the request's fields.
+    pub fn field_errors(&self) -> Option<Vec<FieldError>> {
+        match self {
+            ApiError::Validation(fields) => Some(fields.clone()),
+            ApiError::MalformedJson(detail) => Some(vec![FieldError { path: Vec::new(), message: detail.clone() }]),
+            ApiError::Turn { error, .. } => error.field_errors(),
+            _ => None,
+        }
+    }
+
+    /// Whether the same request may succeed if simply sent again later.
+    pub fn retryable(&self) -> bool {
+        match self {
+            ApiError::RateLimited(_)
+            | ApiError::TooManyConcurrent(_)
+            | ApiError::AuthThrottled(_)
+            | ApiError::Overloaded
+            | ApiError::UsageBacklog
+            | ApiError::DatabaseUnavailable(_)
+            | ApiError::BodyTimeout(_) => true,
+            ApiError::Provider(e) => matches!(
+                e,
+                ProviderError::RateLimited { .. }
+                    | ProviderError::Unavailable { .. }
+                    | ProviderError::Timeout { .. }
+                    | ProviderError::Interrupted { .. }
+            ),
+            ApiError::Turn { error, .. } => error.retryable(),
+            _ => false,
+        }
+    }
+
     /// The cause to log (never sent to the client).
     fn cause(&self) -> Option<&str> {
         match self {
@@ -350,12 +383,11 @@ pub struct ErrorCode(pub &'static str);
 #[derive(Debug, Clone)]
 pub struct ErrorCause(pub String);
 
+/// The response for an error: status, headers and the error itself as a [`Failure`] extension.
+/// The body is written by `dialect::render_errors`, in the dialect of the route that failed.
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let problem = self.to_problem();
-        let body = serde_json::to_vec(&problem).unwrap_or_default();
-        let mut response =
-            (self.status(), [(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON))], body).into_response();
+        let mut response = self.status().into_response();
         if let ApiError::Unauthorized(_) = self {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
@@ -374,6 +406,7 @@ impl IntoResponse for ApiError {
         if let Some(cause) = self.cause() {
             response.extensions_mut().insert(ErrorCause(cause.to_owned()));
         }
+        response.extensions_mut().insert(Failure(Arc::new(self)));
         response
     }
 }
