@@ -78,6 +78,7 @@ impl App {
             trusted_proxies: config.trusted_proxies().unwrap_or_default().into(),
             openapi_json,
             conversation: config.conversation,
+            facades: Arc::new(config.facades.clone()),
         };
         let connection_limits = http::server::ConnectionLimits {
             header_read_timeout: Duration::from_secs(config.server.header_read_timeout_secs),

@@ -29,6 +29,8 @@ pub struct Config {
     pub log: LogConfig,
     pub providers: ProvidersConfig,
     pub conversation: ConversationConfig,
+    /// The vendor drop-in routes' voice mappings (`service::facade`).
+    pub facades: crate::service::facade::FacadesConfig,
 }
 
 /// `/v1/audio/conversation`.
@@ -395,6 +397,16 @@ impl Config {
             }
             if instance.models.is_empty() {
                 return invalid("providers.compatible.<name>.models", &format!("{name}: must list at least one model"));
+            }
+        }
+        let facades = [
+            ("openai", &self.facades.openai),
+            ("elevenlabs", &self.facades.elevenlabs),
+            ("playht", &self.facades.playht),
+        ];
+        for (vendor, facade) in facades {
+            if let Some((voice, message)) = facade.problems().into_iter().next() {
+                return invalid(&format!("facades.{vendor}.voices.{voice}"), &message);
             }
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {

@@ -21,6 +21,7 @@ use tracing::Instrument;
 
 use super::{
     client,
+    dialect::Dialect,
     problem::{ApiError, ErrorCause, ErrorCode, REQUEST_ID},
     AppState,
 };
@@ -165,11 +166,15 @@ pub async fn refuse_control_characters(req: Request, next: Next) -> Response {
 }
 
 /// The credential a request carries: `Authorization: Bearer`, or the vendor-style
-/// `xi-api-key` / `X-API-Key` headers that the facades' SDKs send.
-fn credential(headers: &HeaderMap) -> Option<&str> {
+/// `xi-api-key` / `X-API-Key` headers that the facades' SDKs send. PlayHT's clients send the bare
+/// key as `Authorization: <key>` (with `X-USER-ID`); that form counts on its routes only.
+fn credential(headers: &HeaderMap, dialect: Dialect) -> Option<&str> {
     if let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        let (scheme, token) = value.trim().split_once(' ')?;
-        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim());
+        let value = value.trim();
+        return match value.split_once(' ') {
+            Some((scheme, token)) => scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()),
+            None => (dialect == Dialect::PlayHt).then_some(value),
+        };
     }
     ["xi-api-key", "x-api-key"].iter().find_map(|name| headers.get(*name)?.to_str().ok()).map(str::trim)
 }
@@ -189,7 +194,8 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|peer| client::throttle_key(client::client_address(peer.0.ip(), req.headers(), &state.trusted_proxies)));
-    let principal = state.auth.authenticate(credential(req.headers()), admin_route, client).await;
+    let dialect = Dialect::of_path(req.uri().path());
+    let principal = state.auth.authenticate(credential(req.headers(), dialect), admin_route, client).await;
     if let Err(AuthError::Throttled(_)) = &principal {
         state.metrics.shed("auth_throttled");
     }

@@ -52,6 +52,8 @@ pub struct AppState {
     pub openapi_json: Bytes,
     /// Limits of `/v1/audio/conversation`.
     pub conversation: crate::config::ConversationConfig,
+    /// The vendor drop-in routes' voice mappings.
+    pub facades: Arc<crate::service::facade::FacadesConfig>,
 }
 
 impl FromRef<AppState> for BodyLimit {
@@ -79,6 +81,9 @@ fn route_table() -> Vec<(Option<Scope>, UtoipaMethodRouter<AppState>)> {
         (Some(Scope::Speech), routes!(catalog::list_providers)),
         (Some(Scope::Speech), routes!(catalog::list_models)),
         (Some(Scope::Speech), routes!(catalog::list_provider_voices)),
+        (Some(Scope::Speech), routes!(openai::create_speech)),
+        (Some(Scope::Speech), routes!(openai::list_models)),
+        (Some(Scope::Speech), routes!(openai::get_model)),
         (Some(Scope::Voices), routes!(voices::create_voice, voices::list_voices)),
         (Some(Scope::Voices), routes!(voices::get_voice, voices::update_voice, voices::delete_voice)),
         (Some(Scope::Admin), routes!(admin::create_key, admin::list_keys)),

@@ -10,11 +10,12 @@ use utoipa::{
 #[openapi(
     info(
         title = "speechgate",
-        description = "A self-hosted, unified text-to-speech gateway. Every error is `application/problem+json` (RFC 9457)."
+        description = "A self-hosted, unified text-to-speech gateway. Errors on the gateway's own routes are `application/problem+json` (RFC 9457); the vendor drop-in routes (`/openai`, `/elevenlabs`, `/playht`, `/playai`) answer errors in their vendor's own shape."
     ),
     modifiers(&SecuritySchemes),
     tags(
         (name = "speech", description = "Synthesis, providers, models and provider voices"),
+        (name = "openai", description = "OpenAI's speech API, drop-in under `/openai/v1` (the SDKs' `base_url`); served by any provider"),
         (name = "voices", description = "The calling key's saved voices; needs the `voices` scope"),
         (name = "usage", description = "The calling key's usage"),
         (name = "admin", description = "Keys and usage across keys; needs the admin token"),

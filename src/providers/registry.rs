@@ -187,6 +187,11 @@ impl Registry {
         }
     }
 
+    /// The model aliases, each with the model it stands for.
+    pub fn aliases(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.aliases.iter().map(|(alias, target)| (alias.as_str(), target.as_str()))
+    }
+
     pub fn providers(&self) -> impl Iterator<Item = &Arc<dyn SpeechProvider>> {
         self.providers.values()
     }

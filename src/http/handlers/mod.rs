@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod catalog;
 pub mod conversation;
+pub mod openai;
 pub mod ops;
 pub mod speech;
 pub mod usage;

@@ -24,6 +24,7 @@ use crate::{
         AppState,
     },
     service::{
+        facade,
         speech::{self, timed, SpeechInput},
         synthesis::{OutputRequest, SegmentInput},
         timestamps::{Alignment, Mode, TimedClip, Timestamp},
@@ -263,8 +264,47 @@ async fn speak(
         let message = "word timing comes from /v1/audio/speech/with-timestamps";
         return Err(ApiError::Validation(vec![FieldError::new("timestamps", message)]));
     }
+    let openai = body.input.is_some();
     let (mut input, sse) = body.into_input()?;
     input.native_only = native_only;
+    if openai {
+        route_openai_voice(state, owner, &mut input.segment).await?;
+    }
+    respond_with_speech(state, owner, details, input, sse).await
+}
+
+/// An OpenAI body's voice, routed as on the OpenAI drop-in (`service::facade`): OpenAI SDK code
+/// pointed at `/v1` can be served by any provider too.
+pub(super) async fn route_openai_voice(
+    state: &AppState,
+    owner: &str,
+    segment: &mut SegmentInput,
+) -> Result<(), ApiError> {
+    if let (Some(voice), None) = (&segment.voice, &segment.voice_id) {
+        let model = segment.model.as_deref();
+        let routed = facade::route_voice(
+            &state.registry,
+            state.store.as_ref(),
+            owner,
+            &state.facades.openai,
+            voice,
+            model,
+            "voice",
+        )
+        .await?;
+        (segment.model, segment.voice, segment.voice_id) = (routed.model, routed.voice, routed.voice_id);
+    }
+    Ok(())
+}
+
+/// Synthesises `input` and answers with the audio as it streams (or OpenAI's SSE events).
+pub(super) async fn respond_with_speech(
+    state: &AppState,
+    owner: &str,
+    details: &UsageDetails,
+    input: SpeechInput,
+    sse: bool,
+) -> Result<Response, ApiError> {
     let prepared = speech::prepare(&state.registry, state.store.as_ref(), owner, input).await?;
     let output = speech::synthesize(prepared, details, &state.metrics).await?;
     let media_type = if sse { "text/event-stream" } else { output.output.format.media_type() };
