@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh Debian machine with Rust: installs what the tests need
 # (PostgreSQL server, Chromium for the offline /docs check, ffmpeg as the reference decoder, the
-# official OpenAI Python SDK in a virtualenv, the official Speechbase Node SDK from npm), starts a
+# official vendor SDKs: Python ones in a virtualenv, Node.js ones from npm), starts a
 # throwaway PostgreSQL cluster on a free loopback port, runs every test against it and SQLite,
 # and stops it again.
 set -euo pipefail
@@ -44,27 +44,33 @@ as_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w \
 export SPEECHGATE_TEST_POSTGRES_URL="postgres://speechgate:speechgate@127.0.0.1:$pg_port/postgres"
 echo "PostgreSQL $("$pg_bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$pg_port"
 
-# Official vendor SDKs, as the clients of the drop-in tests.
+# Official vendor SDKs, as the clients of the drop-in tests. Python ones in a virtualenv, pinned
+# by tests/sdk/requirements.txt (reinstalled when that file changes).
 sdk_venv=target/sdk-venv
-if ! "$sdk_venv/bin/python" -c 'import openai; assert openai.__version__ == "3.54.0"' 2>/dev/null; then
-  python3 -m venv "$sdk_venv"
-  "$sdk_venv/bin/pip" install --quiet --disable-pip-version-check openai==3.54.0
+if ! cmp -s tests/sdk/requirements.txt "$sdk_venv/.speechgate-installed"; then
+  [ -x "$sdk_venv/bin/pip" ] || python3 -m venv "$sdk_venv"
+  "$sdk_venv/bin/pip" install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
+  cp tests/sdk/requirements.txt "$sdk_venv/.speechgate-installed"
 fi
 export SPEECHGATE_TEST_PYTHON="$PWD/$sdk_venv/bin/python"
 
-# The official Speechbase SDK (Node.js), pinned by tests/sdk/speechbase/package-lock.json.
-# Verified on Node 20; its dependency p-retry declares >=22 but runs on 20 (npm only warns).
+# Node.js ones, one directory per vendor, each pinned by its package-lock.json. Verified on
+# Node 20; the Speechbase SDK's dependency p-retry declares >=22 but runs on 20 (npm only warns).
 node_major=$(node -p 'process.versions.node.split(".")[0]')
 if [ "$node_major" -lt 20 ]; then
-  echo "the Speechbase SDK test needs Node.js 20 or later; found $(node --version)" >&2
+  echo "the Node.js SDK tests need Node.js 20 or later; found $(node --version)" >&2
   exit 1
 fi
-sb_sdk=tests/sdk/speechbase
-if ! cmp -s "$sb_sdk/package-lock.json" "$sb_sdk/node_modules/.speechgate-installed"; then
-  (cd "$sb_sdk" && npm ci --no-audit --no-fund --loglevel=error)
-  cp "$sb_sdk/package-lock.json" "$sb_sdk/node_modules/.speechgate-installed"
-fi
-export SPEECHGATE_TEST_SPEECHBASE_SDK="$PWD/$sb_sdk"
+for sdk in tests/sdk/*/; do
+  [ -f "$sdk/package-lock.json" ] || continue
+  if ! cmp -s "$sdk/package-lock.json" "$sdk/node_modules/.speechgate-installed"; then
+    (cd "$sdk" && npm ci --no-audit --no-fund --loglevel=error)
+    cp "$sdk/package-lock.json" "$sdk/node_modules/.speechgate-installed"
+  fi
+done
+export SPEECHGATE_TEST_OPENAI_SDK="$PWD/tests/sdk/openai"
+export SPEECHGATE_TEST_ELEVENLABS_SDK="$PWD/tests/sdk/elevenlabs"
+export SPEECHGATE_TEST_SPEECHBASE_SDK="$PWD/tests/sdk/speechbase"
 
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --lib --bins --tests --no-fail-fast
