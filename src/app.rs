@@ -61,6 +61,7 @@ impl App {
                 max_concurrent_per_key: config.auth.max_concurrent_per_key,
                 max_failures_per_minute: config.auth.max_failures_per_minute,
             },
+            config.auth.url_signing_secret.as_ref(),
         ));
         let openapi_json = serde_json::to_vec(&http::openapi()).unwrap_or_default().into();
         let state = AppState {
@@ -79,6 +80,7 @@ impl App {
             openapi_json,
             conversation: config.conversation,
             facades: Arc::new(config.facades.clone()),
+            public_url: config.server.public_url.as_deref().map(Arc::from),
         };
         let connection_limits = http::server::ConnectionLimits {
             header_read_timeout: Duration::from_secs(config.server.header_read_timeout_secs),

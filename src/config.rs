@@ -75,6 +75,9 @@ pub struct ServerConfig {
     /// Proxies (addresses or blocks such as `10.0.0.0/8`) whose `X-Forwarded-For` names the
     /// client. Empty: the TCP peer is the client.
     pub trusted_proxies: Vec<String>,
+    /// The gateway's address as clients reach it (`https://speech.example.com`), for the URLs it
+    /// hands out (PlayHT's inference coordinates, WebSocket URLs). Unset: each request's `Host`.
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -99,6 +102,11 @@ pub struct AuthConfig {
     pub max_concurrent_per_key: usize,
     /// Failed authentications one client address may make per minute before it gets 429.
     pub max_failures_per_minute: u32,
+    /// Signs the short-lived URL tokens of WebSocket and PlayHT inference URLs. Replicas behind
+    /// one load balancer must share it; when unset, each process makes up its own, and a token
+    /// works only on the replica that issued it.
+    #[serde(serialize_with = "serialize_redacted")]
+    pub url_signing_secret: Option<SecretString>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -229,6 +237,7 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             max_concurrent_requests: 2_048,
             trusted_proxies: Vec::new(),
+            public_url: None,
         }
     }
 }
@@ -241,7 +250,13 @@ impl Default for DatabaseConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        Self { admin_token: None, cache_ttl_secs: 5, max_concurrent_per_key: 256, max_failures_per_minute: 30 }
+        Self {
+            admin_token: None,
+            cache_ttl_secs: 5,
+            max_concurrent_per_key: 256,
+            max_failures_per_minute: 30,
+            url_signing_secret: None,
+        }
     }
 }
 
@@ -363,6 +378,9 @@ impl Config {
         }
         if let Err(message) = self.trusted_proxies() {
             return invalid("server.trusted_proxies", &message);
+        }
+        if self.server.public_url.as_deref().is_some_and(|url| !is_http_url(url)) {
+            return invalid("server.public_url", "must be an http:// or https:// URL");
         }
         if store::backend_of(&self.database.url).is_none() {
             return invalid("database.url", "must start with sqlite: or postgres:");

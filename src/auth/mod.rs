@@ -2,6 +2,7 @@
 //! (looked up by its public id, cached briefly, secret compared by hash) or the admin token.
 
 mod limits;
+pub mod signed;
 pub mod token;
 
 use std::{
@@ -15,6 +16,7 @@ use secrecy::SecretString;
 
 use limits::InFlight;
 pub use limits::{InFlightSlot, RateLimiter};
+use signed::{TokenError, UrlSigner};
 pub use token::{mint, MintedKey, PresentedKey};
 
 use crate::{
@@ -56,6 +58,8 @@ pub enum AuthError {
     Revoked,
     #[error("the API key has expired")]
     Expired,
+    #[error("the URL token has expired; ask for a new one")]
+    TokenExpired,
     #[error("the admin API is disabled: set SPEECHGATE_ADMIN_TOKEN to enable it")]
     AdminDisabled,
     #[error("too many failed authentications from this address")]
@@ -73,6 +77,7 @@ pub struct Authenticator {
     failures: RateLimiter<IpAddr>,
     in_flight: InFlight,
     limits: AuthLimits,
+    signer: UrlSigner,
 }
 
 /// The limits the authenticator applies (from `[auth]`).
@@ -86,8 +91,14 @@ pub struct AuthLimits {
 }
 
 impl Authenticator {
-    pub fn new(store: Arc<dyn Store>, admin_token: Option<SecretString>, limits: AuthLimits) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        admin_token: Option<SecretString>,
+        limits: AuthLimits,
+        url_signing_secret: Option<&SecretString>,
+    ) -> Self {
         Self {
+            signer: UrlSigner::new(url_signing_secret),
             store,
             admin_token,
             cache: KeyCache::new(limits.cache_ttl),
@@ -169,6 +180,50 @@ impl Authenticator {
         if !presented.matches(&stored.secret_sha256) {
             return Err(AuthError::Invalid);
         }
+        if stored.key.revoked_at.is_some() {
+            return Err(AuthError::Revoked);
+        }
+        if stored.key.is_expired(chrono::Utc::now()) {
+            return Err(AuthError::Expired);
+        }
+        Ok(Principal::Key(stored.key.clone()))
+    }
+
+    /// A URL token for `key` ([`signed`]), and when it expires.
+    pub fn url_token(&self, key: &ApiKey) -> (String, chrono::DateTime<chrono::Utc>) {
+        let mut expires = chrono::Utc::now() + signed::TOKEN_LIFETIME;
+        if let Some(key_expires) = key.expires_at {
+            expires = expires.min(key_expires);
+        }
+        (self.signer.sign(&key.id, expires), expires)
+    }
+
+    /// Resolves a URL token from `client` like a key: its signature and expiry, then the key it
+    /// names, which must still be valid. Failures count towards the client's throttle.
+    pub async fn authenticate_token(&self, token: &str, client: Option<IpAddr>) -> Result<Principal, AuthError> {
+        let per_minute = self.limits.max_failures_per_minute;
+        if let Some(wait) = client.and_then(|c| self.failures.check(&c, per_minute, Instant::now()).err()) {
+            return Err(AuthError::Throttled(wait));
+        }
+        let result = match self.signer.verify(token, chrono::Utc::now()) {
+            Ok(key_id) => self.current_key(&key_id).await,
+            Err(TokenError::Expired) => Err(AuthError::TokenExpired),
+            Err(TokenError::Invalid) => Err(AuthError::Invalid),
+        };
+        if let (
+            Some(client),
+            Err(AuthError::Invalid | AuthError::Revoked | AuthError::Expired | AuthError::TokenExpired),
+        ) = (client, &result)
+        {
+            let _ = self.failures.acquire(&client, per_minute, Instant::now());
+        }
+        result
+    }
+
+    /// The key with this id if it is still usable (not revoked, not expired), as this replica
+    /// knows it: a revocation elsewhere is seen within the cache TTL.
+    pub async fn current_key(&self, key_id: &str) -> Result<Principal, AuthError> {
+        let stored = self.lookup(key_id).await?.ok_or(AuthError::Invalid)?;
         if stored.key.revoked_at.is_some() {
             return Err(AuthError::Revoked);
         }

@@ -36,6 +36,15 @@ use crate::{
 pub const PUBLIC_ROUTES: &[&str] =
     &["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/", "/docs/{*rest}"];
 
+/// Routes that also take a signed URL token (`?token=`, see `auth::signed`) in place of a key:
+/// the URLs handed to clients that cannot send headers.
+pub const TOKEN_ROUTES: &[&str] = &[
+    "/playht/api/v4/inference/{model}/stream",
+    "/playht/api/v4/inference/{model}/",
+    "/playht/api/v4/inference/{model}/ws",
+    "/v1/audio/speech/websocket",
+];
+
 /// Routes under this prefix take the admin token (or a key with the `admin` scope).
 pub const ADMIN_PREFIX: &str = "/admin/";
 
@@ -194,8 +203,17 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|peer| client::throttle_key(client::client_address(peer.0.ip(), req.headers(), &state.trusted_proxies)));
-    let dialect = Dialect::of_path(req.uri().path());
-    let principal = state.auth.authenticate(credential(req.headers(), dialect), admin_route, client).await;
+    let token = TOKEN_ROUTES
+        .contains(&route.as_str())
+        .then(|| form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()).find(|(name, _)| name == "token"))
+        .flatten();
+    let principal = match token {
+        Some((_, token)) => state.auth.authenticate_token(&token, client).await,
+        None => {
+            let dialect = Dialect::of_path(req.uri().path());
+            state.auth.authenticate(credential(req.headers(), dialect), admin_route, client).await
+        }
+    };
     if let Err(AuthError::Throttled(_)) = &principal {
         state.metrics.shed("auth_throttled");
     }

@@ -9,6 +9,7 @@ pub mod middleware;
 pub mod openapi;
 pub mod problem;
 pub mod server;
+pub mod ws;
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -54,6 +55,8 @@ pub struct AppState {
     pub conversation: crate::config::ConversationConfig,
     /// The vendor drop-in routes' voice mappings.
     pub facades: Arc<crate::service::facade::FacadesConfig>,
+    /// `server.public_url`: the base of URLs handed to clients.
+    pub public_url: Option<Arc<str>>,
 }
 
 impl FromRef<AppState> for BodyLimit {
@@ -84,6 +87,16 @@ fn route_table() -> Vec<(Option<Scope>, UtoipaMethodRouter<AppState>)> {
         (Some(Scope::Speech), routes!(openai::create_speech)),
         (Some(Scope::Speech), routes!(openai::list_models)),
         (Some(Scope::Speech), routes!(openai::get_model)),
+        (Some(Scope::Speech), routes!(playht::create_stream)),
+        (Some(Scope::Speech), routes!(playht::create_playai_stream)),
+        (Some(Scope::Speech), routes!(playht::inference_stream, playht::inference_preflight)),
+        (Some(Scope::Speech), routes!(playht::inference_whole)),
+        (Some(Scope::Speech), routes!(playht::inference_socket)),
+        (Some(Scope::Speech), routes!(playht::sdk_auth)),
+        (Some(Scope::Speech), routes!(playht::websocket_auth)),
+        (Some(Scope::Speech), routes!(playht::playai_websocket_auth)),
+        (Some(Scope::Speech), routes!(playht::create_lease)),
+        (Some(Scope::Speech), routes!(playht::list_voices)),
         (Some(Scope::Voices), routes!(voices::create_voice, voices::list_voices)),
         (Some(Scope::Voices), routes!(voices::get_voice, voices::update_voice, voices::delete_voice)),
         (Some(Scope::Admin), routes!(admin::create_key, admin::list_keys)),

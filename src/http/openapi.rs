@@ -16,6 +16,7 @@ use utoipa::{
     tags(
         (name = "speech", description = "Synthesis, providers, models and provider voices"),
         (name = "openai", description = "OpenAI's speech API, drop-in under `/openai/v1` (the SDKs' `base_url`); served by any provider"),
+        (name = "playht", description = "PlayHT and Play.ai, drop-in under `/playht/api` and `/playai/api` (both vendors shut down at the end of 2025); voices routed per `[facades.playht]`"),
         (name = "voices", description = "The calling key's saved voices; needs the `voices` scope"),
         (name = "usage", description = "The calling key's usage"),
         (name = "admin", description = "Keys and usage across keys; needs the admin token"),
@@ -42,5 +43,12 @@ impl Modify for SecuritySchemes {
             .add_security_scheme("xiApiKey", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("xi-api-key"))));
         components
             .add_security_scheme("xApiKey", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))));
+        components.add_security_scheme(
+            "urlToken",
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
+                "token",
+                "A signed token from a `websocket-auth` or `sdk-auth` answer, valid for an hour",
+            ))),
+        );
     }
 }

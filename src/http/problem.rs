@@ -442,9 +442,11 @@ impl From<ServiceError> for ApiError {
 impl From<AuthError> for ApiError {
     fn from(err: AuthError) -> Self {
         match err {
-            AuthError::Missing | AuthError::Invalid | AuthError::Revoked | AuthError::Expired => {
-                ApiError::Unauthorized(err.to_string())
-            }
+            AuthError::Missing
+            | AuthError::Invalid
+            | AuthError::Revoked
+            | AuthError::Expired
+            | AuthError::TokenExpired => ApiError::Unauthorized(err.to_string()),
             AuthError::AdminDisabled => ApiError::AdminDisabled,
             AuthError::Throttled(wait) => ApiError::AuthThrottled(wait),
             AuthError::Store(e) => e.into(),

@@ -29,7 +29,6 @@ use axum::{extract::ConnectInfo, Router};
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
-    server::graceful::GracefulShutdown,
     service::TowerToHyperService,
 };
 use tokio::{
@@ -58,7 +57,8 @@ pub async fn serve(
     stop: CancellationToken,
     grace: Duration,
 ) {
-    let graceful = GracefulShutdown::new();
+    // Told to every connection when the gateway stops: finish the request in progress, then close.
+    let draining = CancellationToken::new();
     let mut connections = JoinSet::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -94,17 +94,29 @@ pub async fn serve(
         // Finished connections stay in the set until reaped; reap them as new ones arrive.
         while connections.try_join_next().is_some() {}
         let io = TokioIo::new(WriteDeadline::new(tcp, limits.write_timeout));
-        let connection = graceful.watch(http.serve_connection(io, TowerToHyperService::new(service)));
+        // With upgrades: the WebSocket routes take the connection over after their 101.
+        let connection = http.serve_connection(io, TowerToHyperService::new(service)).with_upgrades();
+        let draining = draining.clone();
         connections.spawn(async move {
             let _slot = slot;
-            if let Err(err) = connection.await {
+            tokio::pin!(connection);
+            let ended = tokio::select! {
+                ended = connection.as_mut() => ended,
+                () = draining.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(err) = ended {
                 tracing::debug!(error = %err, %peer, "connection ended with an error");
             }
         });
     }
     drop(listener);
+    draining.cancel();
+    let drained = async { while connections.join_next().await.is_some() {} };
     tokio::select! {
-        () = graceful.shutdown() => {}
+        () = drained => {}
         () = tokio::time::sleep(grace) => {
             tracing::warn!(grace_secs = grace.as_secs(), "grace period over; dropping remaining connections");
         }

@@ -56,7 +56,7 @@ fn split_target(target: &str) -> Option<(&str, &str)> {
 
 /// Who speaks a facade request's voice, as a segment's addressing fields: `voice_id` for a saved
 /// voice, else `model` and `voice`. `model` is the model the request named, if any; `field` is
-/// where the voice id came from, for error paths.
+/// where the voice id came from, for the error when nothing serves it.
 pub async fn route_voice(
     registry: &Registry,
     store: &dyn Store,
@@ -66,6 +66,24 @@ pub async fn route_voice(
     model: Option<&str>,
     field: &str,
 ) -> Result<SegmentInput, ServiceError> {
+    claim_voice(registry, store, owner, facade, voice, model).await?.ok_or_else(|| {
+        let message = format!(
+            "no provider serves voice {voice:?}: name one as \"provider:voice\", or map it in this facade's \
+             [facades] voices or default_model"
+        );
+        ServiceError::Validation(vec![FieldError::new(field, message)])
+    })
+}
+
+/// [`route_voice`], or `None` when nothing claims the voice and there is no model to pass it to.
+pub async fn claim_voice(
+    registry: &Registry,
+    store: &dyn Store,
+    owner: &str,
+    facade: &FacadeConfig,
+    voice: &str,
+    model: Option<&str>,
+) -> Result<Option<SegmentInput>, ServiceError> {
     let inline = |model: &str, voice: &str| SegmentInput {
         model: Some(model.to_owned()),
         voice: Some(voice.to_owned()),
@@ -73,24 +91,15 @@ pub async fn route_voice(
     };
     // Saved voices have UUIDs; other ids never cost a lookup.
     if uuid::Uuid::try_parse(voice).is_ok() && store.get_voice(owner, voice).await?.is_some() {
-        return Ok(SegmentInput { voice_id: Some(voice.to_owned()), ..SegmentInput::default() });
+        return Ok(Some(SegmentInput { voice_id: Some(voice.to_owned()), ..SegmentInput::default() }));
     }
     if let Some((target_model, target_voice)) = split_target(voice) {
         if registry.resolve(target_model).is_ok() {
-            return Ok(inline(target_model, target_voice));
+            return Ok(Some(inline(target_model, target_voice)));
         }
     }
     if let Some((target_model, target_voice)) = facade.voices.get(voice).and_then(|t| split_target(t)) {
-        return Ok(inline(target_model, target_voice));
+        return Ok(Some(inline(target_model, target_voice)));
     }
-    match model.or(facade.default_model.as_deref()) {
-        Some(model) => Ok(inline(model, voice)),
-        None => Err(ServiceError::Validation(vec![FieldError::new(
-            field,
-            format!(
-                "no provider serves voice {voice:?}: name one as \"provider:voice\", or map it in this \
-                 facade's [facades] voices or default_model"
-            ),
-        )])),
-    }
+    Ok(model.or(facade.default_model.as_deref()).map(|model| inline(model, voice)))
 }

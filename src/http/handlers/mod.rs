@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod conversation;
 pub mod openai;
 pub mod ops;
+pub mod playht;
 pub mod speech;
 pub mod usage;
 pub mod voices;

@@ -280,18 +280,13 @@ pub(super) async fn route_openai_voice(
     owner: &str,
     segment: &mut SegmentInput,
 ) -> Result<(), ApiError> {
-    if let (Some(voice), None) = (&segment.voice, &segment.voice_id) {
-        let model = segment.model.as_deref();
-        let routed = facade::route_voice(
-            &state.registry,
-            state.store.as_ref(),
-            owner,
-            &state.facades.openai,
-            voice,
-            model,
-            "voice",
-        )
-        .await?;
+    let (Some(voice), None) = (&segment.voice, &segment.voice_id) else { return Ok(()) };
+    let facade = &state.facades.openai;
+    let model = segment.model.as_deref();
+    // Unclaimed and without a model: left for `resolve`, which reports the missing model.
+    if let Some(routed) =
+        facade::claim_voice(&state.registry, state.store.as_ref(), owner, facade, voice, model).await?
+    {
         (segment.model, segment.voice, segment.voice_id) = (routed.model, routed.voice, routed.voice_id);
     }
     Ok(())
