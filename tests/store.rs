@@ -8,8 +8,8 @@ use common::{test_store, Db};
 use serde_json::json;
 use speechgate::{
     domain::{
-        Gender, LogPage, NewApiKey, Scope, UsageEvent, UsageFilter, UsageSegment, Voice, VoiceCursor, VoicePage,
-        VoicePatch,
+        Gender, LogPage, NewApiKey, Scope, TtsJob, UsageEvent, UsageFilter, UsageSegment, Voice, VoiceCursor,
+        VoicePage, VoicePatch,
     },
     store::{Store, StoreError},
 };
@@ -407,6 +407,27 @@ async fn voice_patches_change_only_what_they_name(db: Db) {
     assert!(store.update_voice("aaaaaaaaaaaa", "nope", &patch, later).await.unwrap().is_none());
 }
 
+/// PlayHT jobs: audio bytes come back exactly, only to their owner, and age out.
+async fn jobs_round_trip_stay_with_their_owner_and_expire(db: Db) {
+    let (store, _db) = voices_store(db).await;
+    let at = Utc.with_ymd_and_hms(2026, 4, 1, 12, 0, 0).unwrap() + Duration::milliseconds(7);
+    let job = TtsJob {
+        id: "job-1".into(),
+        request: r#"{"text":"hi"}"#.into(),
+        media_type: "audio/mpeg".into(),
+        duration_ms: 1234,
+        audio: (0..=255u8).cycle().take(70_000).collect(),
+        created_at: at,
+    };
+    store.insert_job("aaaaaaaaaaaa", &job).await.unwrap();
+    let read = store.get_job("aaaaaaaaaaaa", "job-1").await.unwrap().unwrap();
+    assert_eq!((read.audio, read.request, read.duration_ms, read.created_at), (job.audio, job.request, 1234, at));
+    assert!(store.get_job("bbbbbbbbbbbb", "job-1").await.unwrap().is_none(), "another key's job");
+    assert_eq!(store.delete_jobs_before(at).await.unwrap(), 0);
+    assert_eq!(store.delete_jobs_before(at + Duration::milliseconds(1)).await.unwrap(), 1);
+    assert!(store.get_job("aaaaaaaaaaaa", "job-1").await.unwrap().is_none());
+}
+
 async fn migrations_are_idempotent_and_ping_works(db: Db) {
     let (store, _db) = test_store(db).await;
     store.migrate().await.unwrap();
@@ -425,4 +446,5 @@ both_databases!(
     voice_titles_are_unique_per_owner,
     voices_page_newest_first,
     voice_patches_change_only_what_they_name,
+    jobs_round_trip_stay_with_their_owner_and_expire,
 );

@@ -6,6 +6,18 @@ pub mod text;
 pub mod voice;
 pub mod words;
 
+/// A finished job of PlayHT's v2 job API: its request and its audio, kept for a day.
+#[derive(Debug, Clone)]
+pub struct TtsJob {
+    pub id: String,
+    /// The request as the client sent it (JSON text), echoed in the job's `input`.
+    pub request: String,
+    pub media_type: String,
+    pub duration_ms: i64,
+    pub audio: Vec<u8>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

@@ -66,12 +66,16 @@ where
                 message: "must not contain the NUL character (\\u0000)".to_owned(),
             }]));
         }
-        let value = serde_path_to_error::deserialize(document).map_err(|err| {
-            let path = path_segments(err.path());
-            ApiError::Validation(vec![FieldError { path, message: err.into_inner().to_string() }])
-        })?;
-        Ok(ApiJson(value))
+        from_document(document).map(ApiJson)
     }
+}
+
+/// A JSON document read into `T`; a member of the wrong shape is a 400 naming its path.
+pub fn from_document<T: DeserializeOwned>(document: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(document).map_err(|err| {
+        let path = path_segments(err.path());
+        ApiError::Validation(vec![FieldError { path, message: err.into_inner().to_string() }])
+    })
 }
 
 /// The path of the first string or member name in `value` that contains NUL.

@@ -97,6 +97,8 @@ fn route_table() -> Vec<(Option<Scope>, UtoipaMethodRouter<AppState>)> {
         (Some(Scope::Speech), routes!(playht::playai_websocket_auth)),
         (Some(Scope::Speech), routes!(playht::create_lease)),
         (Some(Scope::Speech), routes!(playht::list_voices)),
+        (Some(Scope::Speech), routes!(playht::create_job)),
+        (Some(Scope::Speech), routes!(playht::get_job)),
         (Some(Scope::Voices), routes!(voices::create_voice, voices::list_voices)),
         (Some(Scope::Voices), routes!(voices::get_voice, voices::update_voice, voices::delete_voice)),
         (Some(Scope::Admin), routes!(admin::create_key, admin::list_keys)),

@@ -15,6 +15,36 @@ use crate::domain::{
     UsageTotals,
 };
 
+pub(super) const INSERT_JOB: &str = "INSERT INTO tts_jobs (id, owner_key_id, request, media_type, duration_ms, audio, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+pub(super) const GET_JOB: &str =
+    "SELECT id, request, media_type, duration_ms, audio, created_at FROM tts_jobs WHERE owner_key_id = $1 AND id = $2";
+
+pub(super) const DELETE_JOBS_BEFORE: &str = "DELETE FROM tts_jobs WHERE created_at < $1";
+
+#[derive(sqlx::FromRow)]
+pub(super) struct JobRow {
+    id: String,
+    request: String,
+    media_type: String,
+    duration_ms: i64,
+    audio: Vec<u8>,
+    created_at: i64,
+}
+
+impl JobRow {
+    pub(super) fn into_job(self) -> Result<crate::domain::TtsJob, StoreError> {
+        Ok(crate::domain::TtsJob {
+            created_at: from_ms(self.created_at)?,
+            id: self.id,
+            request: self.request,
+            media_type: self.media_type,
+            duration_ms: self.duration_ms,
+            audio: self.audio,
+        })
+    }
+}
+
 pub(super) const KEY_COLUMNS: &str =
     "id, name, scopes, secret_sha256, rate_limit_per_minute, created_at, expires_at, revoked_at, last_used_at";
 
@@ -576,6 +606,49 @@ macro_rules! impl_store {
                 use $crate::store::sql;
                 let done = sqlx::query(sql::DELETE_VOICE).bind(owner).bind(id).execute(&self.pool).await?;
                 Ok(done.rows_affected() > 0)
+            }
+
+            async fn insert_job(
+                &self,
+                owner: &str,
+                job: &$crate::domain::TtsJob,
+            ) -> Result<(), $crate::store::StoreError> {
+                use $crate::store::sql;
+                sqlx::query(sql::INSERT_JOB)
+                    .bind(&job.id)
+                    .bind(owner)
+                    .bind(&job.request)
+                    .bind(&job.media_type)
+                    .bind(job.duration_ms)
+                    .bind(job.audio.as_slice())
+                    .bind(sql::to_ms(job.created_at))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn get_job(
+                &self,
+                owner: &str,
+                id: &str,
+            ) -> Result<Option<$crate::domain::TtsJob>, $crate::store::StoreError> {
+                use $crate::store::sql;
+                sqlx::query_as::<_, sql::JobRow>(sql::GET_JOB)
+                    .bind(owner)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .map(sql::JobRow::into_job)
+                    .transpose()
+            }
+
+            async fn delete_jobs_before(
+                &self,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> Result<u64, $crate::store::StoreError> {
+                use $crate::store::sql;
+                let done = sqlx::query(sql::DELETE_JOBS_BEFORE).bind(sql::to_ms(at)).execute(&self.pool).await?;
+                Ok(done.rows_affected())
             }
         }
     };

@@ -17,16 +17,19 @@ use axum::{
     Extension, Json,
 };
 use bytes::Bytes;
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::speech::audio_response;
 use crate::{
-    domain::{audio::AudioFormat, FieldError},
+    domain::{
+        audio::{AudioFormat, AudioSpec},
+        FieldError, TtsJob,
+    },
     http::{
-        extract::{ApiJson, Caller},
+        extract::{from_document, ApiJson, ApiQuery, Caller},
         problem::ApiError,
         ws::{self, AudioBody, Session},
         AppState,
@@ -201,6 +204,12 @@ fn dialogue_turns(text: &str, prefixes: [&str; 2]) -> Vec<(usize, String)> {
     }
 }
 
+/// A request's audio as it streams, and its format.
+struct Voiced {
+    body: AudioBody,
+    output: AudioSpec,
+}
+
 /// Voices a request: one clip, or a dialogue when it names a second voice. Nothing is sent to
 /// a provider before every field has been checked.
 async fn voice(
@@ -209,7 +218,7 @@ async fn voice(
     details: &UsageDetails,
     request: PlayRequest,
     surface: Surface,
-) -> Result<(AudioBody, &'static str), ApiError> {
+) -> Result<Voiced, ApiError> {
     let mut problems = Vec::new();
     let output = output(&request, surface).map_err(|p| problems.push(p)).ok();
     let language = match request.language.as_deref() {
@@ -252,7 +261,7 @@ async fn voice(
             SpeechInput { segment: segment(voice.to_owned(), "voice", text).await?, output, ..SpeechInput::default() };
         let prepared = speech::prepare(&state.registry, state.store.as_ref(), owner, input).await?;
         let spoken = speech::synthesize(prepared, details, &state.metrics).await?;
-        return Ok((spoken.body, spoken.output.format.media_type()));
+        return Ok(Voiced { body: spoken.body, output: spoken.output });
     };
     let prefixes = [
         request.turn_prefix.as_deref().unwrap_or(DEFAULT_PREFIXES[0]),
@@ -270,7 +279,7 @@ async fn voice(
     let limits = &state.conversation;
     let prepared = conversation::prepare(&state.registry, state.store.as_ref(), owner, input, limits).await?;
     match conversation::start(prepared, details, &state.metrics, limits).await? {
-        ConversationOutput::Audio { output, body, .. } => Ok((body, output.format.media_type())),
+        ConversationOutput::Audio { output, body, .. } => Ok(Voiced { body, output }),
         ConversationOutput::Split(_) | ConversationOutput::Timed(_) => {
             Err(ApiError::Internal("a dialogue without split or timestamps came back split or timed".to_owned()))
         }
@@ -284,8 +293,8 @@ async fn stream(
     request: PlayRequest,
     surface: Surface,
 ) -> Result<Response, ApiError> {
-    let (body, media_type) = voice(&state, owner, details, request, surface).await?;
-    Ok(audio_response(Body::from_stream(body), media_type, []))
+    let voiced = voice(&state, owner, details, request, surface).await?;
+    Ok(audio_response(Body::from_stream(voiced.body), voiced.output.format.media_type(), []))
 }
 
 /// PlayHT v2: text to a stream of audio. Takes the key as `Authorization: <key>` or `Bearer
@@ -369,6 +378,176 @@ pub async fn inference_stream(
     stream(state, &key.id, &details, request, Surface::PlayHt).await
 }
 
+/// How long finished jobs are kept.
+const JOB_RETENTION: chrono::Duration = chrono::Duration::hours(24);
+/// The most audio one job may hold.
+const MAX_JOB_BYTES: usize = 50 * 1024 * 1024;
+
+/// A job as PlayHT's v2 job API shows it.
+#[derive(Serialize, ToSchema)]
+pub struct PlayJob {
+    id: String,
+    /// When it was created (RFC 3339).
+    created: String,
+    /// The request as it was sent.
+    #[schema(value_type = Object)]
+    input: Value,
+    output: PlayJobOutput,
+    #[serde(rename = "_links")]
+    links: Vec<PlayLink>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PlayJobOutput {
+    /// Seconds.
+    duration: f64,
+    /// Bytes.
+    size: usize,
+    url: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PlayLink {
+    href: String,
+    method: &'static str,
+    #[serde(rename = "contentType")]
+    content_type: String,
+    rel: &'static str,
+}
+
+impl PlayJob {
+    fn of(job: &TtsJob, base: &str) -> Self {
+        let url = format!("{base}/playht/api/v2/tts/{}?format=audio-mpeg", job.id);
+        let input = serde_json::from_str(&job.request).unwrap_or(Value::Null);
+        PlayJob {
+            id: job.id.clone(),
+            created: job.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            input,
+            output: PlayJobOutput {
+                duration: job.duration_ms as f64 / 1000.0,
+                size: job.audio.len(),
+                url: url.clone(),
+            },
+            links: vec![PlayLink { href: url, method: "GET", content_type: job.media_type.clone(), rel: "audio" }],
+        }
+    }
+}
+
+/// A job as JSON, or as a `completed` server-sent event for clients that ask for events.
+fn job_answer(job: &TtsJob, base: &str, headers: &HeaderMap, status: StatusCode) -> Response {
+    let view = PlayJob::of(job, base);
+    let wants_events =
+        headers.get(header::ACCEPT).and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("text/event-stream"));
+    let mut response = if wants_events {
+        let event = format!("event: completed\ndata: {}\n\n", serde_json::to_string(&view).unwrap_or_default());
+        ([(header::CONTENT_TYPE, "text/event-stream")], event).into_response()
+    } else {
+        (status, Json(view)).into_response()
+    };
+    if let Ok(location) = HeaderValue::from_str(&format!("/playht/api/v2/tts/{}", job.id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
+
+/// PlayHT v2's job API: the audio is made at once and kept for a day; the answer (201) is the
+/// finished job, with the URL of its audio.
+#[utoipa::path(
+    post,
+    path = "/playht/api/v2/tts",
+    tag = "playht",
+    request_body = PlayRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "The finished job (or, with `Accept: text/event-stream`, a `completed` event)", body = PlayJob),
+        (status = 400, description = "An invalid field", body = PlayError),
+        (status = 401, description = "Missing, invalid, expired or revoked key", body = PlayError)
+    )
+)]
+pub async fn create_job(
+    State(state): State<AppState>,
+    Caller(key): Caller,
+    Extension(details): Extension<UsageDetails>,
+    headers: HeaderMap,
+    ApiJson(document): ApiJson<Value>,
+) -> Result<Response, ApiError> {
+    let request: PlayRequest = from_document(document.clone())?;
+    let voiced = voice(&state, &key.id, &details, request, Surface::PlayHt).await?;
+    let mut counter = crate::audio::DurationCounter::new(voiced.output);
+    let mut audio = Vec::new();
+    let mut chunks = voiced.body;
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| ApiError::Internal(format!("the job's audio broke off: {e}")))?;
+        if audio.len() + chunk.len() > MAX_JOB_BYTES {
+            let detail = format!("the job's audio is over {MAX_JOB_BYTES} bytes; use /v2/tts/stream");
+            return Err(ApiError::Http { status: StatusCode::PAYLOAD_TOO_LARGE, detail });
+        }
+        counter.push(&chunk);
+        audio.extend_from_slice(&chunk);
+    }
+    let now = chrono::Utc::now();
+    let job = TtsJob {
+        id: uuid::Uuid::now_v7().to_string(),
+        request: document.to_string(),
+        media_type: voiced.output.format.media_type().to_owned(),
+        duration_ms: i64::try_from(counter.duration_ms().unwrap_or(0)).unwrap_or(i64::MAX),
+        audio,
+        created_at: now,
+    };
+    state.store.delete_jobs_before(now - JOB_RETENTION).await?;
+    state.store.insert_job(&key.id, &job).await?;
+    Ok(job_answer(&job, &public_base(&state, &headers), &headers, StatusCode::CREATED))
+}
+
+/// How a job is asked for: as JSON, or its audio.
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct JobQuery {
+    /// `audio-mpeg` for the audio, `event-stream` for a `completed` event; else JSON.
+    format: Option<String>,
+}
+
+/// A job of the caller's: JSON, or its audio with `?format=audio-mpeg` or `Accept: audio/mpeg`
+/// (406 when the job's audio is not MP3).
+#[utoipa::path(
+    get,
+    path = "/playht/api/v2/tts/{id}",
+    tag = "playht",
+    params(("id" = String, Path, description = "The job's id"), JobQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The job as JSON, or its audio", body = PlayJob),
+        (status = 401, description = "Missing, invalid, expired or revoked key", body = PlayError),
+        (status = 404, description = "No such job (or it has expired)", body = PlayError),
+        (status = 406, description = "Audio asked for in a format the job is not in", body = PlayError)
+    )
+)]
+pub async fn get_job(
+    State(state): State<AppState>,
+    Caller(key): Caller,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<JobQuery>,
+    mut headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let job = state.store.get_job(&key.id, &id).await?;
+    let job = job
+        .filter(|job| job.created_at > chrono::Utc::now() - JOB_RETENTION)
+        .ok_or_else(|| ApiError::NotFound(format!("no job {id:?}")))?;
+    let accept = headers.get(header::ACCEPT).and_then(|a| a.to_str().ok()).unwrap_or("").to_owned();
+    let audio = query.format.as_deref() == Some("audio-mpeg") || accept.contains("audio/mpeg");
+    if audio {
+        if job.media_type != "audio/mpeg" {
+            let detail = format!("the job's audio is {}; leave out format=audio-mpeg", job.media_type);
+            return Err(ApiError::Http { status: StatusCode::NOT_ACCEPTABLE, detail });
+        }
+        let media_type = AudioFormat::Mp3.media_type();
+        return Ok(audio_response(Body::from(job.audio), media_type, []));
+    }
+    if query.format.as_deref() == Some("event-stream") {
+        headers.insert(header::ACCEPT, HeaderValue::from_static("text/event-stream"));
+    }
+    Ok(job_answer(&job, &public_base(&state, &headers), &headers, StatusCode::OK))
+}
+
 /// `pyht`'s CORS preflight of the streaming URL, answered so that it need not log a failure.
 #[utoipa::path(
     options,
@@ -444,9 +623,8 @@ pub async fn inference_socket(
     let voicer: ws::Voicer = Box::new(move |command, details| {
         let (state, owner) = (voicer_state.clone(), owner.clone());
         async move {
-            let request: PlayRequest = serde_json::from_value(command)
-                .map_err(|e| ApiError::Validation(vec![FieldError { path: Vec::new(), message: e.to_string() }]))?;
-            voice(&state, &owner, &details, request, Surface::PlayHt).await.map(|(body, _)| body)
+            let request: PlayRequest = from_document(command)?;
+            voice(&state, &owner, &details, request, Surface::PlayHt).await.map(|voiced| voiced.body)
         }
         .boxed()
     });
