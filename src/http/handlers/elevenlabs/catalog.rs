@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{
     wire::{query_path, relocate},
-    Call, VENDOR,
+    Call, ElevenLabsError, ElevenLabsValidationError, VENDOR,
 };
 use crate::{
     domain::{FieldError, PathSegment},
@@ -127,8 +127,8 @@ async fn all_voices(call: &Call) -> Result<Vec<ElevenLabsVoice>, ApiError> {
     security(("xiApiKey" = [])),
     responses(
         (status = 200, description = "Mapped ids, the caller's saved voices, and every listable provider catalogue", body = ElevenLabsVoices),
-        (status = 401, description = "`invalid_api_key`", body = Object),
-        (status = 502, description = "A provider's catalogue could not be read", body = Object)
+        (status = 401, description = "`invalid_api_key`", body = ElevenLabsError),
+        (status = 502, description = "A provider's catalogue could not be read", body = ElevenLabsError)
     )
 )]
 pub async fn list_voices(call: Call) -> Result<Json<ElevenLabsVoices>, ApiError> {
@@ -160,9 +160,9 @@ const MAX_PAGE_SIZE: u32 = 100;
     security(("xiApiKey" = [])),
     responses(
         (status = 200, description = "A page of voices", body = ElevenLabsVoicesPage),
-        (status = 401, description = "`invalid_api_key`", body = Object),
-        (status = 422, description = "An invalid parameter", body = Object),
-        (status = 502, description = "A provider's catalogue could not be read", body = Object)
+        (status = 401, description = "`invalid_api_key`", body = ElevenLabsError),
+        (status = 422, description = "An invalid parameter", body = ElevenLabsValidationError),
+        (status = 502, description = "A provider's catalogue could not be read", body = ElevenLabsError)
     )
 )]
 pub async fn search_voices(
@@ -209,8 +209,8 @@ pub async fn search_voices(
     security(("xiApiKey" = [])),
     responses(
         (status = 200, description = "The voice", body = ElevenLabsVoice),
-        (status = 401, description = "`invalid_api_key`", body = Object),
-        (status = 404, description = "`voice_not_found`", body = Object)
+        (status = 401, description = "`invalid_api_key`", body = ElevenLabsError),
+        (status = 404, description = "`voice_not_found`", body = ElevenLabsError)
     )
 )]
 pub async fn get_voice(call: Call, Path(voice_id): Path<String>) -> Result<Json<ElevenLabsVoice>, ApiError> {
@@ -256,7 +256,7 @@ pub struct ElevenLabsModelRates {
     security(("xiApiKey" = [])),
     responses(
         (status = 200, description = "Models (a bare array)", body = Vec<ElevenLabsModel>),
-        (status = 401, description = "`invalid_api_key`", body = Object)
+        (status = 401, description = "`invalid_api_key`", body = ElevenLabsError)
     )
 )]
 pub async fn list_models(call: Call) -> Json<Vec<ElevenLabsModel>> {

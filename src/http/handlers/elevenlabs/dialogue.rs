@@ -18,7 +18,7 @@ use super::{
         self, dialogue_path, relocate, ElevenLabsTimedAudio, ElevenLabsTimedDialogue, ElevenLabsVoiceSegment,
         SpeechQuery,
     },
-    Call,
+    Call, ElevenLabsError, ElevenLabsValidationError,
 };
 use crate::{
     domain::{FieldError, PathSegment},
@@ -227,12 +227,12 @@ macro_rules! dialogue_route {
             security(("xiApiKey" = [])),
             responses(
                 (status = 200, description = $ok, content_type = $content, body = Vec<u8>),
-                (status = 401, description = "`invalid_api_key`", body = Object),
-                (status = 404, description = "`voice_not_found` (an input's voice), or an unknown model", body = Object),
-                (status = 422, description = "A missing or invalid field or parameter: `{\"detail\": [{loc, msg, type}]}`", body = Object),
-                (status = 429, description = "Rate limited, by the gateway or a provider", body = Object),
-                (status = 502, description = "A provider refused the gateway's credential or broke off", body = Object),
-                (status = 503, description = "A provider is unavailable", body = Object)
+                (status = 401, description = "`invalid_api_key`", body = ElevenLabsError),
+                (status = 404, description = "`voice_not_found` (an input's voice), or an unknown model", body = ElevenLabsError),
+                (status = 422, description = "A missing or invalid field or parameter: `{\"detail\": [{loc, msg, type}]}`", body = ElevenLabsValidationError),
+                (status = 429, description = "Rate limited, by the gateway or a provider", body = ElevenLabsError),
+                (status = 502, description = "A provider refused the gateway's credential or broke off", body = ElevenLabsError),
+                (status = 503, description = "A provider is unavailable", body = ElevenLabsError)
             )
         )]
         pub async fn $name(

@@ -18,7 +18,7 @@ use axum::{
     Json,
 };
 use futures::StreamExt;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
@@ -48,6 +48,35 @@ use crate::{
 
 /// The provider whose own voice and model ids the facade uses unprefixed.
 const VENDOR: &str = "elevenlabs";
+
+/// ElevenLabs' error body: `{"detail": {"status", "message"}}` (e.g. `invalid_api_key`,
+/// `voice_not_found`).
+#[derive(Serialize, ToSchema)]
+pub struct ElevenLabsError {
+    detail: ElevenLabsErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ElevenLabsErrorDetail {
+    status: String,
+    message: String,
+}
+
+/// ElevenLabs' (FastAPI's) 422 body: `{"detail": [{"loc", "msg", "type"}]}`, `loc` starting
+/// with `body`, `query` or `path`.
+#[derive(Serialize, ToSchema)]
+pub struct ElevenLabsValidationError {
+    detail: Vec<ElevenLabsFieldError>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ElevenLabsFieldError {
+    #[schema(value_type = Vec<Object>)]
+    loc: Vec<Value>,
+    msg: String,
+    #[serde(rename = "type")]
+    kind: String,
+}
 
 /// A facade request's context: the state, the calling key, its usage line and request id.
 pub struct Call {
@@ -268,12 +297,12 @@ macro_rules! speech_route {
             security(("xiApiKey" = [])),
             responses(
                 (status = 200, description = $ok, content_type = $content, body = Vec<u8>),
-                (status = 401, description = "`invalid_api_key`", body = Object),
-                (status = 404, description = "`voice_not_found`, or an unknown model", body = Object),
-                (status = 422, description = "A missing or invalid field or parameter: `{\"detail\": [{loc, msg, type}]}`", body = Object),
-                (status = 429, description = "Rate limited, by the gateway or the provider", body = Object),
-                (status = 502, description = "The provider refused the gateway's credential or broke off", body = Object),
-                (status = 503, description = "The provider is unavailable", body = Object)
+                (status = 401, description = "`invalid_api_key`", body = ElevenLabsError),
+                (status = 404, description = "`voice_not_found`, or an unknown model", body = ElevenLabsError),
+                (status = 422, description = "A missing or invalid field or parameter: `{\"detail\": [{loc, msg, type}]}`", body = ElevenLabsValidationError),
+                (status = 429, description = "Rate limited, by the gateway or the provider", body = ElevenLabsError),
+                (status = 502, description = "The provider refused the gateway's credential or broke off", body = ElevenLabsError),
+                (status = 503, description = "The provider is unavailable", body = ElevenLabsError)
             )
         )]
         pub async fn $name(
