@@ -16,6 +16,7 @@ use utoipa::{
     tags(
         (name = "speech", description = "Synthesis, providers, models and provider voices"),
         (name = "openai", description = "OpenAI's speech API, drop-in under `/openai/v1` (the SDKs' `base_url`); served by any provider"),
+        (name = "elevenlabs", description = "ElevenLabs' text to speech, text to dialogue, voices and models, drop-in under `/elevenlabs` (the SDKs' `base_url`); served by any provider"),
         (name = "playht", description = "PlayHT and Play.ai, drop-in under `/playht/api` and `/playai/api` (both vendors shut down at the end of 2025); voices routed per `[facades.playht]`"),
         (name = "voices", description = "The calling key's saved voices; needs the `voices` scope"),
         (name = "usage", description = "The calling key's usage"),

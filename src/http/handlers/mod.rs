@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod catalog;
 pub mod conversation;
+pub mod elevenlabs;
 pub mod openai;
 pub mod ops;
 pub mod playht;

@@ -405,7 +405,8 @@ pub async fn create_speech_with_timestamps_stream(
     }
     let prepared = timed::prepare(&state.registry, state.store.as_ref(), &key.id, input, mode).await?;
     let (provider, model) = (prepared.provider().to_owned(), prepared.model().to_owned());
-    let lines = timed::stream(prepared, &details, &state.metrics).await?;
+    let chunks = timed::stream(prepared, &details, &state.metrics).await?;
+    let lines = chunks.map(|chunk| Ok::<_, std::io::Error>(chunk.ndjson_line()));
     Ok(audio_response(
         Body::from_stream(lines),
         "application/x-ndjson",

@@ -128,16 +128,50 @@ pub async fn synthesize(
     })
 }
 
-/// The clip as NDJSON lines, sent as they are made: `{"type":"audio","audio":"<base64>"}` for
-/// encoded audio, `{"type":"words","timestamps":[...]}` for words as soon as their times are
-/// settled (the provider's own timing), and a last `{"type":"done","durationMs","alignment",
-/// "warnings"}`. Estimated times need the whole clip, so they come just before `done`. Refuses
-/// `volumeDbfs`, which needs the whole clip before the first byte.
+/// A piece of a timed clip as it is made ([`stream`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum TimedChunk {
+    /// Encoded audio; concatenated, the chunks are the file.
+    Audio(Vec<u8>),
+    /// Words whose times are settled, in order, each sent once.
+    Words(Vec<Timestamp>),
+    /// The last chunk of a clip that ended well: what a player plays, the encoder's lead-in
+    /// included, and where the times came from.
+    Done { duration_ms: u64, alignment: timestamps::Alignment, warnings: Vec<String> },
+    /// The clip failed after it started; nothing follows.
+    Failed { code: &'static str, message: String },
+}
+
+impl TimedChunk {
+    /// The chunk as the native route's NDJSON line: `{"type":"audio","audio":"<base64>"}`,
+    /// `{"type":"words","timestamps":[...]}`, `{"type":"done","durationMs","alignment",
+    /// "warnings"}` or `{"type":"error","code","message"}`.
+    pub fn ndjson_line(&self) -> Bytes {
+        let value = match self {
+            TimedChunk::Audio(audio) => {
+                json!({"type": "audio", "audio": base64::engine::general_purpose::STANDARD.encode(audio)})
+            }
+            TimedChunk::Words(stamps) => json!({"type": "words", "timestamps": stamps}),
+            TimedChunk::Done { duration_ms, alignment, warnings } => {
+                json!({"type": "done", "durationMs": duration_ms, "alignment": alignment, "warnings": warnings})
+            }
+            TimedChunk::Failed { code, message } => json!({"type": "error", "code": code, "message": message}),
+        };
+        let mut line = value.to_string().into_bytes();
+        line.push(b'\n');
+        Bytes::from(line)
+    }
+}
+
+/// The clip's chunks, sent as they are made: encoded audio, words as soon as their times are
+/// settled (the provider's own timing), and a last `Done` (or `Failed`). Estimated times need
+/// the whole clip, so they come just before `Done`. Refuses `volumeDbfs`, which needs the whole
+/// clip before the first byte.
 pub async fn stream(
     prepared: TimedPrepared,
     details: &UsageDetails,
     metrics: &Arc<Metrics>,
-) -> Result<BoxStream<'static, Result<Bytes, std::io::Error>>, ServiceError> {
+) -> Result<BoxStream<'static, TimedChunk>, ServiceError> {
     if prepared.volume_dbfs.is_some() {
         let message = "needs the whole clip; use /v1/audio/speech/with-timestamps";
         return Err(ServiceError::Validation(vec![FieldError::new("volumeDbfs", message)]));
@@ -163,8 +197,8 @@ pub async fn stream(
     };
     Ok(futures::stream::unfold(state, |mut state| async move {
         loop {
-            if let Some(line) = state.queue.pop_front() {
-                return Some((Ok(line), state));
+            if let Some(chunk) = state.queue.pop_front() {
+                return Some((chunk, state));
             }
             if state.done {
                 return None;
@@ -182,13 +216,13 @@ pub async fn stream(
                 }
                 None => state.finish().await.err(),
             };
-            // A failure after the head: an `error` line ends the stream (no `done` follows).
+            // A failure after the head: a `Failed` chunk ends the stream (no `Done` follows).
             if let Some((code, message)) = failed {
                 state.done = true;
                 state.details.fail(code);
                 tracing::warn!(%message, code, "timed speech stream failed after it started");
                 state.queue.clear();
-                state.line(json!({"type": "error", "code": code, "message": message}));
+                state.queue.push_back(TimedChunk::Failed { code, message });
             }
         }
     })
@@ -208,18 +242,12 @@ struct Lines {
     samples: Vec<i16>,
     carry: Option<u8>,
     sent_words: usize,
-    queue: VecDeque<Bytes>,
+    queue: VecDeque<TimedChunk>,
     details: UsageDetails,
     done: bool,
 }
 
 impl Lines {
-    fn line(&mut self, value: serde_json::Value) {
-        let mut line = value.to_string().into_bytes();
-        line.push(b'\n');
-        self.queue.push_back(Bytes::from(line));
-    }
-
     fn audio(&mut self, bytes: &[u8]) -> Result<(), (&'static str, String)> {
         self.samples.extend(audio::s16le_samples(&mut self.carry, bytes));
         if self.samples.len() > usize::try_from(self.from).unwrap_or(usize::MAX).saturating_mul(MAX_CLIP_SECS) {
@@ -228,7 +256,7 @@ impl Lines {
         }
         let encoded = self.transcoder.push(bytes).map_err(|e| ("encode_failed", e.to_string()))?;
         if !encoded.is_empty() {
-            self.line(json!({"type": "audio", "audio": base64::engine::general_purpose::STANDARD.encode(encoded)}));
+            self.queue.push_back(TimedChunk::Audio(encoded));
         }
         Ok(())
     }
@@ -245,7 +273,7 @@ impl Lines {
         if upto > self.sent_words {
             let new = &mut stamps[self.sent_words..upto];
             timestamps::shift(new, self.lead_in);
-            self.line(json!({"type": "words", "timestamps": new}));
+            self.queue.push_back(TimedChunk::Words(new.to_vec()));
             self.sent_words = upto;
         }
     }
@@ -254,7 +282,7 @@ impl Lines {
         self.done = true;
         let tail = self.transcoder.finish().map_err(|e| ("encode_failed", e.to_string()))?;
         if !tail.is_empty() {
-            self.line(json!({"type": "audio", "audio": base64::engine::general_purpose::STANDARD.encode(tail)}));
+            self.queue.push_back(TimedChunk::Audio(tail));
         }
         // Estimating a long clip takes milliseconds of CPU: off the async workers.
         let (original, spoken, words) = (self.original.clone(), self.spoken.clone(), self.provider_words.clone());
@@ -272,7 +300,7 @@ impl Lines {
         self.send_words(&mut stamps, count);
         let duration_ms = audio::duration_ms(samples.len(), from) + (self.lead_in * 1000.0).round() as u64;
         self.details.add_audio_ms(0, duration_ms);
-        self.line(json!({"type": "done", "durationMs": duration_ms, "alignment": alignment, "warnings": warnings}));
+        self.queue.push_back(TimedChunk::Done { duration_ms, alignment, warnings });
         Ok(())
     }
 }
