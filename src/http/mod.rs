@@ -81,6 +81,8 @@ fn route_table() -> Vec<(Option<Scope>, UtoipaMethodRouter<AppState>)> {
         (Some(Scope::Speech), routes!(speech::create_speech_with_timestamps_stream)),
         (Some(Scope::Speech), routes!(conversation::create_conversation)),
         (Some(Scope::Speech), routes!(conversation::create_conversation_with_timestamps)),
+        (Some(Scope::Speech), routes!(websocket::websocket_auth)),
+        (Some(Scope::Speech), routes!(websocket::speech_socket)),
         (Some(Scope::Speech), routes!(catalog::list_providers)),
         (Some(Scope::Speech), routes!(catalog::list_models)),
         (Some(Scope::Speech), routes!(catalog::list_provider_voices)),

@@ -10,3 +10,4 @@ pub mod playht;
 pub mod speech;
 pub mod usage;
 pub mod voices;
+pub mod websocket;

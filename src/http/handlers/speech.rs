@@ -260,17 +260,28 @@ async fn speak(
     body: SpeechBody,
     native_only: bool,
 ) -> Result<Response, ApiError> {
+    let (mut input, sse) = read_speech(state, owner, body).await?;
+    input.native_only = native_only;
+    respond_with_speech(state, owner, details, input, sse).await
+}
+
+/// A body of the audio routes (not `/with-timestamps`) as a service input, and whether it asks
+/// for SSE; an OpenAI body's voice is routed as on the OpenAI drop-in.
+pub(super) async fn read_speech(
+    state: &AppState,
+    owner: &str,
+    body: SpeechBody,
+) -> Result<(SpeechInput, bool), ApiError> {
     if body.timestamps.is_some() {
         let message = "word timing comes from /v1/audio/speech/with-timestamps";
         return Err(ApiError::Validation(vec![FieldError::new("timestamps", message)]));
     }
     let openai = body.input.is_some();
     let (mut input, sse) = body.into_input()?;
-    input.native_only = native_only;
     if openai {
         route_openai_voice(state, owner, &mut input.segment).await?;
     }
-    respond_with_speech(state, owner, details, input, sse).await
+    Ok((input, sse))
 }
 
 /// An OpenAI body's voice, routed as on the OpenAI drop-in (`service::facade`): OpenAI SDK code
