@@ -730,3 +730,72 @@ async fn speechbase_sdk_gets_word_timestamps() {
         "{usage:#?}"
     );
 }
+
+/// Plain speech, as most Speechbase code makes it: `generateSpeech` in every output form, with
+/// volume and speed, `streamSpeech`, and the errors users meet (an unknown model, a wrong key, a
+/// saved voice that is not theirs) — served by the offline `local` voice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speechbase_sdk_speaks_and_streams() {
+    let app = TestApp::spawn(Db::Sqlite).await;
+    let (_, key) = app.speech_key().await;
+    let text = "Plain speech from the Speechbase SDK.";
+    let local = |extra: Value| {
+        let mut options = json!({"model": "local/espeak-ng", "voice": "en-us", "text": text});
+        options.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        options
+    };
+    let cases = json!({
+        "generate": {
+            "default": local(json!({})),
+            "mp3": local(json!({"output": {"format": "mp3"}})),
+            "mp3_bitrate": local(json!({"output": {"format": "mp3", "bitrate": 64}})),
+            "pcm": local(json!({"output": {"format": "pcm", "sampleRate": 16000}})),
+            "levelled": local(json!({"output": {"format": "wav"}, "volumeDbfs": -6, "speed": 1.25})),
+            "unknown_model": {"model": "nobody/nothing", "voice": "x", "text": text},
+            "wrong_key": local(json!({"key": "sg_aaaaaaaaaaaa_0000000000000000000000000000000000000000"})),
+        },
+        "stream": {
+            "default": local(json!({})),
+            "unknown_voice": local(json!({"voice": "no-such-voice"})),
+        },
+    });
+    let result =
+        run_script("speech.mjs", format!("http://{}", app.addr), key, vec![("CASES", cases.to_string())]).await;
+    assert_eq!(result["sdk"]["version"], SDK_VERSION, "the script ran another SDK version");
+    let generate = &result["generate"];
+    let ok = |case: &Value, media_type: &str, head: &str| {
+        assert_eq!(case["ok"], true, "{case}");
+        assert_eq!(case["mediaType"], media_type, "{case}");
+        assert!(case["head"].as_str().unwrap().starts_with(head), "{case}");
+        assert!(case["bytes"].as_u64().unwrap() > 4_000, "{case}");
+        assert_eq!(case["sent"]["path"], "/v1/audio/speech", "{case}");
+    };
+    ok(&generate["default"], "audio/wav", "52494646");
+    ok(&generate["mp3"], "audio/mpeg", "fff");
+    ok(&generate["mp3_bitrate"], "audio/mpeg", "fff");
+    ok(&generate["pcm"], "audio/pcm", "");
+    ok(&generate["levelled"], "audio/wav", "52494646");
+    // 64 kbit/s against the gateway's default of 128.
+    assert!(generate["mp3_bitrate"]["bytes"].as_u64() < generate["mp3"]["bytes"].as_u64());
+    // The SDK sent its options as they are; the gateway applied them: faster speech is shorter.
+    assert_eq!(generate["levelled"]["sent"]["body"]["volumeDbfs"], -6);
+    assert!(generate["levelled"]["bytes"].as_u64() < generate["default"]["bytes"].as_u64());
+    // The SDK measures the clip itself; the gateway's wav plays as long as it says.
+    assert!(generate["default"]["durationMs"].as_f64().unwrap() > 1000.0, "{}", generate["default"]);
+
+    let failed = |case: &Value, status: u64| {
+        assert_eq!(case["ok"], false, "{case}");
+        assert_eq!(case["error"]["status"], status, "{case}");
+        assert!(!case["error"]["message"].as_str().unwrap().is_empty(), "{case}");
+    };
+    failed(&generate["unknown_model"], 404);
+    assert_eq!(generate["unknown_model"]["error"]["problem"]["code"], "unknown_model");
+    failed(&generate["wrong_key"], 401);
+
+    let stream = &result["stream"];
+    assert_eq!(stream["default"]["ok"], true, "{}", stream["default"]);
+    assert_eq!(stream["default"]["sent"]["path"], "/v1/audio/speech/stream");
+    assert!(stream["default"]["bytes"].as_u64().unwrap() > 4_000, "{}", stream["default"]);
+    failed(&stream["unknown_voice"], 404);
+    app.stop().await;
+}
