@@ -81,6 +81,7 @@ impl App {
             conversation: config.conversation,
             facades: Arc::new(config.facades.clone()),
             public_url: config.server.public_url.as_deref().map(Arc::from),
+            sockets: Arc::new(http::ws::Sockets::new(config.server.max_websockets)),
         };
         let connection_limits = http::server::ConnectionLimits {
             header_read_timeout: Duration::from_secs(config.server.header_read_timeout_secs),
@@ -130,6 +131,8 @@ impl App {
 
     /// Stops background work after writing everything queued, then closes the database.
     pub async fn drain(self) {
+        // Sockets first: their last commands are metered before the usage writer stops.
+        self.state.sockets.close(self.shutdown_grace).await;
         self.stop_background.cancel();
         self.tracker.close();
         self.tracker.wait().await;

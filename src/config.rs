@@ -75,6 +75,8 @@ pub struct ServerConfig {
     /// Proxies (addresses or blocks such as `10.0.0.0/8`) whose `X-Forwarded-For` names the
     /// client. Empty: the TCP peer is the client.
     pub trusted_proxies: Vec<String>,
+    /// WebSockets open at once (each holds a connection for up to an hour); beyond that, 503.
+    pub max_websockets: usize,
     /// The gateway's address as clients reach it (`https://speech.example.com`), for the URLs it
     /// hands out (PlayHT's inference coordinates, WebSocket URLs). Unset: each request's `Host`.
     pub public_url: Option<String>,
@@ -238,6 +240,7 @@ impl Default for ServerConfig {
             max_concurrent_requests: 2_048,
             trusted_proxies: Vec::new(),
             public_url: None,
+            max_websockets: 1024,
         }
     }
 }
@@ -348,6 +351,7 @@ impl Config {
             ("server.max_body_bytes", self.server.max_body_bytes),
             ("server.max_connections", self.server.max_connections),
             ("server.max_concurrent_requests", self.server.max_concurrent_requests),
+            ("server.max_websockets", self.server.max_websockets),
             ("database.max_connections", self.database.max_connections as usize),
             ("auth.max_concurrent_per_key", self.auth.max_concurrent_per_key),
             ("auth.max_failures_per_minute", self.auth.max_failures_per_minute as usize),
@@ -379,8 +383,14 @@ impl Config {
         if let Err(message) = self.trusted_proxies() {
             return invalid("server.trusted_proxies", &message);
         }
-        if self.server.public_url.as_deref().is_some_and(|url| !is_http_url(url)) {
-            return invalid("server.public_url", "must be an http:// or https:// URL");
+        if let Some(url) = &self.server.public_url {
+            if !is_http_url(url) {
+                return invalid("server.public_url", "must be an http:// or https:// URL");
+            }
+            // PlayHT's SDK derives a URL by deleting every `stream` from the ones it is handed.
+            if url.to_ascii_lowercase().contains("stream") {
+                return invalid("server.public_url", "must not contain the word `stream` (PlayHT's SDK deletes it)");
+            }
         }
         if store::backend_of(&self.database.url).is_none() {
             return invalid("database.url", "must start with sqlite: or postgres:");
@@ -388,6 +398,11 @@ impl Config {
         if let Some(token) = &self.auth.admin_token {
             if token.expose_secret().len() < 16 {
                 return invalid("auth.admin_token", "must be at least 16 characters");
+            }
+        }
+        if let Some(secret) = &self.auth.url_signing_secret {
+            if secret.expose_secret().len() < 32 {
+                return invalid("auth.url_signing_secret", "must be at least 32 characters");
             }
         }
         for kind in KINDS {

@@ -38,7 +38,9 @@ struct FakeElevenLabs;
 impl Respond for FakeElevenLabs {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let url = &request.url;
-        if url.path().contains("no-such-voice") {
+        // A voice it does not have, in the path (text to speech) or in the inputs (dialogue).
+        let unknown = |haystack: &[u8]| haystack.windows(13).any(|w| w == b"no-such-voice");
+        if unknown(url.path().as_bytes()) || unknown(&request.body) {
             let detail = json!({"detail": {"status": "voice_not_found", "message": "A voice with the voice_id no-such-voice was not found."}});
             return ResponseTemplate::new(404).set_body_json(detail);
         }

@@ -416,16 +416,20 @@ async fn jobs_round_trip_stay_with_their_owner_and_expire(db: Db) {
         request: r#"{"text":"hi"}"#.into(),
         media_type: "audio/mpeg".into(),
         duration_ms: 1234,
-        audio: (0..=255u8).cycle().take(70_000).collect(),
+        size: 70_000,
+        audio: Some((0..=255u8).cycle().take(70_000).collect()),
         created_at: at,
     };
     store.insert_job("aaaaaaaaaaaa", &job).await.unwrap();
-    let read = store.get_job("aaaaaaaaaaaa", "job-1").await.unwrap().unwrap();
+    let read = store.get_job("aaaaaaaaaaaa", "job-1", true).await.unwrap().unwrap();
     assert_eq!((read.audio, read.request, read.duration_ms, read.created_at), (job.audio, job.request, 1234, at));
-    assert!(store.get_job("bbbbbbbbbbbb", "job-1").await.unwrap().is_none(), "another key's job");
+    // Without the audio: its size only.
+    let meta = store.get_job("aaaaaaaaaaaa", "job-1", false).await.unwrap().unwrap();
+    assert_eq!((meta.audio, meta.size), (None, 70_000));
+    assert!(store.get_job("bbbbbbbbbbbb", "job-1", true).await.unwrap().is_none(), "another key's job");
     assert_eq!(store.delete_jobs_before(at).await.unwrap(), 0);
     assert_eq!(store.delete_jobs_before(at + Duration::milliseconds(1)).await.unwrap(), 1);
-    assert!(store.get_job("aaaaaaaaaaaa", "job-1").await.unwrap().is_none());
+    assert!(store.get_job("aaaaaaaaaaaa", "job-1", false).await.unwrap().is_none());
 }
 
 async fn migrations_are_idempotent_and_ping_works(db: Db) {

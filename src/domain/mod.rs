@@ -14,7 +14,10 @@ pub struct TtsJob {
     pub request: String,
     pub media_type: String,
     pub duration_ms: i64,
-    pub audio: Vec<u8>,
+    /// The audio's size in bytes.
+    pub size: i64,
+    /// The audio, when it was asked for.
+    pub audio: Option<Vec<u8>>,
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 

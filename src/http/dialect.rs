@@ -124,8 +124,9 @@ pub async fn render_errors(req: Request, next: Next) -> Response {
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    if dialect == Dialect::OpenAi && status.is_server_error() && !error.retryable() {
-        // The OpenAI SDKs retry every 5xx unless told not to.
+    if status.is_server_error() && !error.retryable() {
+        // The OpenAI SDKs retry every 5xx unless told not to, on `/v1` as well as on their
+        // drop-in; other clients ignore the header.
         headers.insert("x-should-retry", HeaderValue::from_static("false"));
     }
     *response.body_mut() = Body::from(serde_json::to_vec(&body).unwrap_or_default());

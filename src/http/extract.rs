@@ -59,19 +59,19 @@ where
                 message: "the body must be a JSON object".to_owned(),
             }]));
         }
-        // No text the gateway stores or forwards may hold NUL (PostgreSQL's `text` refuses it).
-        if let Some(path) = nul_at(&document, &mut Vec::new()) {
-            return Err(ApiError::Validation(vec![FieldError {
-                path,
-                message: "must not contain the NUL character (\\u0000)".to_owned(),
-            }]));
-        }
         from_document(document).map(ApiJson)
     }
 }
 
 /// A JSON document read into `T`; a member of the wrong shape is a 400 naming its path.
 pub fn from_document<T: DeserializeOwned>(document: serde_json::Value) -> Result<T, ApiError> {
+    // No text the gateway stores or forwards may hold NUL (PostgreSQL's `text` refuses it).
+    if let Some(path) = nul_at(&document, &mut Vec::new()) {
+        return Err(ApiError::Validation(vec![FieldError {
+            path,
+            message: "must not contain the NUL character (\\u0000)".to_owned(),
+        }]));
+    }
     serde_path_to_error::deserialize(document).map_err(|err| {
         let path = path_segments(err.path());
         ApiError::Validation(vec![FieldError { path, message: err.into_inner().to_string() }])

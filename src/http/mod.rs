@@ -57,6 +57,8 @@ pub struct AppState {
     pub facades: Arc<crate::service::facade::FacadesConfig>,
     /// `server.public_url`: the base of URLs handed to clients.
     pub public_url: Option<Arc<str>>,
+    /// The open WebSockets (`server.max_websockets`).
+    pub sockets: Arc<ws::Sockets>,
 }
 
 impl FromRef<AppState> for BodyLimit {

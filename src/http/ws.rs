@@ -5,20 +5,23 @@
 //! `start`, `{"type":"error","request_id","error_message","error_id","status"}` and `end`, so
 //! that clients counting starts stay in step and later commands still run.
 //!
-//! Every command is metered as its own usage event and limited by the key's request rate. The
-//! key is checked again before each command and while the socket is idle: a socket whose key is
-//! revoked (or expires) is closed with 1008.
+//! Every command is metered as its own usage event and admitted like a request: the key's request
+//! rate and requests in progress, the gateway's requests in progress, the usage backlog. The key
+//! is checked again before each command and while the socket is idle: a socket whose key is
+//! revoked (or expires) is closed with 1008. Open sockets are limited in number
+//! (`server.max_websockets`), closed after [`IDLE_TIMEOUT`] without a command, and closed (1001)
+//! when the gateway stops, before the usage writer does.
 
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket};
 use bytes::Bytes;
 use futures::{future::BoxFuture, stream::BoxStream, StreamExt};
 use serde_json::{json, Value};
 
 use super::{problem::ApiError, AppState};
 use crate::{
-    auth::Principal,
+    auth::{AuthError, Principal},
     domain::ApiKey,
     service::usage::{Meter, MeterStart, UsageDetails},
 };
@@ -31,6 +34,48 @@ const MAX_FRAME_BYTES: usize = 64 * 1024;
 const KEY_CHECK_EVERY: Duration = Duration::from_secs(5);
 /// How long one socket may stay open.
 const MAX_SOCKET_LIFETIME: Duration = Duration::from_secs(3600);
+/// How long a socket may stay open without a command.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The open sockets: how many may be open, and their tasks, so that shutdown can close them.
+pub struct Sockets {
+    slots: std::sync::Arc<tokio::sync::Semaphore>,
+    tracker: tokio_util::task::TaskTracker,
+    closing: tokio_util::sync::CancellationToken,
+}
+
+/// Held by an open socket: its slot, and its place among the tasks shutdown waits for.
+pub struct Admission {
+    _slot: tokio::sync::OwnedSemaphorePermit,
+    _task: tokio_util::task::task_tracker::TaskTrackerToken,
+    closing: tokio_util::sync::CancellationToken,
+}
+
+impl Sockets {
+    pub fn new(max: usize) -> Self {
+        Self {
+            slots: std::sync::Arc::new(tokio::sync::Semaphore::new(max)),
+            tracker: tokio_util::task::TaskTracker::new(),
+            closing: tokio_util::sync::CancellationToken::new(),
+        }
+    }
+
+    /// Room for one more socket, or 503 `overloaded`.
+    pub fn admit(&self) -> Result<Admission, ApiError> {
+        let slot = self.slots.clone().try_acquire_owned().map_err(|_| ApiError::Overloaded)?;
+        Ok(Admission { _slot: slot, _task: self.tracker.token(), closing: self.closing.clone() })
+    }
+
+    /// Closes every socket (1001) and waits up to `grace` for their commands to finish and be
+    /// metered.
+    pub async fn close(&self, grace: Duration) {
+        self.closing.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
+            tracing::warn!(grace_secs = grace.as_secs(), "WebSocket sessions still running after the grace period");
+        }
+    }
+}
 
 /// One command's audio, as it streams.
 pub type AudioBody = BoxStream<'static, Result<Bytes, std::io::Error>>;
@@ -39,40 +84,70 @@ pub type AudioBody = BoxStream<'static, Result<Bytes, std::io::Error>>;
 pub type Voicer = Box<dyn Fn(Value, UsageDetails) -> BoxFuture<'static, Result<AudioBody, ApiError>> + Send + Sync>;
 
 /// Who the socket serves and how its commands are voiced.
-pub struct Session {
-    pub state: AppState,
-    pub key: std::sync::Arc<ApiKey>,
+struct Session {
+    state: AppState,
+    key: std::sync::Arc<ApiKey>,
     /// The route, as usage records it.
-    pub route: String,
-    pub voicer: Voicer,
+    route: String,
+    voicer: Voicer,
+    admission: Admission,
 }
 
-/// Runs the protocol until the client closes, the key stops being valid or the lifetime ends.
-pub async fn serve(mut socket: WebSocket, session: Session) {
+/// Accepts a socket for `key` if there is room for one: commands of at most
+/// [`MAX_COMMAND_BYTES`], each voiced by `voicer` and metered under `route`.
+pub fn accept(
+    upgrade: axum::extract::WebSocketUpgrade,
+    state: AppState,
+    key: std::sync::Arc<ApiKey>,
+    route: &str,
+    voicer: Voicer,
+) -> Result<axum::response::Response, ApiError> {
+    let admission = state.sockets.admit()?;
+    let session = Session { state, key, route: route.to_owned(), voicer, admission };
+    Ok(upgrade
+        .max_message_size(MAX_COMMAND_BYTES)
+        .max_frame_size(MAX_COMMAND_BYTES)
+        .on_upgrade(move |socket| serve(socket, session)))
+}
+
+/// Runs the protocol until the client closes, the key stops being valid, the socket idles or
+/// its lifetime ends, or the gateway stops.
+async fn serve(mut socket: WebSocket, mut session: Session) {
     let opened = Instant::now();
     let mut check = tokio::time::interval(KEY_CHECK_EVERY);
+    let mut last_command = Instant::now();
     loop {
+        let closing = session.admission.closing.clone();
         let message = tokio::select! {
             message = socket.recv() => message,
+            () = closing.cancelled() => {
+                close(&mut socket, close_code::AWAY, "the gateway is shutting down").await;
+                return;
+            }
             _ = check.tick() => {
-                if let Some(reason) = refusal(&session, opened).await {
-                    close(&mut socket, reason).await;
+                if last_command.elapsed() > IDLE_TIMEOUT {
+                    close(&mut socket, close_code::NORMAL, "idle").await;
+                    return;
+                }
+                if let Some(reason) = refusal(&mut session, opened).await {
+                    close(&mut socket, close_code::POLICY, reason).await;
                     return;
                 }
                 continue;
             }
         };
+        last_command = Instant::now();
         let text = match message {
             Some(Ok(Message::Text(text))) => text,
             Some(Ok(Message::Binary(_))) => {
-                close(&mut socket, "commands are JSON text frames").await;
+                close(&mut socket, close_code::UNSUPPORTED, "commands are JSON text frames").await;
                 return;
             }
             Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
         };
-        if let Some(reason) = refusal(&session, opened).await {
-            close(&mut socket, reason).await;
+        if let Some(reason) = refusal(&mut session, opened).await {
+            close(&mut socket, close_code::POLICY, reason).await;
             return;
         }
         if command(&mut socket, &session, text.as_str()).await.is_err() {
@@ -81,20 +156,45 @@ pub async fn serve(mut socket: WebSocket, session: Session) {
     }
 }
 
-/// Why the socket may not go on, if it may not.
-async fn refusal(session: &Session, opened: Instant) -> Option<&'static str> {
+/// Why the socket may not go on, if it may not. Keeps the session's key current (its limits
+/// may have changed); a database that cannot be asked right now is no reason to close.
+async fn refusal(session: &mut Session, opened: Instant) -> Option<&'static str> {
     if opened.elapsed() > MAX_SOCKET_LIFETIME {
         return Some("the connection has reached its lifetime of one hour; reconnect");
     }
     match session.state.auth.current_key(&session.key.id).await {
-        Ok(Principal::Key(_)) => None,
+        Ok(Principal::Key(key)) => {
+            session.key = key;
+            None
+        }
+        Err(AuthError::Store(error)) => {
+            tracing::warn!(%error, "could not check a WebSocket's key; checking again later");
+            None
+        }
         Ok(Principal::Admin) | Err(_) => Some("the API key is no longer valid"),
     }
 }
 
-async fn close(socket: &mut WebSocket, reason: &'static str) {
-    let frame = CloseFrame { code: axum::extract::ws::close_code::POLICY, reason: Utf8Bytes::from_static(reason) };
+async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
+    let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
     let _ = socket.send(Message::Close(Some(frame))).await;
+}
+
+/// A command is admitted like a request: the usage backlog, the gateway's requests in progress,
+/// the key's request rate and requests in progress. The guards are held until it is answered.
+fn admit_command(session: &Session) -> Result<impl Sized, ApiError> {
+    let state = &session.state;
+    if state.usage.is_full() {
+        state.metrics.shed("usage_backlog");
+        return Err(ApiError::UsageBacklog);
+    }
+    let permit = state.requests.clone().try_acquire_owned().map_err(|_| {
+        state.metrics.shed("overloaded");
+        ApiError::Overloaded
+    })?;
+    state.auth.check_rate(&session.key).map_err(ApiError::RateLimited)?;
+    let slot = state.auth.enter(&session.key).map_err(ApiError::TooManyConcurrent)?;
+    Ok((permit, slot))
 }
 
 /// Answers one command: start, audio frames, end. `Err` when the socket is gone.
@@ -121,10 +221,11 @@ async fn command(socket: &mut WebSocket, session: &Session, text: &str) -> Resul
         },
         details.clone(),
     );
-    let voiced = match (parsed, state.auth.check_rate(&session.key)) {
-        (Err(error), _) => Err(error),
-        (Ok(_), Err(wait)) => Err(ApiError::RateLimited(wait)),
-        (Ok(command), Ok(())) => (session.voicer)(command, details).await,
+    // The guards live until this command has been answered in full.
+    let admitted = parsed.and_then(|command| admit_command(session).map(|guards| (command, guards)));
+    let (voiced, _guards) = match admitted {
+        Err(error) => (Err(error), None),
+        Ok((command, guards)) => ((session.voicer)(command, details).await, Some(guards)),
     };
     match voiced {
         Err(error) => {

@@ -107,10 +107,11 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes one of `owner`'s voices; `false` when there was none.
     async fn delete_voice(&self, owner: &str, id: &str) -> Result<bool, StoreError>;
 
-    /// Saves a finished job of `owner`'s.
+    /// Saves a finished job of `owner`'s (its `audio` must be set).
     async fn insert_job(&self, owner: &str, job: &crate::domain::TtsJob) -> Result<(), StoreError>;
-    /// One of `owner`'s jobs; `None` when there is none or it belongs to another key.
-    async fn get_job(&self, owner: &str, id: &str) -> Result<Option<crate::domain::TtsJob>, StoreError>;
+    /// One of `owner`'s jobs, with its audio or only the audio's size; `None` when there is none
+    /// or it belongs to another key.
+    async fn get_job(&self, owner: &str, id: &str, audio: bool) -> Result<Option<crate::domain::TtsJob>, StoreError>;
     /// Deletes every job created before `at`; returns how many.
     async fn delete_jobs_before(&self, at: DateTime<Utc>) -> Result<u64, StoreError>;
 }

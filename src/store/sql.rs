@@ -17,8 +17,8 @@ use crate::domain::{
 
 pub(super) const INSERT_JOB: &str = "INSERT INTO tts_jobs (id, owner_key_id, request, media_type, duration_ms, audio, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
-pub(super) const GET_JOB: &str =
-    "SELECT id, request, media_type, duration_ms, audio, created_at FROM tts_jobs WHERE owner_key_id = $1 AND id = $2";
+/// `$3`: whether to read the audio (else NULL, and only its length).
+pub(super) const GET_JOB: &str = "SELECT id, request, media_type, duration_ms, CAST(length(audio) AS BIGINT) AS size, CASE WHEN $3 THEN audio END AS audio, created_at FROM tts_jobs WHERE owner_key_id = $1 AND id = $2";
 
 pub(super) const DELETE_JOBS_BEFORE: &str = "DELETE FROM tts_jobs WHERE created_at < $1";
 
@@ -28,7 +28,8 @@ pub(super) struct JobRow {
     request: String,
     media_type: String,
     duration_ms: i64,
-    audio: Vec<u8>,
+    size: i64,
+    audio: Option<Vec<u8>>,
     created_at: i64,
 }
 
@@ -40,6 +41,7 @@ impl JobRow {
             request: self.request,
             media_type: self.media_type,
             duration_ms: self.duration_ms,
+            size: self.size,
             audio: self.audio,
         })
     }
@@ -620,7 +622,7 @@ macro_rules! impl_store {
                     .bind(&job.request)
                     .bind(&job.media_type)
                     .bind(job.duration_ms)
-                    .bind(job.audio.as_slice())
+                    .bind(job.audio.as_deref().unwrap_or_default())
                     .bind(sql::to_ms(job.created_at))
                     .execute(&self.pool)
                     .await?;
@@ -631,11 +633,13 @@ macro_rules! impl_store {
                 &self,
                 owner: &str,
                 id: &str,
+                audio: bool,
             ) -> Result<Option<$crate::domain::TtsJob>, $crate::store::StoreError> {
                 use $crate::store::sql;
                 sqlx::query_as::<_, sql::JobRow>(sql::GET_JOB)
                     .bind(owner)
                     .bind(id)
+                    .bind(audio)
                     .fetch_optional(&self.pool)
                     .await?
                     .map(sql::JobRow::into_job)

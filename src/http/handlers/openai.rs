@@ -32,7 +32,7 @@ const MAX_INPUT_CHARS: usize = 4096;
 const FORMATS: [AudioFormat; 6] =
     [AudioFormat::Mp3, AudioFormat::Opus, AudioFormat::Aac, AudioFormat::Flac, AudioFormat::Wav, AudioFormat::Pcm];
 /// OpenAI's raw formats are 24 kHz.
-const OPENAI_RATE: u32 = 24_000;
+pub(super) const OPENAI_RATE: u32 = 24_000;
 
 /// OpenAI's `CreateSpeechRequest`.
 #[derive(Deserialize, ToSchema)]

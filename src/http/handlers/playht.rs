@@ -31,7 +31,7 @@ use crate::{
     http::{
         extract::{from_document, ApiJson, ApiQuery, Caller},
         problem::ApiError,
-        ws::{self, AudioBody, Session},
+        ws::{self, AudioBody},
         AppState,
     },
     service::{
@@ -66,10 +66,11 @@ pub struct PlayRequest {
     text: Option<PlayText>,
     /// A PlayHT voice id, mapped per `[facades.playht]`, or `provider:voice`.
     voice: Option<String>,
-    /// `Play3.0-mini`, `PlayDialog`, ... (Play.ai: `model`). Only the PlayDialog engines voice
-    /// `voice_2`; the provider is chosen by the voice.
-    #[serde(alias = "model")]
+    /// `Play3.0-mini`, `PlayDialog`, ... Only the PlayDialog engines voice `voice_2`; the
+    /// provider is chosen by the voice.
     voice_engine: Option<String>,
+    /// Play.ai's name for `voice_engine`.
+    model: Option<String>,
     /// `mp3`, `wav`, `ogg`, `flac`, `mulaw`, `raw` or `pcm`.
     #[serde(alias = "outputFormat")]
     output_format: Option<String>,
@@ -98,21 +99,21 @@ impl PlayRequest {
     }
 }
 
-/// Which surface a request came through: its default format differs.
+/// What a request leaves out means different things depending on where it came through.
 #[derive(Clone, Copy)]
-enum Surface {
-    /// PlayHT v2 and the inference URLs: `wav` by default.
-    PlayHt,
-    /// Play.ai v1: `mp3` by default.
-    PlayAi,
+struct Surface<'a> {
+    /// `wav` on PlayHT v2 and its HTTP inference URLs, `mp3` on Play.ai v1 and the WebSocket.
+    format: AudioFormat,
+    /// The engine of the inference URL the request came to.
+    engine: Option<&'a str>,
 }
 
+const PLAYHT_V2: Surface<'static> = Surface { format: AudioFormat::Wav, engine: None };
+const PLAYAI_V1: Surface<'static> = Surface { format: AudioFormat::Mp3, engine: None };
+
 /// PlayHT's format names.
-fn output(request: &PlayRequest, surface: Surface) -> Result<OutputRequest, FieldError> {
-    let default_format = match surface {
-        Surface::PlayHt => AudioFormat::Wav,
-        Surface::PlayAi => AudioFormat::Mp3,
-    };
+fn output(request: &PlayRequest, surface: Surface<'_>) -> Result<OutputRequest, FieldError> {
+    let default_format = surface.format;
     let format = match request.output_format.as_deref() {
         None => None,
         Some(name @ ("mp3" | "wav" | "ogg" | "flac" | "mulaw" | "raw" | "pcm")) => AudioFormat::parse(name),
@@ -174,34 +175,34 @@ fn language_code(name: &str) -> Option<&'static str> {
     CODES.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, code)| *code)
 }
 
-/// Splits a two-speaker text at its turn prefixes: `(speaker, text)` in order. Text before the
-/// first prefix is the first speaker's.
-fn dialogue_turns(text: &str, prefixes: [&str; 2]) -> Vec<(usize, String)> {
+/// Splits a two-speaker text at its turn prefixes: `(speaker, text)` in order, at most `max`
+/// turns (`None` beyond). Text before the first prefix is the first speaker's. One pass over the
+/// text per prefix.
+fn dialogue_turns(text: &str, prefixes: [&str; 2], max: usize) -> Option<Vec<(usize, String)>> {
+    let mut marks: Vec<(usize, usize, usize)> = prefixes
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| !p.is_empty())
+        .flat_map(|(who, p)| text.match_indices(p).map(move |(at, m)| (at, who, m.len())))
+        .collect();
+    marks.sort_unstable();
     let mut turns = Vec::new();
-    let (mut speaker, mut rest) = (0, text);
-    loop {
-        let next = prefixes
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| !p.is_empty())
-            .filter_map(|(who, p)| rest.find(p).map(|at| (at, who, p.len())))
-            .min();
-        let (end, after) = match next {
-            Some((at, who, len)) => (at, Some((who, at + len))),
-            None => (rest.len(), None),
-        };
-        let said = rest[..end].trim();
+    let (mut speaker, mut from) = (0, 0);
+    for (at, who, len) in marks.into_iter().chain(std::iter::once((text.len(), 0, 0))) {
+        // A mark inside the previous prefix (the two prefixes overlap) is not a turn.
+        if at < from {
+            continue;
+        }
+        let said = text[from..at].trim();
         if !said.is_empty() {
+            if turns.len() == max {
+                return None;
+            }
             turns.push((speaker, said.to_owned()));
         }
-        match after {
-            Some((who, from)) => {
-                speaker = who;
-                rest = &rest[from..];
-            }
-            None => return turns,
-        }
+        (speaker, from) = (who, at + len);
     }
+    Some(turns)
 }
 
 /// A request's audio as it streams, and its format.
@@ -217,7 +218,7 @@ async fn voice(
     owner: &str,
     details: &UsageDetails,
     request: PlayRequest,
-    surface: Surface,
+    surface: Surface<'_>,
 ) -> Result<Voiced, ApiError> {
     let mut problems = Vec::new();
     let output = output(&request, surface).map_err(|p| problems.push(p)).ok();
@@ -239,26 +240,34 @@ async fn voice(
     let (Some(output), true) = (output, problems.is_empty()) else {
         return Err(ApiError::Validation(problems));
     };
+    let limits = &state.conversation;
+    if text.chars().count() > limits.max_characters {
+        let message = format!("must be at most {} characters", limits.max_characters);
+        return Err(ApiError::Validation(vec![FieldError::new("text", message)]));
+    }
     let routes = &state.facades.playht;
-    let segment = |voice: String, field: &'static str, text: String| {
+    let route = |voice: String, field: &'static str| {
         let language = language.clone();
         async move {
-            let mut segment =
-                facade::route_voice(&state.registry, state.store.as_ref(), owner, routes, &voice, None, field).await?;
-            segment.text = text;
-            segment.text_field = "text";
-            segment.speed = request.speed;
-            segment.seed = request.seed;
-            segment.language = language;
-            Ok::<SegmentInput, ApiError>(segment)
+            let segment =
+                facade::route_voice(&state.registry, state.store.as_ref(), owner, routes, &voice, None, field);
+            Ok::<SegmentInput, ApiError>(SegmentInput {
+                text_field: "text",
+                speed: request.speed,
+                seed: request.seed,
+                language,
+                ..segment.await?
+            })
         }
     };
+    let speaking = |segment: &SegmentInput, text: String| SegmentInput { text, ..segment.clone() };
 
     // Only the PlayDialog engines voice a second speaker; the others ignore `voice_2`.
-    let dialogue_engine = request.voice_engine.as_deref().is_none_or(|engine| engine.starts_with("PlayDialog"));
+    let engine = request.voice_engine.as_deref().or(request.model.as_deref()).or(surface.engine);
+    let dialogue_engine = engine.is_none_or(|engine| engine.starts_with("PlayDialog"));
     let Some(voice_2) = request.voice_2.as_deref().filter(|_| dialogue_engine) else {
-        let input =
-            SpeechInput { segment: segment(voice.to_owned(), "voice", text).await?, output, ..SpeechInput::default() };
+        let segment = speaking(&route(voice.to_owned(), "voice").await?, text);
+        let input = SpeechInput { segment, output, ..SpeechInput::default() };
         let prepared = speech::prepare(&state.registry, state.store.as_ref(), owner, input).await?;
         let spoken = speech::synthesize(prepared, details, &state.metrics).await?;
         return Ok(Voiced { body: spoken.body, output: spoken.output });
@@ -267,16 +276,19 @@ async fn voice(
         request.turn_prefix.as_deref().unwrap_or(DEFAULT_PREFIXES[0]),
         request.turn_prefix_2.as_deref().unwrap_or(DEFAULT_PREFIXES[1]),
     ];
-    let mut turns = Vec::new();
-    for (speaker, said) in dialogue_turns(&text, prefixes) {
-        let (voice, field) = if speaker == 0 { (voice, "voice") } else { (voice_2, "voice_2") };
-        turns.push(TurnInput { segment: segment(voice.to_owned(), field, said).await?, pause_before_ms: None });
-    }
-    if turns.is_empty() {
+    let Some(said) = dialogue_turns(&text, prefixes, limits.max_turns) else {
+        let message = format!("holds more than {} turns", limits.max_turns);
+        return Err(ApiError::Validation(vec![FieldError::new("text", message)]));
+    };
+    if said.is_empty() {
         return Err(ApiError::Validation(vec![FieldError::new("text", "must not be empty")]));
     }
+    let speakers = [route(voice.to_owned(), "voice").await?, route(voice_2.to_owned(), "voice_2").await?];
+    let turns = said
+        .into_iter()
+        .map(|(speaker, text)| TurnInput { segment: speaking(&speakers[speaker], text), pause_before_ms: None })
+        .collect();
     let input = ConversationInput { turns, output, ..ConversationInput::default() };
-    let limits = &state.conversation;
     let prepared = conversation::prepare(&state.registry, state.store.as_ref(), owner, input, limits).await?;
     match conversation::start(prepared, details, &state.metrics, limits).await? {
         ConversationOutput::Audio { output, body, .. } => Ok(Voiced { body, output }),
@@ -291,7 +303,7 @@ async fn stream(
     owner: &str,
     details: &UsageDetails,
     request: PlayRequest,
-    surface: Surface,
+    surface: Surface<'_>,
 ) -> Result<Response, ApiError> {
     let voiced = voice(&state, owner, details, request, surface).await?;
     Ok(audio_response(Body::from_stream(voiced.body), voiced.output.format.media_type(), []))
@@ -318,7 +330,7 @@ pub async fn create_stream(
     Extension(details): Extension<UsageDetails>,
     ApiJson(request): ApiJson<PlayRequest>,
 ) -> Result<Response, ApiError> {
-    stream(state, &key.id, &details, request, Surface::PlayHt).await
+    stream(state, &key.id, &details, request, PLAYHT_V2).await
 }
 
 /// Play.ai v1: text (or a PlayDialog two-speaker script) to a stream of audio, camelCase body.
@@ -341,7 +353,7 @@ pub async fn create_playai_stream(
     Extension(details): Extension<UsageDetails>,
     ApiJson(request): ApiJson<PlayRequest>,
 ) -> Result<Response, ApiError> {
-    stream(state, &key.id, &details, request, Surface::PlayAi).await
+    stream(state, &key.id, &details, request, PLAYAI_V1).await
 }
 
 /// PlayHT's error body.
@@ -372,16 +384,16 @@ pub async fn inference_stream(
     State(state): State<AppState>,
     Caller(key): Caller,
     Extension(details): Extension<UsageDetails>,
-    Path(_model): Path<String>,
+    Path(model): Path<String>,
     ApiJson(request): ApiJson<PlayRequest>,
 ) -> Result<Response, ApiError> {
-    stream(state, &key.id, &details, request, Surface::PlayHt).await
+    stream(state, &key.id, &details, request, Surface { engine: Some(&model), ..PLAYHT_V2 }).await
 }
 
 /// How long finished jobs are kept.
 const JOB_RETENTION: chrono::Duration = chrono::Duration::hours(24);
 /// The most audio one job may hold.
-const MAX_JOB_BYTES: usize = 50 * 1024 * 1024;
+const MAX_JOB_BYTES: usize = 16 * 1024 * 1024;
 
 /// A job as PlayHT's v2 job API shows it.
 #[derive(Serialize, ToSchema)]
@@ -402,7 +414,7 @@ pub struct PlayJobOutput {
     /// Seconds.
     duration: f64,
     /// Bytes.
-    size: usize,
+    size: i64,
     url: String,
 }
 
@@ -417,37 +429,48 @@ pub struct PlayLink {
 
 impl PlayJob {
     fn of(job: &TtsJob, base: &str) -> Self {
-        let url = format!("{base}/playht/api/v2/tts/{}?format=audio-mpeg", job.id);
         let input = serde_json::from_str(&job.request).unwrap_or(Value::Null);
+        let url = job_audio_url(job, base);
         PlayJob {
             id: job.id.clone(),
             created: job.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             input,
-            output: PlayJobOutput {
-                duration: job.duration_ms as f64 / 1000.0,
-                size: job.audio.len(),
-                url: url.clone(),
-            },
+            output: PlayJobOutput { duration: job.duration_ms as f64 / 1000.0, size: job.size, url: url.clone() },
             links: vec![PlayLink { href: url, method: "GET", content_type: job.media_type.clone(), rel: "audio" }],
         }
     }
 }
 
-/// A job as JSON, or as a `completed` server-sent event for clients that ask for events.
-fn job_answer(job: &TtsJob, base: &str, headers: &HeaderMap, status: StatusCode) -> Response {
-    let view = PlayJob::of(job, base);
-    let wants_events =
-        headers.get(header::ACCEPT).and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("text/event-stream"));
-    let mut response = if wants_events {
-        let event = format!("event: completed\ndata: {}\n\n", serde_json::to_string(&view).unwrap_or_default());
-        ([(header::CONTENT_TYPE, "text/event-stream")], event).into_response()
+/// Where a job's audio is: `format=audio-mpeg` as PlayHT named it for MP3, `format=audio` for
+/// the other formats.
+fn job_audio_url(job: &TtsJob, base: &str) -> String {
+    let format = if job.media_type == AudioFormat::Mp3.media_type() { "audio-mpeg" } else { "audio" };
+    format!("{base}/playht/api/v2/tts/{}?format={format}", job.id)
+}
+
+/// A job as JSON, or, for clients that ask for events, a `completed` event whose data is what
+/// PlayHT's SDKs read from it (`id`, `url`, `duration`, `size`).
+fn job_answer(job: &TtsJob, base: &str, events: bool, status: StatusCode) -> Response {
+    let mut response = if events {
+        let data = serde_json::json!({
+            "id": job.id,
+            "url": job_audio_url(job, base),
+            "duration": job.duration_ms as f64 / 1000.0,
+            "size": job.size,
+        });
+        ([(header::CONTENT_TYPE, "text/event-stream")], format!("event: completed\ndata: {data}\n\n")).into_response()
     } else {
-        (status, Json(view)).into_response()
+        (status, Json(PlayJob::of(job, base))).into_response()
     };
     if let Ok(location) = HeaderValue::from_str(&format!("/playht/api/v2/tts/{}", job.id)) {
         response.headers_mut().insert(header::LOCATION, location);
     }
     response
+}
+
+/// Whether a request's `Accept` asks for `media_type`.
+fn accepts(headers: &HeaderMap, media_type: &str) -> bool {
+    headers.get(header::ACCEPT).and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains(media_type))
 }
 
 /// PlayHT v2's job API: the audio is made at once and kept for a day; the answer (201) is the
@@ -460,8 +483,9 @@ fn job_answer(job: &TtsJob, base: &str, headers: &HeaderMap, status: StatusCode)
     security(("bearer" = [])),
     responses(
         (status = 201, description = "The finished job (or, with `Accept: text/event-stream`, a `completed` event)", body = PlayJob),
-        (status = 400, description = "An invalid field", body = PlayError),
-        (status = 401, description = "Missing, invalid, expired or revoked key", body = PlayError)
+        (status = 400, description = "An invalid field, or audio too long to keep (use `/v2/tts/stream`)", body = PlayError),
+        (status = 401, description = "Missing, invalid, expired or revoked key", body = PlayError),
+        (status = 502, description = "The provider broke off", body = PlayError)
     )
 )]
 pub async fn create_job(
@@ -472,15 +496,19 @@ pub async fn create_job(
     ApiJson(document): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
     let request: PlayRequest = from_document(document.clone())?;
-    let voiced = voice(&state, &key.id, &details, request, Surface::PlayHt).await?;
+    let voiced = voice(&state, &key.id, &details, request, PLAYHT_V2).await?;
     let mut counter = crate::audio::DurationCounter::new(voiced.output);
     let mut audio = Vec::new();
     let mut chunks = voiced.body;
     while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.map_err(|e| ApiError::Internal(format!("the job's audio broke off: {e}")))?;
+        let chunk = chunk.map_err(|e| ApiError::Http {
+            status: StatusCode::BAD_GATEWAY,
+            detail: format!("the job's audio broke off: {e}"),
+        })?;
         if audio.len() + chunk.len() > MAX_JOB_BYTES {
-            let detail = format!("the job's audio is over {MAX_JOB_BYTES} bytes; use /v2/tts/stream");
-            return Err(ApiError::Http { status: StatusCode::PAYLOAD_TOO_LARGE, detail });
+            let message =
+                format!("makes over {MAX_JOB_BYTES} bytes of audio, more than a job keeps; use /v2/tts/stream");
+            return Err(ApiError::Validation(vec![FieldError::new("text", message)]));
         }
         counter.push(&chunk);
         audio.extend_from_slice(&chunk);
@@ -491,23 +519,29 @@ pub async fn create_job(
         request: document.to_string(),
         media_type: voiced.output.format.media_type().to_owned(),
         duration_ms: i64::try_from(counter.duration_ms().unwrap_or(0)).unwrap_or(i64::MAX),
-        audio,
+        size: i64::try_from(audio.len()).unwrap_or(i64::MAX),
+        audio: Some(audio),
         created_at: now,
     };
-    state.store.delete_jobs_before(now - JOB_RETENTION).await?;
     state.store.insert_job(&key.id, &job).await?;
-    Ok(job_answer(&job, &public_base(&state, &headers), &headers, StatusCode::CREATED))
+    // Expired jobs go as new ones come; a failure here costs nothing but space until the next.
+    if let Err(error) = state.store.delete_jobs_before(now - JOB_RETENTION).await {
+        tracing::warn!(%error, "expired PlayHT jobs could not be deleted");
+    }
+    let events = accepts(&headers, "text/event-stream");
+    Ok(job_answer(&job, &public_base(&state, &headers), events, StatusCode::CREATED))
 }
 
 /// How a job is asked for: as JSON, or its audio.
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct JobQuery {
-    /// `audio-mpeg` for the audio, `event-stream` for a `completed` event; else JSON.
+    /// `audio-mpeg` for MP3 audio, `audio` for the audio in its format, `event-stream` for a
+    /// `completed` event; else JSON.
     format: Option<String>,
 }
 
-/// A job of the caller's: JSON, or its audio with `?format=audio-mpeg` or `Accept: audio/mpeg`
-/// (406 when the job's audio is not MP3).
+/// A job of the caller's: JSON; its audio with `?format=audio` (or `audio-mpeg`, or `Accept:
+/// audio/mpeg`, for an MP3 job: 406 for another format); or a `completed` event.
 #[utoipa::path(
     get,
     path = "/playht/api/v2/tts/{id}",
@@ -518,7 +552,7 @@ pub struct JobQuery {
         (status = 200, description = "The job as JSON, or its audio", body = PlayJob),
         (status = 401, description = "Missing, invalid, expired or revoked key", body = PlayError),
         (status = 404, description = "No such job (or it has expired)", body = PlayError),
-        (status = 406, description = "Audio asked for in a format the job is not in", body = PlayError)
+        (status = 406, description = "MP3 asked for and the job is in another format", body = PlayError)
     )
 )]
 pub async fn get_job(
@@ -526,26 +560,29 @@ pub async fn get_job(
     Caller(key): Caller,
     Path(id): Path<String>,
     ApiQuery(query): ApiQuery<JobQuery>,
-    mut headers: HeaderMap,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let job = state.store.get_job(&key.id, &id).await?;
+    let format = query.format.as_deref();
+    let mp3 = format == Some("audio-mpeg") || (format.is_none() && accepts(&headers, "audio/mpeg"));
+    let audio = mp3 || format == Some("audio");
+    let job = state.store.get_job(&key.id, &id, audio).await?;
     let job = job
         .filter(|job| job.created_at > chrono::Utc::now() - JOB_RETENTION)
         .ok_or_else(|| ApiError::NotFound(format!("no job {id:?}")))?;
-    let accept = headers.get(header::ACCEPT).and_then(|a| a.to_str().ok()).unwrap_or("").to_owned();
-    let audio = query.format.as_deref() == Some("audio-mpeg") || accept.contains("audio/mpeg");
-    if audio {
-        if job.media_type != "audio/mpeg" {
-            let detail = format!("the job's audio is {}; leave out format=audio-mpeg", job.media_type);
-            return Err(ApiError::Http { status: StatusCode::NOT_ACCEPTABLE, detail });
+    if !audio {
+        let events = format == Some("event-stream") || accepts(&headers, "text/event-stream");
+        return Ok(job_answer(&job, &public_base(&state, &headers), events, StatusCode::OK));
+    }
+    let stored = AudioFormat::ALL.into_iter().find(|f| f.media_type() == job.media_type);
+    match stored {
+        Some(format) if !mp3 || format == AudioFormat::Mp3 => {
+            Ok(audio_response(Body::from(job.audio.unwrap_or_default()), format.media_type(), []))
         }
-        let media_type = AudioFormat::Mp3.media_type();
-        return Ok(audio_response(Body::from(job.audio), media_type, []));
+        _ => {
+            let detail = format!("the job's audio is {}; ask with format=audio", job.media_type);
+            Err(ApiError::Http { status: StatusCode::NOT_ACCEPTABLE, detail })
+        }
     }
-    if query.format.as_deref() == Some("event-stream") {
-        headers.insert(header::ACCEPT, HeaderValue::from_static("text/event-stream"));
-    }
-    Ok(job_answer(&job, &public_base(&state, &headers), &headers, StatusCode::OK))
 }
 
 /// `pyht`'s CORS preflight of the streaming URL, answered so that it need not log a failure.
@@ -609,38 +646,44 @@ pub async fn inference_whole(
     security(("urlToken" = [])),
     responses(
         (status = 101, description = "WebSocket: JSON commands in; `start`, binary audio, `end` out"),
-        (status = 401, description = "Missing, invalid or expired token", body = PlayError)
+        (status = 401, description = "Missing, invalid or expired token", body = PlayError),
+        (status = 503, description = "The gateway has as many sockets open as it takes", body = PlayError)
     )
 )]
 pub async fn inference_socket(
     State(state): State<AppState>,
     Caller(key): Caller,
-    Path(_model): Path<String>,
+    Path(model): Path<String>,
     upgrade: WebSocketUpgrade,
-) -> Response {
+) -> Result<Response, ApiError> {
     let voicer_state = state.clone();
     let owner = key.id.clone();
     let voicer: ws::Voicer = Box::new(move |command, details| {
-        let (state, owner) = (voicer_state.clone(), owner.clone());
+        let (state, owner, model) = (voicer_state.clone(), owner.clone(), model.clone());
         async move {
             let request: PlayRequest = from_document(command)?;
-            voice(&state, &owner, &details, request, Surface::PlayHt).await.map(|voiced| voiced.body)
+            let surface = Surface { format: AudioFormat::Mp3, engine: Some(&model) };
+            voice(&state, &owner, &details, request, surface).await.map(|voiced| voiced.body)
         }
         .boxed()
     });
-    let session = Session { state, key, route: "/playht/api/v4/inference/{model}/ws".to_owned(), voicer };
-    upgrade.max_message_size(ws::MAX_COMMAND_BYTES).on_upgrade(move |socket| ws::serve(socket, session))
+    ws::accept(upgrade, state, key, "/playht/api/v4/inference/{model}/ws", voicer)
 }
 
-/// The gateway's address as the client reached it: `server.public_url`, else the request's
-/// `Host` (and `X-Forwarded-Proto`). URLs built from it go back to the same client only.
+/// The gateway's address as the client reached it: `server.public_url`, else `http://` and the
+/// request's `Host` when it is a plain host and port (URLs built from it go back to the same
+/// client only), else `http://localhost`. Behind TLS or a proxy, set `server.public_url`.
 pub(crate) fn public_base(state: &AppState, headers: &HeaderMap) -> String {
     if let Some(url) = &state.public_url {
         return url.trim_end_matches('/').to_owned();
     }
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-    let https = headers.get("x-forwarded-proto").and_then(|h| h.to_str().ok()) == Some("https");
-    format!("{}://{host}", if https { "https" } else { "http" })
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.parse::<axum::http::uri::Authority>().ok())
+        .filter(|authority| !authority.as_str().contains('@'))
+        .map_or_else(|| "localhost".to_owned(), |authority| authority.as_str().to_owned());
+    format!("http://{host}")
 }
 
 /// `http(s)://` to `ws(s)://`.
@@ -824,11 +867,22 @@ mod tests {
 
     #[test]
     fn dialogue_text_splits_at_either_prefix() {
-        let turns = dialogue_turns("Host 1: Hi there. Host 2: Hello! Host 1: Bye.", ["Host 1:", "Host 2:"]);
-        assert_eq!(turns, vec![(0, "Hi there.".to_owned()), (1, "Hello!".to_owned()), (0, "Bye.".to_owned())]);
-        assert_eq!(dialogue_turns("No prefixes at all", ["A:", "B:"]), vec![(0, "No prefixes at all".to_owned())]);
-        assert_eq!(dialogue_turns("B: only second", ["A:", "B:"]), vec![(1, "only second".to_owned())]);
-        assert!(dialogue_turns("A: B:", ["A:", "B:"]).is_empty());
+        let split = |text: &str, prefixes| dialogue_turns(text, prefixes, 10);
+        let turns = split("Host 1: Hi there. Host 2: Hello! Host 1: Bye.", ["Host 1:", "Host 2:"]);
+        let expected = vec![(0, "Hi there.".to_owned()), (1, "Hello!".to_owned()), (0, "Bye.".to_owned())];
+        assert_eq!(turns, Some(expected));
+        assert_eq!(split("No prefixes at all", ["A:", "B:"]), Some(vec![(0, "No prefixes at all".to_owned())]));
+        assert_eq!(split("B: only second", ["A:", "B:"]), Some(vec![(1, "only second".to_owned())]));
+        assert_eq!(split("A: B:", ["A:", "B:"]), Some(vec![]));
+        // Overlapping prefixes: a match inside the previous prefix does not start a turn.
+        assert_eq!(split("AA: x A: y", ["A:", "AA:"]), Some(vec![(1, "x".to_owned()), (0, "y".to_owned())]));
+    }
+
+    #[test]
+    fn dialogue_turns_stop_at_the_limit() {
+        let text = "A: x B: y ".repeat(6);
+        assert_eq!(dialogue_turns(&text, ["A:", "B:"], 12).map(|t| t.len()), Some(12));
+        assert_eq!(dialogue_turns(&text, ["A:", "B:"], 11), None);
     }
 
     #[test]

@@ -140,6 +140,10 @@ impl SpeechBody {
             (None, Some(name)) => {
                 let mut output = OutputRequest { default_format, field: "response_format", ..OutputRequest::default() };
                 output.format = parse_format(&name, "response_format", &mut problems);
+                // OpenAI's raw formats are 24 kHz, whoever speaks.
+                if matches!(output.format, Some(AudioFormat::Pcm | AudioFormat::Wav)) {
+                    output.sample_rate = Some(super::openai::OPENAI_RATE);
+                }
                 output
             }
             (output, None) => read_output(output, default_format, &mut problems),

@@ -24,8 +24,7 @@ use crate::{
     http::{
         extract::{from_document, ApiQuery, Caller},
         problem::{ApiError, Problem},
-        ws::{self, Session},
-        AppState,
+        ws, AppState,
     },
     service::speech,
 };
@@ -95,7 +94,8 @@ pub struct SocketQuery {
     responses(
         (status = 101, description = "WebSocket. In: one `/v1/audio/speech` body per text frame, with an optional `request_id`. Out per command: `{\"type\":\"start\",\"request_id\"}`, binary audio frames, `{\"type\":\"end\",\"request_id\"}`; a failed command gets `{\"type\":\"error\",\"request_id\",\"error_message\",\"error_id\",\"status\"}` between its start and end."),
         (status = 400, description = "A `model` that cannot name a model", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, invalid or expired token or key", body = Problem, content_type = "application/problem+json")
+        (status = 401, description = "Missing, invalid or expired token or key", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The gateway has as many sockets open as it takes (`server.max_websockets`)", body = Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn speech_socket(
@@ -128,6 +128,5 @@ pub async fn speech_socket(
         }
         .boxed()
     });
-    let session = Session { state, key, route: "/v1/audio/speech/websocket".to_owned(), voicer };
-    Ok(upgrade.max_message_size(ws::MAX_COMMAND_BYTES).on_upgrade(move |socket| ws::serve(socket, session)))
+    ws::accept(upgrade, state, key, "/v1/audio/speech/websocket", voicer)
 }

@@ -33,6 +33,9 @@ use crate::{
     },
 };
 
+/// ElevenLabs' default text-to-dialogue model.
+const DIALOGUE_MODEL: &str = "eleven_v3";
+
 /// Audio of a timed dialogue per NDJSON line.
 const STREAM_CHUNK: usize = 16 * 1024;
 
@@ -90,11 +93,13 @@ impl ElevenLabsDialogueBody {
         let (Some(output), true) = (output, problems.is_empty()) else {
             return Err(ApiError::Validation(problems));
         };
+        // ElevenLabs' dialogue model is eleven_v3 unless the request or the facade says otherwise.
+        let default_model = call.state.facades.elevenlabs.default_model.is_none().then_some(DIALOGUE_MODEL);
+        let model_id = self.model_id.as_deref().or(default_model);
         let mut turns = Vec::with_capacity(lines.len());
         for (i, (text, voice)) in lines.iter().enumerate() {
             let within = |path| [vec![PathSegment::Field("turns".to_owned()), PathSegment::Index(i)], path].concat();
-            let routed =
-                call.route(voice, self.model_id.as_deref(), "voice").await.map_err(|e| relocate(e, &within))?;
+            let routed = call.route(voice, model_id, "voice").await.map_err(|e| relocate(e, &within))?;
             let segment = crate::service::synthesis::SegmentInput {
                 text: text.clone(),
                 text_field: "text",
