@@ -30,7 +30,44 @@ pub struct Config {
     pub providers: ProvidersConfig,
     pub conversation: ConversationConfig,
     /// The vendor drop-in routes' voice mappings (`service::facade`).
-    pub facades: crate::service::facade::FacadesConfig,
+    pub facades: FacadesConfig,
+}
+
+/// `[facades]`: per-vendor voice mappings of the drop-in routes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FacadesConfig {
+    pub openai: FacadeConfig,
+    pub elevenlabs: FacadeConfig,
+    pub playht: FacadeConfig,
+}
+
+/// `[facades.<vendor>]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FacadeConfig {
+    /// The model (`provider`, `provider/model` or an alias) for voice ids that nothing else
+    /// claims and requests that name no model of their own.
+    pub default_model: Option<String>,
+    /// Vendor voice ids mapped to `model:voice`, e.g. `alloy = "cartesia:a0e99841-..."` or
+    /// `JBFqnCBsd6RMkjVDRZzb = "local:en-gb"`.
+    pub voices: BTreeMap<String, String>,
+}
+
+impl FacadeConfig {
+    /// The mapping values that do not have the `model:voice` form, as `(voice, message)`.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        self.voices
+            .iter()
+            .filter(|(_, target)| split_target(target).is_none())
+            .map(|(voice, target)| (voice.clone(), format!("{target:?} is not of the form \"model:voice\"")))
+            .collect()
+    }
+}
+
+/// `model:voice`, split at the first `:` (model names have none; voice ids may).
+pub fn split_target(target: &str) -> Option<(&str, &str)> {
+    target.split_once(':').filter(|(model, voice)| !model.is_empty() && !voice.is_empty())
 }
 
 /// `/v1/audio/conversation`.

@@ -54,7 +54,7 @@ pub struct AppState {
     /// Limits of `/v1/audio/conversation`.
     pub conversation: crate::config::ConversationConfig,
     /// The vendor drop-in routes' voice mappings.
-    pub facades: Arc<crate::service::facade::FacadesConfig>,
+    pub facades: Arc<crate::config::FacadesConfig>,
     /// `server.public_url`: the base of URLs handed to clients.
     pub public_url: Option<Arc<str>>,
     /// The open WebSockets (`server.max_websockets`).
@@ -113,8 +113,8 @@ fn route_table() -> Vec<(Option<Scope>, UtoipaMethodRouter<AppState>)> {
         (Some(Scope::Speech), routes!(playht::playai_websocket_auth)),
         (Some(Scope::Speech), routes!(playht::create_lease)),
         (Some(Scope::Speech), routes!(playht::list_voices)),
-        (Some(Scope::Speech), routes!(playht::create_job)),
-        (Some(Scope::Speech), routes!(playht::get_job)),
+        (Some(Scope::Speech), routes!(playht::jobs::create_job)),
+        (Some(Scope::Speech), routes!(playht::jobs::get_job)),
         (Some(Scope::Voices), routes!(voices::create_voice, voices::list_voices)),
         (Some(Scope::Voices), routes!(voices::get_voice, voices::update_voice, voices::delete_voice)),
         (Some(Scope::Admin), routes!(admin::create_key, admin::list_keys)),

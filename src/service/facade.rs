@@ -10,49 +10,13 @@
 //!    `model:voice` form;
 //! 4. the request's model (or the facade's `default_model`), with the id passed through.
 
-use std::collections::BTreeMap;
-
-use serde::{Deserialize, Serialize};
-
 use super::{synthesis::SegmentInput, ServiceError};
-use crate::{domain::FieldError, providers::Registry, store::Store};
-
-/// `[facades]`: per-vendor voice mappings of the drop-in routes.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct FacadesConfig {
-    pub openai: FacadeConfig,
-    pub elevenlabs: FacadeConfig,
-    pub playht: FacadeConfig,
-}
-
-/// `[facades.<vendor>]`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct FacadeConfig {
-    /// The model (`provider`, `provider/model` or an alias) for voice ids that nothing else
-    /// claims and requests that name no model of their own.
-    pub default_model: Option<String>,
-    /// Vendor voice ids mapped to `model:voice`, e.g. `alloy = "cartesia:a0e99841-..."` or
-    /// `JBFqnCBsd6RMkjVDRZzb = "local:en-gb"`.
-    pub voices: BTreeMap<String, String>,
-}
-
-impl FacadeConfig {
-    /// The mapping values that do not have the `model:voice` form, as `(voice, message)`.
-    pub fn problems(&self) -> Vec<(String, String)> {
-        self.voices
-            .iter()
-            .filter(|(_, target)| split_target(target).is_none())
-            .map(|(voice, target)| (voice.clone(), format!("{target:?} is not of the form \"model:voice\"")))
-            .collect()
-    }
-}
-
-/// `model:voice`, split at the first `:` (model names have none; voice ids may).
-fn split_target(target: &str) -> Option<(&str, &str)> {
-    target.split_once(':').filter(|(model, voice)| !model.is_empty() && !voice.is_empty())
-}
+use crate::{
+    config::{split_target, FacadeConfig},
+    domain::FieldError,
+    providers::Registry,
+    store::Store,
+};
 
 /// Who speaks a facade request's voice, as a segment's addressing fields: `voice_id` for a saved
 /// voice, else `model` and `voice`. `model` is the model the request named, if any; `field` is
@@ -102,4 +66,93 @@ pub async fn claim_voice(
         return Ok(Some(inline(target_model, target_voice)));
     }
     Ok(model.or(facade.default_model.as_deref()).map(|model| inline(model, voice)))
+}
+
+/// A voice a facade can route, for its voice list.
+#[derive(Debug, Clone)]
+pub struct FacadeVoice {
+    /// What the facade's requests name it by.
+    pub id: String,
+    pub name: String,
+    /// The provider that speaks it (for a mapping: as the mapping names it).
+    pub provider: String,
+    pub origin: VoiceOrigin,
+    pub description: Option<String>,
+    pub gender: Option<String>,
+    pub language: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VoiceOrigin {
+    /// `[facades.<vendor>.voices]`.
+    Mapped,
+    /// One of the caller's saved voices.
+    Saved,
+    /// A provider's own catalogue.
+    Catalogue,
+}
+
+/// At most this many pages of saved voices are listed.
+const MAX_SAVED_PAGES: usize = 25;
+
+/// Every voice a facade routes, each id once: its mappings, the caller's saved voices, then every
+/// provider catalogue as `provider:voice` — except the facade's own vendor's (`native`), whose
+/// ids need no prefix. A catalogue that cannot be read now is left out (and logged): the list is
+/// what can be known, not an error.
+pub async fn voices(
+    registry: &Registry,
+    store: &dyn Store,
+    owner: &str,
+    facade: &FacadeConfig,
+    native: Option<&str>,
+) -> Result<Vec<FacadeVoice>, ServiceError> {
+    let entry = |id: String, name: String, provider: &str, origin| FacadeVoice {
+        id,
+        name,
+        provider: provider.to_owned(),
+        origin,
+        description: None,
+        gender: None,
+        language: None,
+    };
+    let mut all = Vec::new();
+    for (voice, target) in &facade.voices {
+        let provider = target.split([':', '/']).next().unwrap_or_default();
+        let mapped = entry(voice.clone(), voice.clone(), provider, VoiceOrigin::Mapped);
+        all.push(FacadeVoice { description: Some(format!("mapped to {target}")), ..mapped });
+    }
+    let mut cursor = None;
+    for _ in 0..MAX_SAVED_PAGES {
+        let page = super::voices::list(store, owner, cursor.as_deref(), Some(super::voices::MAX_PAGE)).await?;
+        for saved in page.voices {
+            let voice = entry(saved.id, saved.title, &saved.provider, VoiceOrigin::Saved);
+            all.push(FacadeVoice { description: saved.description, ..voice });
+        }
+        cursor = page.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    for provider in registry.providers().filter(|p| p.capabilities().voices_listable) {
+        let id = provider.id();
+        let catalogue = match registry.voices(id).await {
+            Ok(catalogue) => catalogue,
+            Err(error) => {
+                tracing::warn!(provider = id, %error, "a voice catalogue is left out of a facade's voice list");
+                continue;
+            }
+        };
+        for voice in catalogue.iter() {
+            let routed_as = if Some(id) == native { voice.id.clone() } else { format!("{id}:{}", voice.id) };
+            all.push(FacadeVoice {
+                description: voice.description.clone(),
+                gender: voice.gender.clone(),
+                language: voice.language.clone(),
+                ..entry(routed_as, voice.name.clone(), id, VoiceOrigin::Catalogue)
+            });
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    all.retain(|v| seen.insert(v.id.clone()));
+    Ok(all)
 }

@@ -3,7 +3,7 @@
 //! of every provider that lists one — as `provider:voice`, except the `elevenlabs` provider's
 //! own voices, whose ids are ElevenLabs' own.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use axum::{extract::Path, Json};
 use serde::{Deserialize, Serialize};
@@ -16,8 +16,7 @@ use super::{
 use crate::{
     domain::{FieldError, PathSegment},
     http::{extract::ApiQuery, problem::ApiError},
-    providers::registry::VoicesError,
-    service::voices,
+    service::facade::{self, VoiceOrigin},
 };
 
 /// ElevenLabs' `Voice`, with the members the gateway knows.
@@ -68,55 +67,28 @@ pub struct ElevenLabsVoicesPage {
     next_page_token: Option<String>,
 }
 
-/// At most this many pages of saved voices are listed.
-const MAX_SAVED_PAGES: usize = 25;
-
 /// Every voice id the facade routes, each once, in a stable order.
 async fn all_voices(call: &Call) -> Result<Vec<ElevenLabsVoice>, ApiError> {
     let state = &call.state;
-    let mut all = Vec::new();
-    for (voice, target) in &state.facades.elevenlabs.voices {
-        let provider = target.split([':', '/']).next().unwrap_or_default();
-        let mut entry = ElevenLabsVoice::new(voice.clone(), voice.clone(), provider);
-        entry.description = Some(format!("mapped to {target}"));
-        all.push(entry);
-    }
-    let mut cursor = None;
-    for _ in 0..MAX_SAVED_PAGES {
-        let page = voices::list(state.store.as_ref(), &call.owner, cursor.as_deref(), Some(voices::MAX_PAGE)).await?;
-        for saved in page.voices {
-            let mut entry = ElevenLabsVoice::new(saved.id, saved.title, &saved.provider);
-            entry.category = "cloned";
-            entry.description = saved.description;
-            entry.is_owner = true;
-            all.push(entry);
-        }
-        cursor = page.next_cursor;
-        if cursor.is_none() {
-            break;
-        }
-    }
-    for provider in state.registry.providers().filter(|p| p.capabilities().voices_listable) {
-        let id = provider.id();
-        let catalogue = state.registry.voices(id).await.map_err(|e| match e {
-            VoicesError::Provider(e) => ApiError::Provider(e),
-            other => ApiError::Internal(other.to_string()),
-        })?;
-        for voice in catalogue.iter() {
-            let voice_id = if id == VENDOR { voice.id.clone() } else { format!("{id}:{}", voice.id) };
-            let mut entry = ElevenLabsVoice::new(voice_id, voice.name.clone(), id);
-            entry.description = voice.description.clone();
-            for (label, value) in [("gender", &voice.gender), ("language", &voice.language)] {
+    let facade = &state.facades.elevenlabs;
+    let listed = facade::voices(&state.registry, state.store.as_ref(), &call.owner, facade, Some(VENDOR)).await?;
+    Ok(listed
+        .into_iter()
+        .map(|voice| {
+            let mut entry = ElevenLabsVoice::new(voice.id, voice.name, &voice.provider);
+            entry.description = voice.description;
+            if voice.origin == VoiceOrigin::Saved {
+                entry.category = "cloned";
+                entry.is_owner = true;
+            }
+            for (label, value) in [("gender", voice.gender), ("language", voice.language)] {
                 if let Some(value) = value {
-                    entry.labels.insert(label.to_owned(), value.clone());
+                    entry.labels.insert(label.to_owned(), value);
                 }
             }
-            all.push(entry);
-        }
-    }
-    let mut seen = HashSet::new();
-    all.retain(|v| seen.insert(v.voice_id.clone()));
-    Ok(all)
+            entry
+        })
+        .collect())
 }
 
 /// ElevenLabs' `GET /v1/voices`: every voice the facade can route.
