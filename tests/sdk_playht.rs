@@ -113,8 +113,13 @@ async fn bad_tokens_are_refused_at_the_handshake() {
     let url = coordinates["Play3.0-mini"]["websocket_url"].as_str().unwrap().replacen("ws://", "http://", 1);
     let (base, token) = url.split_once("?token=").unwrap();
     let (payload, signature) = token.rsplit_once('.').unwrap();
-    let (key_id, expiry) = payload.split_once('.').unwrap();
-    let later = format!("{key_id}.{}.{signature}", expiry.parse::<i64>().unwrap() + 3600);
+    let (head, expiry) = payload.rsplit_once('.').unwrap();
+    let later = format!("{head}.{}.{signature}", expiry.parse::<i64>().unwrap() + 3600);
+    // The same key's token for the unified WebSocket does not open PlayHT's.
+    let socket_auth: Value =
+        app.client.post(app.url("/v1/websocket-auth")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+    let socket_url = socket_auth["webSocketUrls"]["local/espeak-ng"].as_str().unwrap();
+    let other_purpose = socket_url.split("token=").nth(1).unwrap().to_owned();
     let flipped = format!("{payload}.{}{}", if signature.starts_with('0') { "1" } else { "0" }, &signature[1..]);
     let handshake = |token: String| {
         app.client
@@ -126,7 +131,7 @@ async fn bad_tokens_are_refused_at_the_handshake() {
             .send()
     };
     assert_eq!(handshake(token.to_owned()).await.unwrap().status(), 101);
-    for bad in [later, flipped, "nonsense".to_owned(), String::new()] {
+    for bad in [later, flipped, other_purpose, "nonsense".to_owned(), String::new()] {
         let response = handshake(bad.clone()).await.unwrap();
         assert_eq!(response.status(), 401, "{bad:?}");
         let body: Value = response.json().await.unwrap();

@@ -16,6 +16,7 @@ use secrecy::SecretString;
 
 use limits::InFlight;
 pub use limits::{InFlightSlot, RateLimiter};
+pub use signed::Purpose;
 use signed::{TokenError, UrlSigner};
 pub use token::{mint, MintedKey, PresentedKey};
 
@@ -189,23 +190,28 @@ impl Authenticator {
         Ok(Principal::Key(stored.key.clone()))
     }
 
-    /// A URL token for `key` ([`signed`]), and when it expires.
-    pub fn url_token(&self, key: &ApiKey) -> (String, chrono::DateTime<chrono::Utc>) {
-        let mut expires = chrono::Utc::now() + signed::TOKEN_LIFETIME;
+    /// A URL token for `key` and `purpose` ([`signed`]), and when it expires (never after the key).
+    pub fn url_token(&self, key: &ApiKey, purpose: Purpose) -> (String, chrono::DateTime<chrono::Utc>) {
+        let mut expires = chrono::Utc::now() + purpose.lifetime();
         if let Some(key_expires) = key.expires_at {
             expires = expires.min(key_expires);
         }
-        (self.signer.sign(&key.id, expires), expires)
+        (self.signer.sign(purpose, &key.id, expires), expires)
     }
 
     /// Resolves a URL token from `client` like a key: its signature and expiry, then the key it
     /// names, which must still be valid. Failures count towards the client's throttle.
-    pub async fn authenticate_token(&self, token: &str, client: Option<IpAddr>) -> Result<Principal, AuthError> {
+    pub async fn authenticate_token(
+        &self,
+        purpose: Purpose,
+        token: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Principal, AuthError> {
         let per_minute = self.limits.max_failures_per_minute;
         if let Some(wait) = client.and_then(|c| self.failures.check(&c, per_minute, Instant::now()).err()) {
             return Err(AuthError::Throttled(wait));
         }
-        let result = match self.signer.verify(token, chrono::Utc::now()) {
+        let result = match self.signer.verify(purpose, token, chrono::Utc::now()) {
             Ok(key_id) => self.current_key(&key_id).await,
             Err(TokenError::Expired) => Err(AuthError::TokenExpired),
             Err(TokenError::Invalid) => Err(AuthError::Invalid),

@@ -4,8 +4,12 @@
 //! the key and grants only what the key grants, on the routes that take tokens, until it expires
 //! or the key is revoked.
 //!
-//! The form is `<key id, hex>.<expiry, unix seconds>.<signature, hex>`: hex only, so a token
-//! never contains the word `stream` (PlayHT's SDK derives a URL by deleting that word).
+//! A token is also bound to a [`Purpose`]: one handed out for PlayHT's inference URLs does not
+//! open the unified WebSocket, and the other way round.
+//!
+//! The form is `<purpose>.<key id, hex>.<expiry, unix seconds>.<signature, hex>`: digits and hex
+//! only, so a token never contains the word `stream` (PlayHT's SDK derives a URL by deleting
+//! that word).
 
 use chrono::{DateTime, TimeZone, Utc};
 use hmac::{Hmac, Mac};
@@ -15,8 +19,31 @@ use sha2::{Digest, Sha256};
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// How long a token is valid.
-pub const TOKEN_LIFETIME: chrono::Duration = chrono::Duration::hours(1);
+/// What a token may open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// PlayHT's inference URLs (`sdk-auth`, `websocket-auth`); valid an hour, as PlayHT's were
+    /// (its SDK asks again when less than five minutes are left).
+    PlayHt,
+    /// The unified WebSocket (`/v1/websocket-auth`): to be opened at once.
+    Socket,
+}
+
+impl Purpose {
+    fn tag(self) -> char {
+        match self {
+            Purpose::PlayHt => '1',
+            Purpose::Socket => '2',
+        }
+    }
+
+    pub fn lifetime(self) -> chrono::Duration {
+        match self {
+            Purpose::PlayHt => chrono::Duration::hours(1),
+            Purpose::Socket => chrono::Duration::minutes(5),
+        }
+    }
+}
 
 /// Signs and checks tokens with one secret.
 pub struct UrlSigner {
@@ -54,18 +81,23 @@ impl UrlSigner {
         mac
     }
 
-    /// A token for `key_id`, valid until `expires`.
-    pub fn sign(&self, key_id: &str, expires: DateTime<Utc>) -> String {
-        let payload = format!("{}.{}", hex::encode(key_id), expires.timestamp());
+    /// A token for `key_id` and `purpose`, valid until `expires`.
+    pub fn sign(&self, purpose: Purpose, key_id: &str, expires: DateTime<Utc>) -> String {
+        let payload = format!("{}.{}.{}", purpose.tag(), hex::encode(key_id), expires.timestamp());
         let signature = hex::encode(self.mac(&payload).finalize().into_bytes());
         format!("{payload}.{signature}")
     }
 
-    /// The key id a token names, if its signature holds and it has not expired at `now`.
-    pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<String, TokenError> {
+    /// The key id a token names, if its signature holds, it is for `purpose` and it has not
+    /// expired at `now`.
+    pub fn verify(&self, purpose: Purpose, token: &str, now: DateTime<Utc>) -> Result<String, TokenError> {
         let (payload, signature) = token.rsplit_once('.').ok_or(TokenError::Invalid)?;
         let signature = hex::decode(signature).map_err(|_| TokenError::Invalid)?;
         self.mac(payload).verify_slice(&signature).map_err(|_| TokenError::Invalid)?;
+        let (tag, payload) = payload.split_once('.').ok_or(TokenError::Invalid)?;
+        if tag.chars().ne(std::iter::once(purpose.tag())) {
+            return Err(TokenError::Invalid);
+        }
         let (key_id, expires) = payload.split_once('.').ok_or(TokenError::Invalid)?;
         let key_id = String::from_utf8(hex::decode(key_id).map_err(|_| TokenError::Invalid)?)
             .map_err(|_| TokenError::Invalid)?;
@@ -86,29 +118,34 @@ mod tests {
     fn tokens_verify_until_they_expire() {
         let signer = UrlSigner::new(None);
         let now = Utc::now();
-        let token = signer.sign("abc123", now + TOKEN_LIFETIME);
+        let lifetime = Purpose::PlayHt.lifetime();
+        let token = signer.sign(Purpose::PlayHt, "abc123", now + lifetime);
         assert!(token.bytes().all(|b| b.is_ascii_hexdigit() || b == b'.'), "{token}");
-        assert_eq!(signer.verify(&token, now), Ok("abc123".to_owned()));
-        assert_eq!(signer.verify(&token, now + TOKEN_LIFETIME), Err(TokenError::Expired));
+        assert_eq!(signer.verify(Purpose::PlayHt, &token, now), Ok("abc123".to_owned()));
+        assert_eq!(signer.verify(Purpose::PlayHt, &token, now + lifetime), Err(TokenError::Expired));
+        // A token for one purpose opens nothing else.
+        assert_eq!(signer.verify(Purpose::Socket, &token, now), Err(TokenError::Invalid));
     }
 
     #[test]
     fn tampered_or_foreign_tokens_are_refused() {
         let signer = UrlSigner::new(Some(&SecretString::from("shared".to_owned())));
         let now = Utc::now();
-        let token = signer.sign("abc123", now + TOKEN_LIFETIME);
-        // Another key id, a later expiry, another signer, garbage.
+        let expires = now + Purpose::Socket.lifetime();
+        let token = signer.sign(Purpose::Socket, "abc123", expires);
+        // Another key id, a later expiry, another purpose, another signer, garbage.
         let other_key = token.replacen(&hex::encode("abc123"), &hex::encode("abc124"), 1);
         let (payload, signature) = token.rsplit_once('.').unwrap_or_default();
-        let (key, _) = payload.split_once('.').unwrap_or_default();
-        let later = format!("{key}.{}.{signature}", (now + TOKEN_LIFETIME * 2).timestamp());
-        let foreign =
-            UrlSigner::new(Some(&SecretString::from("other".to_owned()))).sign("abc123", now + TOKEN_LIFETIME);
-        for bad in [other_key, later, foreign, String::new(), "..".into(), "zz.1.zz".into()] {
-            assert_eq!(signer.verify(&bad, now), Err(TokenError::Invalid), "{bad:?}");
+        let (head, _) = payload.rsplit_once('.').unwrap_or_default();
+        let later = format!("{head}.{}.{signature}", (expires + chrono::Duration::hours(1)).timestamp());
+        let other_purpose = format!("1{}", &token[1..]);
+        let other_secret = UrlSigner::new(Some(&SecretString::from("other".to_owned())));
+        let foreign = other_secret.sign(Purpose::Socket, "abc123", expires);
+        for bad in [other_key, later, other_purpose, foreign, String::new(), "...".into(), "2.zz.1.zz".into()] {
+            assert_eq!(signer.verify(Purpose::Socket, &bad, now), Err(TokenError::Invalid), "{bad:?}");
         }
         // Replicas with the same secret accept each other's tokens.
         let replica = UrlSigner::new(Some(&SecretString::from("shared".to_owned())));
-        assert_eq!(replica.verify(&token, now), Ok("abc123".to_owned()));
+        assert_eq!(replica.verify(Purpose::Socket, &token, now), Ok("abc123".to_owned()));
     }
 }

@@ -26,7 +26,7 @@ use super::{
     AppState,
 };
 use crate::{
-    auth::{AuthError, Principal},
+    auth::{AuthError, Principal, Purpose},
     domain::{FieldError, Scope},
     metrics::{ErrorLabels, RequestLabels},
     service::usage::{Meter, MeterStart, UsageDetails},
@@ -36,13 +36,13 @@ use crate::{
 pub const PUBLIC_ROUTES: &[&str] =
     &["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/", "/docs/{*rest}"];
 
-/// Routes that also take a signed URL token (`?token=`, see `auth::signed`) in place of a key:
-/// the URLs handed to clients that cannot send headers.
-pub const TOKEN_ROUTES: &[&str] = &[
-    "/playht/api/v4/inference/{model}/stream",
-    "/playht/api/v4/inference/{model}/",
-    "/playht/api/v4/inference/{model}/ws",
-    "/v1/audio/speech/websocket",
+/// Routes that also take a signed URL token (`?token=`, see `auth::signed`) in place of a key,
+/// each a token of its purpose: the URLs handed to clients that cannot send headers.
+pub const TOKEN_ROUTES: &[(&str, Purpose)] = &[
+    ("/playht/api/v4/inference/{model}/stream", Purpose::PlayHt),
+    ("/playht/api/v4/inference/{model}/", Purpose::PlayHt),
+    ("/playht/api/v4/inference/{model}/ws", Purpose::PlayHt),
+    ("/v1/audio/speech/websocket", Purpose::Socket),
 ];
 
 /// Routes under this prefix take the admin token (or a key with the `admin` scope).
@@ -203,12 +203,13 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|peer| client::throttle_key(client::client_address(peer.0.ip(), req.headers(), &state.trusted_proxies)));
-    let token = TOKEN_ROUTES
-        .contains(&route.as_str())
-        .then(|| form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()).find(|(name, _)| name == "token"))
-        .flatten();
+    let purpose = TOKEN_ROUTES.iter().find(|(path, _)| *path == route.as_str()).map(|(_, purpose)| *purpose);
+    let token = purpose.and_then(|purpose| {
+        let query = req.uri().query().unwrap_or("");
+        form_urlencoded::parse(query.as_bytes()).find(|(name, _)| name == "token").map(|(_, token)| (purpose, token))
+    });
     let principal = match token {
-        Some((_, token)) => state.auth.authenticate_token(&token, client).await,
+        Some((purpose, token)) => state.auth.authenticate_token(purpose, &token, client).await,
         None => {
             let dialect = Dialect::of_path(req.uri().path());
             state.auth.authenticate(credential(req.headers(), dialect), admin_route, client).await

@@ -1,5 +1,5 @@
 //! The unified WebSocket, for browsers and other clients that keep one connection open:
-//! `POST /v1/websocket-auth` hands out a short-lived signed URL per model, and the socket at
+//! `POST /v1/websocket-auth` hands out a signed URL per model, valid five minutes, and the socket at
 //! that URL speaks the command protocol of `http::ws` (PlayHT's): each text frame is a
 //! `/v1/audio/speech` body (plus an optional `request_id`), answered by `start`, binary audio and
 //! `end`. A command that names no model and no saved voice is spoken by the URL's model.
@@ -35,13 +35,15 @@ use crate::{
 pub struct WebSocketUrls {
     /// `provider/model` → `ws(s)://…/v1/audio/speech/websocket?model=…&token=…`.
     web_socket_urls: std::collections::BTreeMap<String, String>,
-    /// RFC 3339; the socket must be opened before then (it may stay open for an hour).
+    /// RFC 3339, five minutes ahead: the socket must be opened before then (it may then stay
+    /// open for an hour).
     expires_at: String,
 }
 
 /// A WebSocket URL for every model this gateway serves, each with a token that stands for the
-/// calling key for an hour (less when the key expires sooner). A token is refused once expired
-/// or tampered with, and a socket closes when its key is revoked.
+/// calling key on this socket route only, for five minutes (less when the key expires sooner):
+/// open it at once; the socket then stays open up to an hour. A token is refused once expired or
+/// tampered with, and a socket closes when its key is revoked.
 #[utoipa::path(
     post,
     path = "/v1/websocket-auth",
@@ -58,7 +60,7 @@ pub async fn websocket_auth(
     headers: HeaderMap,
 ) -> Json<WebSocketUrls> {
     let base = websocket_base(&public_base(&state, &headers));
-    let (token, expires) = state.auth.url_token(&key);
+    let (token, expires) = state.auth.url_token(&key, crate::auth::Purpose::Socket);
     let web_socket_urls = state
         .registry
         .known_models()

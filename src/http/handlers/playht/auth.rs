@@ -51,7 +51,7 @@ fn playht_time(time: chrono::DateTime<chrono::Utc>) -> String {
 /// The inference URLs of every model, each with a token for the caller's key.
 fn inference_urls(state: &AppState, headers: &HeaderMap, key: &crate::domain::ApiKey) -> (Map<String, Value>, String) {
     let base = public_base(state, headers);
-    let (token, expires) = state.auth.url_token(key);
+    let (token, expires) = state.auth.url_token(key, crate::auth::Purpose::PlayHt);
     let mut models = Map::new();
     for model in MODELS {
         let path = format!("/playht/api/v4/inference/{model}");
@@ -144,7 +144,7 @@ pub async fn playai_websocket_auth(
     )
 )]
 pub async fn create_lease(State(state): State<AppState>, Caller(key): Caller, headers: HeaderMap) -> Response {
-    let (token, expires) = state.auth.url_token(&key);
+    let (token, expires) = state.auth.url_token(&key, crate::auth::Purpose::PlayHt);
     let now = chrono::Utc::now();
     let created = u32::try_from(now.timestamp() - LEASE_EPOCH).unwrap_or(0);
     let duration = u32::try_from((expires - now).num_seconds().max(0)).unwrap_or(0);
