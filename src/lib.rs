@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod facades;
 pub mod http;
 pub mod metrics;
 pub mod providers;

@@ -1,7 +1,6 @@
 //! Use cases. Handlers and the CLI call these; these call the store and, later, providers.
 
 pub mod conversation;
-pub mod facade;
 pub mod keys;
 pub mod speech;
 pub mod synthesis;

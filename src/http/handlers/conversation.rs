@@ -6,9 +6,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use super::speech::{audio_response, read_output, OutputField, TimedAudio, VoiceField};
+use super::speech::{audio_response, read_output, OutputField, TimedAudio};
 use crate::{
     domain::{audio::AudioFormat, pronounce::Pronunciations, FieldError},
+    facades::openai::VoiceField,
     http::{
         extract::{ApiJson, Caller},
         problem::{ApiError, Problem},

@@ -18,35 +18,20 @@ use utoipa::ToSchema;
 
 use crate::{
     domain::{audio::AudioFormat, pronounce::Pronunciations, FieldError},
+    facades as facade,
+    facades::openai::{StreamFormat, VoiceField},
     http::{
         extract::{ApiJson, Caller},
         problem::{ApiError, Problem},
         AppState,
     },
     service::{
-        facade,
         speech::{self, timed, SpeechInput},
         synthesis::{OutputRequest, SegmentInput},
         timestamps::{Alignment, Mode, TimedClip, Timestamp},
         usage::UsageDetails,
     },
 };
-
-/// A voice by the provider's id, or OpenAI's `{"id": ...}` object form.
-#[derive(Deserialize, ToSchema)]
-#[serde(untagged)]
-pub enum VoiceField {
-    Name(String),
-    Object { id: String },
-}
-
-impl VoiceField {
-    pub fn into_id(self) -> String {
-        match self {
-            VoiceField::Name(name) | VoiceField::Object { id: name } => name,
-        }
-    }
-}
 
 /// `"mp3"`, or `{format, sampleRate, bitrate}` (bitrate in kbit/s).
 #[derive(Deserialize, ToSchema)]
@@ -62,13 +47,6 @@ pub struct OutputSpec {
     format: Option<String>,
     sample_rate: Option<u32>,
     bitrate: Option<u32>,
-}
-
-#[derive(Deserialize, ToSchema, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum StreamFormat {
-    Audio,
-    Sse,
 }
 
 /// Exactly one of `voiceId` or `model` + `voice`; the text as `text` (or OpenAI's `input`).
@@ -142,7 +120,7 @@ impl SpeechBody {
                 output.format = parse_format(&name, "response_format", &mut problems);
                 // OpenAI's raw formats are 24 kHz, whoever speaks.
                 if matches!(output.format, Some(AudioFormat::Pcm | AudioFormat::Wav)) {
-                    output.sample_rate = Some(super::openai::OPENAI_RATE);
+                    output.sample_rate = Some(crate::facades::openai::OPENAI_RATE);
                 }
                 output
             }
@@ -288,7 +266,7 @@ pub(super) async fn read_speech(
     Ok((input, sse))
 }
 
-/// An OpenAI body's voice, routed as on the OpenAI drop-in (`service::facade`): OpenAI SDK code
+/// An OpenAI body's voice, routed as on the OpenAI drop-in (`facades`): OpenAI SDK code
 /// pointed at `/v1` can be served by any provider too.
 pub(super) async fn route_openai_voice(
     state: &AppState,

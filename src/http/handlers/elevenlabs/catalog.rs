@@ -9,14 +9,11 @@ use axum::{extract::Path, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{
-    wire::{query_path, relocate},
-    Call, ElevenLabsError, ElevenLabsValidationError, VENDOR,
-};
+use super::{relocate, Call, ElevenLabsError, ElevenLabsValidationError, VENDOR};
 use crate::{
     domain::{FieldError, PathSegment},
+    facades::{self as facade, elevenlabs::wire::query_path, VoiceOrigin},
     http::{extract::ApiQuery, problem::ApiError},
-    service::facade::{self, VoiceOrigin},
 };
 
 /// ElevenLabs' `Voice`, with the members the gateway knows.

@@ -12,16 +12,15 @@ use futures::StreamExt;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{
-    align::{align, ElevenLabsAlignment},
-    wire::{
-        self, dialogue_path, relocate, ElevenLabsTimedAudio, ElevenLabsTimedDialogue, ElevenLabsVoiceSegment,
-        SpeechQuery,
-    },
-    Call, ElevenLabsError, ElevenLabsValidationError,
-};
+use super::{relocate, Call, ElevenLabsError, ElevenLabsValidationError};
 use crate::{
     domain::{FieldError, PathSegment},
+    facades::elevenlabs::{
+        align::{align, ElevenLabsAlignment},
+        wire::{
+            self, dialogue_path, ElevenLabsTimedAudio, ElevenLabsTimedDialogue, ElevenLabsVoiceSegment, SpeechQuery,
+        },
+    },
     http::{
         extract::{ApiJson, ApiQuery},
         handlers::speech::audio_response,

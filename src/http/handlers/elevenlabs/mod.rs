@@ -1,14 +1,12 @@
 //! ElevenLabs' API, drop-in at `/elevenlabs` (the SDKs' `base_url`): text to speech (audio,
 //! stream, with timestamps, stream with timestamps), text to dialogue (the same four), voices
 //! and models, with ElevenLabs' error shapes (rendered by `http::dialect`). Any provider can
-//! serve it: ElevenLabs voice ids are routed as every facade routes them (`service::facade`):
+//! serve it: ElevenLabs voice ids are routed as every facade routes them (`facades`):
 //! a saved voice, `provider:voice`, `[facades.elevenlabs.voices]`, then the request's
 //! `model_id` (an ElevenLabs model, `elevenlabs/<model_id>`) or the facade's `default_model`.
 
-mod align;
 mod catalog;
 mod dialogue;
-mod wire;
 
 use axum::{
     body::Body,
@@ -23,14 +21,17 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 // Globs, so that each route's OpenAPI item comes along with its handler.
-use self::{
-    align::{align, Aligner, ElevenLabsAlignment},
-    wire::{relocate, speech_path, ElevenLabsTimedAudio, SpeechQuery},
-};
 pub use self::{catalog::*, dialogue::*};
 use super::speech::{audio_response, respond_with_speech};
 use crate::{
-    domain::FieldError,
+    domain::{FieldError, PathSegment},
+    facades::{
+        self as facade,
+        elevenlabs::{
+            align::{align, Aligner, ElevenLabsAlignment},
+            wire::{self, speech_path, ElevenLabsTimedAudio, SpeechQuery},
+        },
+    },
     http::{
         extract::{ApiJson, ApiQuery, Caller},
         middleware::RequestId,
@@ -38,13 +39,23 @@ use crate::{
         AppState,
     },
     service::{
-        facade,
         speech::{timed, timed::TimedChunk, SpeechInput},
         synthesis::SegmentInput,
         timestamps::Mode,
         usage::UsageDetails,
     },
 };
+
+/// `error` with every field path rewritten by `locate`.
+pub fn relocate(error: ApiError, locate: &dyn Fn(Vec<PathSegment>) -> Vec<PathSegment>) -> ApiError {
+    let moved = |f: FieldError| FieldError { path: locate(f.path), message: f.message };
+    match error {
+        ApiError::Validation(fields) => ApiError::Validation(fields.into_iter().map(moved).collect()),
+        ApiError::VoiceNotFound(field) => ApiError::VoiceNotFound(moved(field)),
+        ApiError::Turn { index, error } => ApiError::Turn { index, error: Box::new(relocate(*error, locate)) },
+        other => other,
+    }
+}
 
 /// The provider whose own voice and model ids the facade uses unprefixed.
 const VENDOR: &str = "elevenlabs";

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::{auth::public_base, voice, wire::PLAYHT_V2, PlayError, PlayRequest};
+use super::{auth::public_base, voice, PlayError, PlayRequest};
+use crate::facades::playht::PLAYHT_V2;
 use crate::{
     domain::{audio::AudioFormat, FieldError, TtsJob},
     http::{

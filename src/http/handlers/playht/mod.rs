@@ -5,13 +5,12 @@
 //! (camelCase, PlayDialog two-speaker dialogue included).
 //!
 //! PlayHT voice ids (`s3://…/manifest.json`) mean nothing to other providers: they are routed by
-//! `[facades.playht]` (`service::facade`) — a mapping per voice, `provider:voice`, or a default
+//! `[facades.playht]` (`facades`) — a mapping per voice, `provider:voice`, or a default
 //! model. A two-speaker request (`voice_2`) is voiced by the conversation engine, one turn per
 //! speaker change marked by the turn prefixes in the text.
 
 mod auth;
 pub mod jobs;
-mod wire;
 
 use axum::{
     body::Body,
@@ -26,14 +25,15 @@ use utoipa::ToSchema;
 
 pub use self::auth::*;
 pub(crate) use self::auth::{public_base, websocket_base};
-pub use self::wire::PlayRequest;
-use self::wire::{dialogue_turns, language_code, output, Surface, DEFAULT_PREFIXES, PLAYAI_V1, PLAYHT_V2};
 use super::speech::audio_response;
+pub use crate::facades::playht::PlayRequest;
+use crate::facades::playht::{dialogue_turns, language_code, output, Surface, DEFAULT_PREFIXES, PLAYAI_V1, PLAYHT_V2};
 use crate::{
     domain::{
         audio::{AudioFormat, AudioSpec},
         FieldError,
     },
+    facades as facade,
     http::{
         extract::{from_document, ApiJson, Caller},
         problem::ApiError,
@@ -42,7 +42,6 @@ use crate::{
     },
     service::{
         conversation::{self, ConversationInput, ConversationOutput, TurnInput},
-        facade,
         speech::{self, SpeechInput},
         synthesis::SegmentInput,
         usage::UsageDetails,

@@ -1,6 +1,9 @@
-//! What the vendor drop-in routes share: how a vendor's voice id finds the provider and voice
-//! that will speak it. Code written for one vendor names that vendor's voices; the gateway can
-//! serve them from any provider.
+//! The vendor drop-ins' wire and its translation to the core: each vendor's request shapes and
+//! what they mean (`openai`, `elevenlabs`, `playht`), and what they share — how a vendor's voice
+//! id finds the provider and voice that will speak it, and the voices a facade lists. Code
+//! written for one vendor names that vendor's voices; the gateway can serve them from any
+//! provider. The HTTP handlers (`http::handlers`) stay thin: extract, translate here, call the
+//! service, answer.
 //!
 //! A facade's voice id resolves, in order, to
 //! 1. a saved voice of the caller's with that id (`/v1/voices`);
@@ -10,7 +13,11 @@
 //!    `model:voice` form;
 //! 4. the request's model (or the facade's `default_model`), with the id passed through.
 
-use super::{synthesis::SegmentInput, ServiceError};
+pub mod elevenlabs;
+pub mod openai;
+pub mod playht;
+
+use crate::service::{synthesis::SegmentInput, ServiceError};
 use crate::{
     config::{split_target, FacadeConfig},
     domain::FieldError,
@@ -123,7 +130,9 @@ pub async fn voices(
     }
     let mut cursor = None;
     for _ in 0..MAX_SAVED_PAGES {
-        let page = super::voices::list(store, owner, cursor.as_deref(), Some(super::voices::MAX_PAGE)).await?;
+        let page =
+            crate::service::voices::list(store, owner, cursor.as_deref(), Some(crate::service::voices::MAX_PAGE))
+                .await?;
         for saved in page.voices {
             let voice = entry(saved.id, saved.title, &saved.provider, VoiceOrigin::Saved);
             all.push(FacadeVoice { description: saved.description, ..voice });

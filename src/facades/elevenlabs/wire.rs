@@ -9,7 +9,6 @@ use utoipa::{IntoParams, ToSchema};
 use super::align::ElevenLabsAlignment;
 use crate::{
     domain::{audio::AudioFormat, FieldError, PathSegment},
-    http::problem::ApiError,
     service::synthesis::OutputRequest,
 };
 
@@ -85,17 +84,6 @@ pub fn query_path(mut path: Vec<PathSegment>) -> Vec<PathSegment> {
 
 fn in_query(problem: FieldError) -> FieldError {
     FieldError { path: query_path(problem.path), message: problem.message }
-}
-
-/// `error` with every field path rewritten by `locate`.
-pub fn relocate(error: ApiError, locate: &dyn Fn(Vec<PathSegment>) -> Vec<PathSegment>) -> ApiError {
-    let moved = |f: FieldError| FieldError { path: locate(f.path), message: f.message };
-    match error {
-        ApiError::Validation(fields) => ApiError::Validation(fields.into_iter().map(moved).collect()),
-        ApiError::VoiceNotFound(field) => ApiError::VoiceNotFound(moved(field)),
-        ApiError::Turn { index, error } => ApiError::Turn { index, error: Box::new(relocate(*error, locate)) },
-        other => other,
-    }
 }
 
 fn fields(names: &[&str]) -> Vec<PathSegment> {

@@ -10,7 +10,7 @@ use crate::{
 };
 
 /// Turn prefixes of a two-speaker request that gives none.
-pub(super) const DEFAULT_PREFIXES: [&str; 2] = ["Voice 1:", "Voice 2:"];
+pub(crate) const DEFAULT_PREFIXES: [&str; 2] = ["Voice 1:", "Voice 2:"];
 
 /// `text`: one string, or a list of strings (`pyht` always sends a list).
 #[derive(Deserialize, ToSchema)]
@@ -25,34 +25,34 @@ pub enum PlayText {
 /// guidance, temperature...) are accepted and ignored.
 #[derive(Deserialize, ToSchema)]
 pub struct PlayRequest {
-    pub(super) text: Option<PlayText>,
+    pub(crate) text: Option<PlayText>,
     /// A PlayHT voice id, mapped per `[facades.playht]`, or `provider:voice`.
-    pub(super) voice: Option<String>,
+    pub(crate) voice: Option<String>,
     /// `Play3.0-mini`, `PlayDialog`, ... Only the PlayDialog engines voice `voice_2`; the
     /// provider is chosen by the voice.
-    pub(super) voice_engine: Option<String>,
+    pub(crate) voice_engine: Option<String>,
     /// Play.ai's name for `voice_engine`.
-    pub(super) model: Option<String>,
+    pub(crate) model: Option<String>,
     /// `mp3`, `wav`, `ogg`, `flac`, `mulaw`, `raw` or `pcm`.
     #[serde(alias = "outputFormat")]
-    pub(super) output_format: Option<String>,
+    pub(crate) output_format: Option<String>,
     #[serde(alias = "sampleRate")]
-    pub(super) sample_rate: Option<u32>,
-    pub(super) speed: Option<f32>,
-    pub(super) seed: Option<u64>,
+    pub(crate) sample_rate: Option<u32>,
+    pub(crate) speed: Option<f32>,
+    pub(crate) seed: Option<u64>,
     /// English names of languages: `english`, `french`, ...
-    pub(super) language: Option<String>,
+    pub(crate) language: Option<String>,
     /// The second speaker of a PlayDialog request.
     #[serde(alias = "voice2")]
-    pub(super) voice_2: Option<String>,
+    pub(crate) voice_2: Option<String>,
     #[serde(alias = "turnPrefix")]
-    pub(super) turn_prefix: Option<String>,
+    pub(crate) turn_prefix: Option<String>,
     #[serde(alias = "turnPrefix2")]
-    pub(super) turn_prefix_2: Option<String>,
+    pub(crate) turn_prefix_2: Option<String>,
 }
 
 impl PlayRequest {
-    pub(super) fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         match &self.text {
             Some(PlayText::One(text)) => text.clone(),
             Some(PlayText::Many(parts)) => parts.join(" "),
@@ -63,18 +63,18 @@ impl PlayRequest {
 
 /// What a request leaves out means different things depending on where it came through.
 #[derive(Clone, Copy)]
-pub(super) struct Surface<'a> {
+pub(crate) struct Surface<'a> {
     /// `wav` on PlayHT v2 and its HTTP inference URLs, `mp3` on Play.ai v1 and the WebSocket.
-    pub(super) format: AudioFormat,
+    pub(crate) format: AudioFormat,
     /// The engine of the inference URL the request came to.
-    pub(super) engine: Option<&'a str>,
+    pub(crate) engine: Option<&'a str>,
 }
 
-pub(super) const PLAYHT_V2: Surface<'static> = Surface { format: AudioFormat::Wav, engine: None };
-pub(super) const PLAYAI_V1: Surface<'static> = Surface { format: AudioFormat::Mp3, engine: None };
+pub(crate) const PLAYHT_V2: Surface<'static> = Surface { format: AudioFormat::Wav, engine: None };
+pub(crate) const PLAYAI_V1: Surface<'static> = Surface { format: AudioFormat::Mp3, engine: None };
 
 /// PlayHT's format names.
-pub(super) fn output(request: &PlayRequest, surface: Surface<'_>) -> Result<OutputRequest, FieldError> {
+pub(crate) fn output(request: &PlayRequest, surface: Surface<'_>) -> Result<OutputRequest, FieldError> {
     let default_format = surface.format;
     let format = match request.output_format.as_deref() {
         None => None,
@@ -94,7 +94,7 @@ pub(super) fn output(request: &PlayRequest, surface: Surface<'_>) -> Result<Outp
 }
 
 /// PlayHT names languages in English; providers take ISO 639-1 codes.
-pub(super) fn language_code(name: &str) -> Option<&'static str> {
+pub(crate) fn language_code(name: &str) -> Option<&'static str> {
     const CODES: [(&str, &str); 37] = [
         ("afrikaans", "af"),
         ("albanian", "sq"),
@@ -140,7 +140,7 @@ pub(super) fn language_code(name: &str) -> Option<&'static str> {
 /// Splits a two-speaker text at its turn prefixes: `(speaker, text)` in order, at most `max`
 /// turns (`None` beyond). Text before the first prefix is the first speaker's. One pass over the
 /// text per prefix.
-pub(super) fn dialogue_turns(text: &str, prefixes: [&str; 2], max: usize) -> Option<Vec<(usize, String)>> {
+pub(crate) fn dialogue_turns(text: &str, prefixes: [&str; 2], max: usize) -> Option<Vec<(usize, String)>> {
     let mut marks: Vec<(usize, usize, usize)> = prefixes
         .iter()
         .enumerate()
