@@ -29,17 +29,29 @@ pub struct Config {
     pub log: LogConfig,
     pub providers: ProvidersConfig,
     pub conversation: ConversationConfig,
-    /// The vendor drop-in routes' voice mappings (`service::facade`).
+    /// The vendor drop-in routes' voice mappings (`facades`).
     pub facades: FacadesConfig,
 }
 
 /// `[facades]`: per-vendor voice mappings of the drop-in routes.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FacadesConfig {
     pub openai: FacadeConfig,
     pub elevenlabs: FacadeConfig,
     pub playht: FacadeConfig,
+}
+
+impl Default for FacadesConfig {
+    /// ElevenLabs ids not otherwise routed are the `elevenlabs` provider's; OpenAI requests always
+    /// name a model; PlayHT voices exist nowhere any more, so they need mapping.
+    fn default() -> Self {
+        Self {
+            openai: FacadeConfig::default(),
+            elevenlabs: FacadeConfig { default_model: Some("elevenlabs".to_owned()), voices: BTreeMap::new() },
+            playht: FacadeConfig::default(),
+        }
+    }
 }
 
 /// `[facades.<vendor>]`.
@@ -55,6 +67,12 @@ pub struct FacadeConfig {
 }
 
 impl FacadeConfig {
+    /// The provider of `default_model`: the one whose own voice and model ids the facade passes
+    /// through unprefixed (the `elevenlabs` provider for the ElevenLabs facade, by default).
+    pub fn native_provider(&self) -> Option<&str> {
+        self.default_model.as_deref().map(|model| model.split('/').next().unwrap_or(model))
+    }
+
     /// The mapping values that do not have the `model:voice` form, as `(voice, message)`.
     pub fn problems(&self) -> Vec<(String, String)> {
         self.voices

@@ -159,3 +159,46 @@ async fn hostile_input_is_a_clear_4xx() {
     assert!(page["voices"].as_array().unwrap().iter().any(|v| v["voice_id"] == "local:en-gb"), "{page}");
     app.stop().await;
 }
+
+/// ElevenLabs' refusals pass through with their status and slug (a 422 stays a 422, which the
+/// SDKs raise as `UnprocessableEntityError`); an ElevenLabs `model_id` with no ElevenLabs here is
+/// spoken by the facade's default model; a seed beyond ElevenLabs' range is the caller's 422.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_refusals_keep_their_status_and_model_ids_fall_back() {
+    use wiremock::{matchers::method, Mock, MockServer, ResponseTemplate};
+    let upstream = MockServer::start().await;
+    let invalid = json!({"detail": [{"loc": ["body", "voice_settings", "stability"], "msg": "must be at most 1", "type": "value_error"}]});
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(422).set_body_json(invalid)).mount(&upstream).await;
+    let uri = upstream.uri();
+    let app = TestApp::spawn_with(Db::Sqlite, move |c| {
+        c.providers.elevenlabs =
+            speechgate::config::VendorConfig { api_key: Some("xi-test".to_owned().into()), base_url: Some(uri) };
+    })
+    .await;
+    let (_, key) = app.speech_key().await;
+    let body = json!({"text": "Hello.", "voice_settings": {"stability": 5}});
+    let (status, error) = failure(post(&app, &key, "/v1/text-to-speech/JBFqnCBsd6RMkjVDRZzb", body).await).await;
+    assert_eq!(status, 422, "{error}");
+    assert!(error["detail"][0]["msg"].as_str().unwrap().contains("elevenlabs"), "{error}");
+    let (status, error) = failure(
+        post(&app, &key, &format!("/v1/text-to-speech/{MAPPED}"), json!({"text": "x", "seed": 5_000_000_000u64})).await,
+    )
+    .await;
+    assert_eq!((status, &error["detail"][0]["loc"]), (422, &json!(["body", "seed"])), "{error}");
+    app.stop().await;
+
+    // No ElevenLabs provider: the SDKs' usual `model_id` does not stop the default model.
+    let app = TestApp::spawn_with(Db::Sqlite, |c| c.facades.elevenlabs.default_model = Some("local".into())).await;
+    let (_, key) = app.speech_key().await;
+    let body = json!({"text": "Served anyway.", "model_id": "eleven_multilingual_v2"});
+    let response = post(&app, &key, "/v1/text-to-speech/en-us?output_format=pcm_16000", body).await;
+    assert_eq!(response.status(), 200);
+    assert!(response.bytes().await.unwrap().len() > 1000);
+    // A dialogue's language is the request's: one problem, at its top-level field.
+    let inputs = json!([{"text": "One.", "voice_id": "en-us"}, {"text": "Two.", "voice_id": "en-gb"}]);
+    let body = json!({"inputs": inputs, "language_code": "e\u{7}n"});
+    let (status, error) = failure(post(&app, &key, "/v1/text-to-dialogue", body).await).await;
+    assert_eq!((status, error["detail"].as_array().unwrap().len()), (422, 1), "{error}");
+    assert_eq!(error["detail"][0]["loc"], json!(["body", "language_code"]), "{error}");
+    app.stop().await;
+}

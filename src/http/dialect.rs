@@ -68,25 +68,37 @@ impl Dialect {
                 let status = if status == StatusCode::CONFLICT { StatusCode::BAD_REQUEST } else { status };
                 (status, "application/json", json!({ "error": error.to_problem().error }))
             }
-            Dialect::ElevenLabs => match error.field_errors() {
-                Some(fields) => {
-                    let detail: Vec<Value> = fields
-                        .iter()
-                        .map(|field| json!({"loc": elevenlabs_loc(&field.path), "msg": field.message, "type": "value_error"}))
-                        .collect();
-                    (StatusCode::UNPROCESSABLE_ENTITY, "application/json", json!({ "detail": detail }))
+            Dialect::ElevenLabs => {
+                let field =
+                    |path: Vec<Value>, message: &str| json!({"loc": path, "msg": message, "type": "value_error"});
+                if let Some(fields) = error.field_errors() {
+                    let mut detail: Vec<Value> =
+                        fields.iter().map(|f| field(elevenlabs_loc(&f.path), &f.message)).collect();
+                    // Several of the gateway's fields can be one of ElevenLabs' (every dialogue
+                    // input inherits `language_code`): each problem once.
+                    let mut seen = std::collections::HashSet::new();
+                    detail.retain(|entry| seen.insert(entry.to_string()));
+                    return (StatusCode::UNPROCESSABLE_ENTITY, "application/json", json!({ "detail": detail }));
                 }
-                None => {
-                    let status_slug = match error {
-                        ApiError::Unauthorized(_) => "invalid_api_key",
-                        ApiError::TooManyConcurrent(_) => "too_many_concurrent_requests",
-                        ApiError::Overloaded => "system_busy",
-                        other => other.code(),
-                    };
-                    let body = json!({"detail": {"status": status_slug, "message": error.to_string()}});
-                    (status, "application/json", body)
+                // ElevenLabs refusing a request keeps its own status and slug through the gateway,
+                // so that its SDKs raise what they would have raised talking to it directly.
+                if let Some((upstream, code)) = error.upstream_refusal() {
+                    let message = error.to_string();
+                    if upstream == StatusCode::UNPROCESSABLE_ENTITY {
+                        let detail = json!([field(vec![json!("body")], &message)]);
+                        return (upstream, "application/json", json!({ "detail": detail }));
+                    }
+                    let slug = code.unwrap_or_else(|| error.code());
+                    return (upstream, "application/json", json!({"detail": {"status": slug, "message": message}}));
                 }
-            },
+                let slug = match error {
+                    ApiError::Unauthorized(_) => "invalid_api_key",
+                    ApiError::TooManyConcurrent(_) => "too_many_concurrent_requests",
+                    ApiError::Overloaded => "system_busy",
+                    other => other.code(),
+                };
+                (status, "application/json", json!({"detail": {"status": slug, "message": error.to_string()}}))
+            }
             Dialect::PlayHt => {
                 (status, "application/json", json!({"error_message": error.to_string(), "error_id": error.code()}))
             }

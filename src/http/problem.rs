@@ -213,6 +213,19 @@ impl ApiError {
         }
     }
 
+    /// A provider's refusal of the request as a client error (4xx other than 401, 403 and 429):
+    /// its status and its own error code.
+    pub fn upstream_refusal(&self) -> Option<(StatusCode, Option<&str>)> {
+        match self {
+            ApiError::Provider(ProviderError::Rejected { status, code, .. }) => {
+                let status = StatusCode::from_u16(*status).ok().filter(StatusCode::is_client_error)?;
+                Some((status, code.as_deref()))
+            }
+            ApiError::Turn { error, .. } => error.upstream_refusal(),
+            _ => None,
+        }
+    }
+
     /// Whether the same request may succeed if simply sent again later.
     pub fn retryable(&self) -> bool {
         match self {

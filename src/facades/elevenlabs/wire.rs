@@ -105,6 +105,8 @@ fn vendor_field(name: &str, voice: &[&str]) -> Option<Vec<PathSegment>> {
 
 fn rename(path: Vec<PathSegment>, voice: &[&str]) -> Vec<PathSegment> {
     match path.split_first() {
+        // ElevenLabs fields the gateway passes on are top-level members of the vendor's body.
+        Some((PathSegment::Field(name), rest)) if name == "providerOptions" && !rest.is_empty() => rest.to_vec(),
         Some((PathSegment::Field(name), rest)) => match vendor_field(name, voice) {
             Some(mut renamed) => {
                 renamed.extend_from_slice(rest);
@@ -126,7 +128,11 @@ pub fn speech_path(path: Vec<PathSegment>) -> Vec<PathSegment> {
 pub fn dialogue_path(path: Vec<PathSegment>) -> Vec<PathSegment> {
     match path.split_first() {
         Some((PathSegment::Field(turns), rest)) if turns == "turns" => match rest.split_first() {
+            // Top-level fields every turn inherits are the request's, not an input's.
             Some((PathSegment::Index(_), [PathSegment::Field(model), ..])) if model == "model" => fields(&["model_id"]),
+            Some((PathSegment::Index(_), [PathSegment::Field(language), ..])) if language == "language" => {
+                fields(&["language_code"])
+            }
             Some((index @ PathSegment::Index(_), inner)) => {
                 let mut path = vec![PathSegment::Field("inputs".to_owned()), index.clone()];
                 path.extend(rename(inner.to_vec(), &["voice_id"]));

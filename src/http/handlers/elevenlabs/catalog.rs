@@ -9,7 +9,7 @@ use axum::{extract::Path, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{relocate, Call, ElevenLabsError, ElevenLabsValidationError, VENDOR};
+use super::{relocate, Call, ElevenLabsError, ElevenLabsValidationError};
 use crate::{
     domain::{FieldError, PathSegment},
     facades::{self as facade, elevenlabs::wire::query_path, VoiceOrigin},
@@ -68,7 +68,8 @@ pub struct ElevenLabsVoicesPage {
 async fn all_voices(call: &Call) -> Result<Vec<ElevenLabsVoice>, ApiError> {
     let state = &call.state;
     let facade = &state.facades.elevenlabs;
-    let listed = facade::voices(&state.registry, state.store.as_ref(), &call.owner, facade, Some(VENDOR)).await?;
+    let native = facade.native_provider();
+    let listed = facade::voices(&state.registry, state.store.as_ref(), &call.owner, facade, native).await?;
     Ok(listed
         .into_iter()
         .map(|voice| {
@@ -229,10 +230,11 @@ pub struct ElevenLabsModelRates {
     )
 )]
 pub async fn list_models(call: Call) -> Json<Vec<ElevenLabsModel>> {
+    let native = call.state.facades.elevenlabs.native_provider();
     let models = call.state.registry.providers().flat_map(|provider| {
         let id = provider.id().to_owned();
         provider.capabilities().models.iter().map(move |m| {
-            let model_id = if id == VENDOR { m.id.clone() } else { format!("{id}/{}", m.id) };
+            let model_id = if Some(id.as_str()) == native { m.id.clone() } else { format!("{id}/{}", m.id) };
             ElevenLabsModel {
                 name: model_id.clone(),
                 model_id,

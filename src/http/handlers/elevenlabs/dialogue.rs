@@ -32,9 +32,6 @@ use crate::{
     },
 };
 
-/// ElevenLabs' default text-to-dialogue model.
-const DIALOGUE_MODEL: &str = "eleven_v3";
-
 /// Audio of a timed dialogue per NDJSON line.
 const STREAM_CHUNK: usize = 16 * 1024;
 
@@ -47,7 +44,8 @@ pub struct ElevenLabsDialogueBody {
     /// voices the whole dialogue in one request when every input is on it), or `provider/model`.
     model_id: Option<String>,
     language_code: Option<String>,
-    seed: Option<u64>,
+    /// 0 to 4294967295, as ElevenLabs takes it.
+    seed: Option<u32>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -92,9 +90,13 @@ impl ElevenLabsDialogueBody {
         let (Some(output), true) = (output, problems.is_empty()) else {
             return Err(ApiError::Validation(problems));
         };
-        // ElevenLabs' dialogue model is eleven_v3 unless the request or the facade says otherwise.
-        let default_model = call.state.facades.elevenlabs.default_model.is_none().then_some(DIALOGUE_MODEL);
-        let model_id = self.model_id.as_deref().or(default_model);
+        // Unless the request says otherwise, the native provider's dialogue model (ElevenLabs':
+        // eleven_v3), as its API defaults to.
+        let registry = &call.state.registry;
+        let native = call.state.facades.elevenlabs.native_provider().and_then(|id| registry.get(id));
+        let dialogue_model =
+            native.and_then(|p| p.capabilities().native_dialogue.as_ref()).and_then(|d| d.models.first());
+        let model_id = self.model_id.as_deref().or(dialogue_model.map(String::as_str));
         let mut turns = Vec::with_capacity(lines.len());
         for (i, (text, voice)) in lines.iter().enumerate() {
             let within = |path| [vec![PathSegment::Field("turns".to_owned()), PathSegment::Index(i)], path].concat();
@@ -102,7 +104,7 @@ impl ElevenLabsDialogueBody {
             let segment = crate::service::synthesis::SegmentInput {
                 text: text.clone(),
                 text_field: "text",
-                seed: self.seed,
+                seed: self.seed.map(u64::from),
                 ..routed
             };
             turns.push(TurnInput { segment, pause_before_ms: None });

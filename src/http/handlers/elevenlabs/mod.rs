@@ -3,7 +3,8 @@
 //! and models, with ElevenLabs' error shapes (rendered by `http::dialect`). Any provider can
 //! serve it: ElevenLabs voice ids are routed as every facade routes them (`facades`):
 //! a saved voice, `provider:voice`, `[facades.elevenlabs.voices]`, then the request's
-//! `model_id` (an ElevenLabs model, `elevenlabs/<model_id>`) or the facade's `default_model`.
+//! `model_id` (a model of the facade's native provider, `elevenlabs` by default) or the facade's
+//! `default_model`.
 
 mod catalog;
 mod dialogue;
@@ -56,9 +57,6 @@ pub fn relocate(error: ApiError, locate: &dyn Fn(Vec<PathSegment>) -> Vec<PathSe
         other => other,
     }
 }
-
-/// The provider whose own voice and model ids the facade uses unprefixed.
-const VENDOR: &str = "elevenlabs";
 
 /// ElevenLabs' error body: `{"detail": {"status", "message"}}` (e.g. `invalid_api_key`,
 /// `voice_not_found`).
@@ -125,13 +123,18 @@ impl Call {
     /// that nothing routes, on a provider this gateway does not serve, is a 404 that says so.
     async fn route(&self, voice: &str, model_id: Option<&str>, field: &str) -> Result<SegmentInput, ApiError> {
         let state = &self.state;
-        // An ElevenLabs model id is the `elevenlabs` provider's; `provider/model` is taken as is.
+        let facade = &state.facades.elevenlabs;
+        // `provider/model` is taken as is; an ElevenLabs model id is the native provider's when it
+        // serves that model, else the facade's default model speaks.
+        let native_model = |id: &str| {
+            let model = format!("{}/{id}", facade.native_provider()?);
+            state.registry.resolve(&model).is_ok().then_some(model)
+        };
         let model = match model_id {
             Some(id) if id.contains('/') => Some(id.to_owned()),
-            Some(id) => Some(format!("{VENDOR}/{id}")),
-            None => state.facades.elevenlabs.default_model.is_none().then(|| VENDOR.to_owned()),
+            Some(id) => native_model(id).or_else(|| facade.default_model.clone()),
+            None => facade.default_model.clone(),
         };
-        let facade = &state.facades.elevenlabs;
         let store = state.store.as_ref();
         let routed =
             facade::route_voice(&state.registry, store, &self.owner, facade, voice, model.as_deref(), field).await?;
@@ -177,7 +180,8 @@ pub struct ElevenLabsSpeechBody {
     /// ISO 639-1.
     language_code: Option<String>,
     voice_settings: Option<ElevenLabsVoiceSettings>,
-    seed: Option<u64>,
+    /// 0 to 4294967295, as ElevenLabs takes it.
+    seed: Option<u32>,
     #[serde(flatten)]
     #[schema(ignore)]
     other: Map<String, Value>,
@@ -225,7 +229,7 @@ impl ElevenLabsSpeechBody {
                 text_field: "text",
                 speed,
                 language: self.language_code,
-                seed: self.seed,
+                seed: self.seed.map(u64::from),
                 provider_options: call.passable(&routed, vendor),
                 ..routed
             },
