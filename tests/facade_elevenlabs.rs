@@ -202,3 +202,40 @@ async fn upstream_refusals_keep_their_status_and_model_ids_fall_back() {
     assert_eq!(error["detail"][0]["loc"], json!(["body", "language_code"]), "{error}");
     app.stop().await;
 }
+
+/// A saved voice used through the drop-in gets the ElevenLabs fields its provider takes, like a
+/// voice named directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saved_voices_keep_vendor_fields() {
+    use wiremock::{matchers::method, Mock, MockServer, ResponseTemplate};
+    let upstream = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(b"ID3\x04\x00fake".to_vec()))
+        .mount(&upstream)
+        .await;
+    let uri = upstream.uri();
+    let app = TestApp::spawn_with(Db::Sqlite, move |c| {
+        c.providers.elevenlabs =
+            speechgate::config::VendorConfig { api_key: Some("xi-test".to_owned().into()), base_url: Some(uri) };
+    })
+    .await;
+    let (_, key) = app.speech_key().await;
+    let saved = app
+        .post(
+            "/v1/voices",
+            &key,
+            json!({"title": "Narrator", "provider": "elevenlabs", "voiceId": "JBFqnCBsd6RMkjVDRZzb"}),
+        )
+        .await;
+    assert_eq!(saved.status(), 201);
+    let id = saved.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let body = json!({"text": "Hello.", "voice_settings": {"stability": 0.3}, "previous_text": "Before."});
+    let response = post(&app, &key, &format!("/v1/text-to-speech/{id}"), body).await;
+    assert_eq!(response.status(), 200);
+    let sent = upstream.received_requests().await.unwrap();
+    let forwarded: Value = serde_json::from_slice(&sent.last().unwrap().body).unwrap();
+    assert!(sent.last().unwrap().url.path().contains("JBFqnCBsd6RMkjVDRZzb"), "{}", sent.last().unwrap().url);
+    assert_eq!(forwarded["voice_settings"]["stability"], 0.3, "{forwarded}");
+    assert_eq!(forwarded["previous_text"], "Before.", "{forwarded}");
+    app.stop().await;
+}

@@ -154,16 +154,28 @@ impl Call {
 
     /// The members of `vendor` (ElevenLabs body fields the gateway does not read itself) that the
     /// routed provider declares passable (`providerOptions`), so that they reach a provider that
-    /// understands them and no other. `null` members are left out.
-    fn passable(&self, routed: &SegmentInput, vendor: Map<String, Value>) -> Map<String, Value> {
-        let Some(Ok(resolved)) = routed.model.as_deref().map(|m| self.state.registry.resolve(m)) else {
-            return Map::new();
+    /// understands them and no other — a saved voice's provider too. `null` members are left out.
+    async fn passable(
+        &self,
+        routed: &SegmentInput,
+        vendor: Map<String, Value>,
+    ) -> Result<Map<String, Value>, ApiError> {
+        let model = match (&routed.model, &routed.voice_id) {
+            (Some(model), _) => Some(model.clone()),
+            (None, Some(id)) => {
+                let saved = self.state.store.get_voice(&self.owner, id).await?;
+                saved.map(|voice| voice.model.map_or(voice.provider.clone(), |m| format!("{}/{m}", voice.provider)))
+            }
+            (None, None) => None,
+        };
+        let Some(Ok(resolved)) = model.map(|m| self.state.registry.resolve(&m)) else {
+            return Ok(Map::new());
         };
         let declared = &resolved.provider.capabilities().provider_options;
-        vendor
+        Ok(vendor
             .into_iter()
             .filter(|(name, value)| !value.is_null() && declared.iter().any(|o| &o.name == name))
-            .collect()
+            .collect())
     }
 }
 
@@ -223,6 +235,7 @@ impl ElevenLabsSpeechBody {
             }
             settings.speed
         });
+        let provider_options = call.passable(&routed, vendor).await?;
         Ok(SpeechInput {
             segment: SegmentInput {
                 text,
@@ -230,7 +243,7 @@ impl ElevenLabsSpeechBody {
                 speed,
                 language: self.language_code,
                 seed: self.seed.map(u64::from),
-                provider_options: call.passable(&routed, vendor),
+                provider_options,
                 ..routed
             },
             output,
