@@ -191,6 +191,7 @@ pub async fn stream(
         samples: Vec::new(),
         carry: None,
         sent_words: 0,
+        matched: None,
         queue: VecDeque::new(),
         details: details.clone(),
         done: false,
@@ -229,6 +230,9 @@ pub async fn stream(
     .boxed())
 }
 
+/// The longest a stream holds settled words back while its provider's timing arrives.
+const RESETTLE_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
 struct Lines {
     events: EventStream,
     transcoder: PcmTranscoder,
@@ -242,6 +246,8 @@ struct Lines {
     samples: Vec<i16>,
     carry: Option<u8>,
     sent_words: usize,
+    /// When the provider's words were last matched to the text, and how many there were.
+    matched: Option<(std::time::Instant, usize)>,
     queue: VecDeque<TimedChunk>,
     details: UsageDetails,
     done: bool,
@@ -262,7 +268,19 @@ impl Lines {
     }
 
     /// Sends the words whose times can no longer change ([`timestamps::Native::settled_chars`]).
+    ///
+    /// Matching runs over the whole text each time, so it runs again only when the provider's
+    /// words have grown by an eighth or a fifth of a second has passed: the work stays linear in
+    /// the text (a geometric series) and bounded in time, however finely the provider slices its
+    /// timing; the end of the stream matches everything once more.
     fn settled_words(&mut self) {
+        let words = self.provider_words.len();
+        if let Some((at, count)) = self.matched {
+            if words - count < count / 8 && at.elapsed() < RESETTLE_EVERY {
+                return;
+            }
+        }
+        self.matched = Some((std::time::Instant::now(), words));
         let clip_secs = self.samples.len() as f64 / f64::from(self.from);
         let mut native = timestamps::native(&self.original, &self.spoken, &self.provider_words, clip_secs);
         let count = native.timestamps.iter().take_while(|s| s.char_end <= native.settled_chars).count();
