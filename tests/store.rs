@@ -427,6 +427,9 @@ async fn jobs_round_trip_stay_with_their_owner_and_expire(db: Db) {
     let meta = store.get_job("aaaaaaaaaaaa", "job-1", false).await.unwrap().unwrap();
     assert_eq!((meta.audio, meta.size), (None, 70_000));
     assert!(store.get_job("bbbbbbbbbbbb", "job-1", true).await.unwrap().is_none(), "another key's job");
+    assert_eq!(store.count_jobs_since("aaaaaaaaaaaa", at).await.unwrap(), 1);
+    assert_eq!(store.count_jobs_since("aaaaaaaaaaaa", at + Duration::milliseconds(1)).await.unwrap(), 0);
+    assert_eq!(store.count_jobs_since("bbbbbbbbbbbb", at).await.unwrap(), 0);
     assert_eq!(store.delete_jobs_before(at).await.unwrap(), 0);
     assert_eq!(store.delete_jobs_before(at + Duration::milliseconds(1)).await.unwrap(), 1);
     assert!(store.get_job("aaaaaaaaaaaa", "job-1", false).await.unwrap().is_none());

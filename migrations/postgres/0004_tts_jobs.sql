@@ -11,5 +11,6 @@ CREATE TABLE tts_jobs (
     created_at   BIGINT NOT NULL
 );
 
--- Expiry deletes by age.
+-- Expiry deletes by age; a key's quota counts its jobs of the last day.
 CREATE INDEX tts_jobs_created ON tts_jobs (created_at);
+CREATE INDEX tts_jobs_owner_created ON tts_jobs (owner_key_id, created_at);

@@ -62,6 +62,9 @@ pub enum ApiError {
     RateLimited(Duration),
     #[error("this API key already has {0} requests in flight, its limit; retry when one ends")]
     TooManyConcurrent(usize),
+    /// A quota of stored things (not of requests) is used up.
+    #[error("{0}")]
+    QuotaExceeded(String),
     #[error("too many failed authentications from this address; retry in {} s", retry_after_secs(*.0))]
     AuthThrottled(Duration),
     #[error("the gateway is at its limit of concurrent requests; retry shortly")]
@@ -122,9 +125,10 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::RateLimited(_) | ApiError::TooManyConcurrent(_) | ApiError::AuthThrottled(_) => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            ApiError::RateLimited(_)
+            | ApiError::TooManyConcurrent(_)
+            | ApiError::AuthThrottled(_)
+            | ApiError::QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Overloaded | ApiError::UsageBacklog => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::UnknownModel(_) => StatusCode::NOT_FOUND,
@@ -163,6 +167,7 @@ impl ApiError {
             ApiError::BodyTimeout(_) => "request_timeout",
             ApiError::RateLimited(_) => "rate_limited",
             ApiError::TooManyConcurrent(_) => "too_many_concurrent_requests",
+            ApiError::QuotaExceeded(_) => "quota_exceeded",
             ApiError::AuthThrottled(_) => "auth_throttled",
             ApiError::Overloaded => "overloaded",
             ApiError::UsageBacklog => "usage_backlog",
@@ -192,6 +197,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "Payload too large",
             ApiError::BodyTimeout(_) => "Request timeout",
             ApiError::RateLimited(_) | ApiError::TooManyConcurrent(_) | ApiError::AuthThrottled(_) => "Rate limited",
+            ApiError::QuotaExceeded(_) => "Quota exceeded",
             ApiError::Overloaded | ApiError::UsageBacklog => "Service unavailable",
             ApiError::DatabaseUnavailable(_) => "Service unavailable",
             ApiError::UnknownModel(_) => "Unknown model",

@@ -112,6 +112,8 @@ pub trait Store: Send + Sync + 'static {
     /// One of `owner`'s jobs, with its audio or only the audio's size; `None` when there is none
     /// or it belongs to another key.
     async fn get_job(&self, owner: &str, id: &str, audio: bool) -> Result<Option<crate::domain::TtsJob>, StoreError>;
+    /// How many of `owner`'s jobs were created at or after `at`.
+    async fn count_jobs_since(&self, owner: &str, at: DateTime<Utc>) -> Result<u64, StoreError>;
     /// Deletes every job created before `at`; returns how many.
     async fn delete_jobs_before(&self, at: DateTime<Utc>) -> Result<u64, StoreError>;
 }

@@ -20,6 +20,8 @@ pub(super) const INSERT_JOB: &str = "INSERT INTO tts_jobs (id, owner_key_id, req
 /// `$3`: whether to read the audio (else NULL, and only its length).
 pub(super) const GET_JOB: &str = "SELECT id, request, media_type, duration_ms, CAST(length(audio) AS BIGINT) AS size, CASE WHEN $3 THEN audio END AS audio, created_at FROM tts_jobs WHERE owner_key_id = $1 AND id = $2";
 
+pub(super) const COUNT_JOBS_SINCE: &str = "SELECT COUNT(*) FROM tts_jobs WHERE owner_key_id = $1 AND created_at >= $2";
+
 pub(super) const DELETE_JOBS_BEFORE: &str = "DELETE FROM tts_jobs WHERE created_at < $1";
 
 #[derive(sqlx::FromRow)]
@@ -644,6 +646,20 @@ macro_rules! impl_store {
                     .await?
                     .map(sql::JobRow::into_job)
                     .transpose()
+            }
+
+            async fn count_jobs_since(
+                &self,
+                owner: &str,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> Result<u64, $crate::store::StoreError> {
+                use $crate::store::sql;
+                let count: i64 = sqlx::query_scalar(sql::COUNT_JOBS_SINCE)
+                    .bind(owner)
+                    .bind(sql::to_ms(at))
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(u64::try_from(count).unwrap_or(0))
             }
 
             async fn delete_jobs_before(
