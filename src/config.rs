@@ -203,6 +203,13 @@ pub struct ProvidersConfig {
     pub max_stream_secs: u64,
     /// How long a provider's voice catalogue is cached.
     pub voice_cache_secs: u64,
+    /// Retries of a provider call that failed before its first byte with a failure a retry can
+    /// fix (429, 5xx, timeout, connection lost); never once audio has reached the client.
+    pub retries: u32,
+    /// The wait before the first retry, in milliseconds; it doubles for each next one (±50 %).
+    pub retry_backoff_ms: u64,
+    /// The longest wait a retry is worth, in seconds (a `Retry-After` beyond it is not waited for).
+    pub retry_max_wait_secs: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -257,6 +264,9 @@ impl Default for ProvidersConfig {
             idle_timeout_secs: 30,
             max_stream_secs: 900,
             voice_cache_secs: 600,
+            retries: 2,
+            retry_backoff_ms: 200,
+            retry_max_wait_secs: 10,
         }
     }
 }
@@ -429,6 +439,7 @@ impl Config {
             ("providers.timeout_secs", self.providers.timeout_secs, 1),
             ("providers.idle_timeout_secs", self.providers.idle_timeout_secs, 1),
             ("providers.max_stream_secs", self.providers.max_stream_secs, 1),
+            ("providers.retry_max_wait_secs", self.providers.retry_max_wait_secs, 0),
         ];
         for (field, secs, min) in deadlines {
             if !(min..=MAX_DURATION_SECS).contains(&secs) {

@@ -10,6 +10,7 @@ mod http;
 pub mod local;
 pub mod openai;
 pub mod registry;
+mod retry;
 
 use std::{pin::Pin, time::Duration};
 
@@ -25,6 +26,7 @@ use crate::domain::{
 };
 
 pub use registry::Registry;
+pub use retry::RetryPolicy;
 
 /// One model a provider serves.
 #[derive(Debug, Clone, Serialize, ToSchema)]

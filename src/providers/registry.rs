@@ -9,7 +9,7 @@ use std::{
 
 use super::{
     cartesia::Cartesia, deepgram::Deepgram, elevenlabs::ElevenLabs, http::Transport, openai::OpenAi, ModelInfo,
-    ProviderError, ProviderVoice, SpeechProvider,
+    ProviderError, ProviderVoice, RetryPolicy, SpeechProvider,
 };
 use secrecy::SecretString;
 
@@ -135,6 +135,8 @@ type VoiceCache = HashMap<String, (Instant, Arc<Vec<ProviderVoice>>)>;
 
 pub struct Registry {
     providers: BTreeMap<String, Arc<dyn SpeechProvider>>,
+    /// How every provider call is retried (`[providers] retries`...).
+    retry: RetryPolicy,
     aliases: BTreeMap<String, String>,
     voice_cache_ttl: Duration,
     voice_cache: Mutex<VoiceCache>,
@@ -145,6 +147,8 @@ pub struct Registry {
 pub struct Resolved {
     pub provider: Arc<dyn SpeechProvider>,
     pub model: ModelInfo,
+    /// How calls to it are retried.
+    pub retry: RetryPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -171,9 +175,15 @@ impl Registry {
         let mut aliases: BTreeMap<String, String> =
             DEFAULT_ALIASES.iter().map(|(a, t)| ((*a).to_owned(), (*t).to_owned())).collect();
         aliases.extend(config.aliases.clone());
-        Ok(Self::new(providers, aliases, Duration::from_secs(config.voice_cache_secs)))
+        let retry = RetryPolicy {
+            retries: config.retries,
+            backoff: Duration::from_millis(config.retry_backoff_ms),
+            max_wait: Duration::from_secs(config.retry_max_wait_secs),
+        };
+        Ok(Self::new(providers, aliases, Duration::from_secs(config.voice_cache_secs)).with_retry(retry))
     }
 
+    /// The providers, with no retries (see [`Registry::with_retry`]).
     pub fn new(
         providers: Vec<Arc<dyn SpeechProvider>>,
         aliases: BTreeMap<String, String>,
@@ -181,10 +191,17 @@ impl Registry {
     ) -> Self {
         Self {
             providers: providers.into_iter().map(|p| (p.id().to_owned(), p)).collect(),
+            retry: RetryPolicy::NONE,
             aliases,
             voice_cache_ttl,
             voice_cache: Mutex::default(),
         }
+    }
+
+    /// Retries every call per `retry`.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
     }
 
     /// The model aliases, each with the model it stands for.
@@ -210,11 +227,11 @@ impl Registry {
     pub fn resolve(&self, model: &str) -> Result<Resolved, ResolveError> {
         let target = self.aliases.get(model).map_or(model, String::as_str);
         let found = match target.split_once('/') {
-            Some((provider, model_id)) => self.providers.get(provider).and_then(|p| Self::pick(p, model_id)),
+            Some((provider, model_id)) => self.providers.get(provider).and_then(|p| self.pick(p, model_id)),
             None => match self.providers.get(target) {
-                Some(p) => Self::pick(p, &p.capabilities().default_model),
+                Some(p) => self.pick(p, &p.capabilities().default_model),
                 None => {
-                    let mut serving = self.providers.values().filter_map(|p| Self::pick(p, target));
+                    let mut serving = self.providers.values().filter_map(|p| self.pick(p, target));
                     match (serving.next(), serving.next()) {
                         (Some(only), None) => Some(only),
                         _ => None,
@@ -228,9 +245,9 @@ impl Registry {
         })
     }
 
-    fn pick(provider: &Arc<dyn SpeechProvider>, model_id: &str) -> Option<Resolved> {
+    fn pick(&self, provider: &Arc<dyn SpeechProvider>, model_id: &str) -> Option<Resolved> {
         let model = provider.capabilities().model(model_id)?.clone();
-        Some(Resolved { provider: provider.clone(), model })
+        Some(Resolved { provider: provider.clone(), model, retry: self.retry })
     }
 
     /// Every `provider/model` this gateway serves.

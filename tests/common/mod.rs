@@ -77,6 +77,8 @@ pub fn test_config(url: &str) -> Config {
     config.database.url = url.to_owned();
     config.server.listen = "127.0.0.1:0".into();
     config.auth.admin_token = Some(ADMIN_TOKEN.to_owned().into());
+    // Tests of a failure see it once; the retry tests turn retries back on.
+    config.providers.retries = 0;
     config
 }
 

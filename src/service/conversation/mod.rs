@@ -399,7 +399,9 @@ pub async fn start(
                 characters,
             };
             // One call voices every turn: its failure is the dialogue's, not a turn's.
-            let events = call::start(segment, details, metrics, first.resolved.provider.dialogue(request)).await?;
+            let provider = &first.resolved.provider;
+            let retry = first.resolved.retry;
+            let events = call::start(segment, details, metrics, retry, || provider.dialogue(request.clone())).await?;
             let plan = match volume_dbfs {
                 Some(volume_dbfs) => Plan::Normalize { from, output, volume_dbfs },
                 None => Plan::Transcode { from, output },

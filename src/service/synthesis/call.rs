@@ -1,6 +1,6 @@
 //! The provider call: started, observed, and held until its first event so that a provider
-//! that fails at once is still answered with a proper status (and, later, retried or replaced
-//! by a fallback) before anything is committed to the client.
+//! that fails at once is still answered with a proper status — and retried, when its failure is
+//! one a retry can fix — before anything is committed to the client.
 
 use std::{future::Future, sync::Arc, time::Instant};
 
@@ -9,7 +9,7 @@ use tracing::Instrument;
 
 use crate::{
     metrics::{Metrics, ProviderErrorLabels, ProviderLabels},
-    providers::{EventStream, ProviderError, SynthesisEvent},
+    providers::{EventStream, ProviderError, RetryPolicy, SynthesisEvent},
     service::usage::UsageDetails,
 };
 
@@ -22,12 +22,44 @@ pub struct Segment<'a> {
     pub characters: usize,
 }
 
-/// Runs `request` (an adapter's `synthesize` or `dialogue`) and waits for its first event. The
-/// call is observed: a `provider_call` span (provider, model, characters, time to first byte),
-/// and per provider and model the time to first audio, the time to the end of the audio and
-/// failures by code. Usage gets a line for the segment, marked failed if the call fails.
-pub async fn start(
+/// Runs `request` (an adapter's `synthesize` or `dialogue`) and waits for its first event,
+/// retried per `retry` while nothing has been received. Each attempt is observed: a
+/// `provider_call` span (provider, model, characters, time to first byte), and per provider and
+/// model the time to first audio, the time to the end of the audio and failures by code. Usage
+/// gets a line for the segment, marked failed if the last attempt fails.
+pub async fn start<F, Fut>(
     segment: Segment<'_>,
+    details: &UsageDetails,
+    metrics: &Arc<Metrics>,
+    retry: RetryPolicy,
+    request: F,
+) -> Result<EventStream, ProviderError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<EventStream, ProviderError>>,
+{
+    let mut retries = 0;
+    loop {
+        match attempt(&segment, details, metrics, request()).await {
+            Ok(events) => return Ok(events),
+            Err(error) => {
+                retries += 1;
+                let Some(wait) = retry.wait(retries, &error) else { return Err(error) };
+                tracing::info!(
+                    provider = segment.provider,
+                    code = error.code(),
+                    retry = retries,
+                    wait_ms = wait.as_millis() as u64,
+                    "retrying a provider call that failed before its first byte"
+                );
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+async fn attempt(
+    segment: &Segment<'_>,
     details: &UsageDetails,
     metrics: &Arc<Metrics>,
     request: impl Future<Output = Result<EventStream, ProviderError>>,

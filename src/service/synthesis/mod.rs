@@ -100,7 +100,8 @@ impl Target {
             voice: &self.voice,
             characters: self.characters(),
         };
-        call::start(segment, details, metrics, self.resolved.provider.synthesize(request)).await
+        let provider = &self.resolved.provider;
+        call::start(segment, details, metrics, self.resolved.retry, || provider.synthesize(request.clone())).await
     }
 
     /// The adapter's request for `output` (one of the provider's native formats).
