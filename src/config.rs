@@ -210,6 +210,11 @@ pub struct ProvidersConfig {
     pub retry_backoff_ms: u64,
     /// The longest wait a retry is worth, in seconds (a `Retry-After` beyond it is not waited for).
     pub retry_max_wait_secs: u64,
+    /// Calls in a row that fail with the provider down (5xx, timeout, lost connection) before it
+    /// is skipped for `circuit_cooldown_secs`; 0 never skips it.
+    pub circuit_failures: u32,
+    /// How long a provider whose circuit opened is skipped before one call probes it.
+    pub circuit_cooldown_secs: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -267,6 +272,8 @@ impl Default for ProvidersConfig {
             retries: 2,
             retry_backoff_ms: 200,
             retry_max_wait_secs: 10,
+            circuit_failures: 5,
+            circuit_cooldown_secs: 30,
         }
     }
 }
@@ -440,6 +447,7 @@ impl Config {
             ("providers.idle_timeout_secs", self.providers.idle_timeout_secs, 1),
             ("providers.max_stream_secs", self.providers.max_stream_secs, 1),
             ("providers.retry_max_wait_secs", self.providers.retry_max_wait_secs, 0),
+            ("providers.circuit_cooldown_secs", self.providers.circuit_cooldown_secs, 1),
         ];
         for (field, secs, min) in deadlines {
             if !(min..=MAX_DURATION_SECS).contains(&secs) {

@@ -27,6 +27,13 @@ pub struct ProviderLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CircuitLabels {
+    pub provider: String,
+    /// `closed`, `open` or `half_open`; the series of the current state is 1, the others 0.
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProviderErrorLabels {
     pub provider: String,
     pub code: String,
@@ -55,6 +62,8 @@ pub struct Metrics {
     pub provider_ttfb: Family<ProviderLabels, Histogram>,
     pub provider_duration: Family<ProviderLabels, Histogram>,
     pub provider_errors: Family<ProviderErrorLabels, Counter>,
+    /// Each provider's circuit breaker, set when metrics are scraped.
+    pub provider_circuit: Family<CircuitLabels, Gauge>,
 }
 
 fn latency_buckets() -> Histogram {
@@ -118,7 +127,14 @@ impl Metrics {
         );
         let provider_errors = Family::<ProviderErrorLabels, Counter>::default();
         registry.register("provider_errors", "Failed provider calls by error code", provider_errors.clone());
+        let provider_circuit = Family::<CircuitLabels, Gauge>::default();
+        registry.register(
+            "provider_circuit",
+            "Each provider's circuit breaker: 1 for its current state",
+            provider_circuit.clone(),
+        );
         Self {
+            provider_circuit,
             registry,
             usage_rejected,
             shed,
@@ -138,6 +154,14 @@ impl Metrics {
     /// Counts a request turned away before any work.
     pub fn shed(&self, reason: &str) {
         self.shed.get_or_create(&ReasonLabels { reason: reason.to_owned() }).inc();
+    }
+
+    /// Records a provider's circuit state.
+    pub fn circuit(&self, provider: &str, state: &str) {
+        for known in ["closed", "open", "half_open"] {
+            let labels = CircuitLabels { provider: provider.to_owned(), state: known.to_owned() };
+            self.provider_circuit.get_or_create(&labels).set(i64::from(known == state));
+        }
     }
 
     /// The OpenMetrics text exposition of every metric.

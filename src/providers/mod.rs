@@ -3,6 +3,7 @@
 //! The registry (`registry.rs`) is the only place that knows the kinds of provider.
 
 pub mod cartesia;
+mod circuit;
 pub mod deepgram;
 pub mod elevenlabs;
 mod http;
@@ -25,6 +26,7 @@ use crate::domain::{
     text, FieldError, PathSegment,
 };
 
+pub use circuit::{Circuit, CircuitState};
 pub use registry::Registry;
 pub use retry::RetryPolicy;
 

@@ -8,8 +8,8 @@ use std::{
 };
 
 use super::{
-    cartesia::Cartesia, deepgram::Deepgram, elevenlabs::ElevenLabs, http::Transport, openai::OpenAi, ModelInfo,
-    ProviderError, ProviderVoice, RetryPolicy, SpeechProvider,
+    cartesia::Cartesia, deepgram::Deepgram, elevenlabs::ElevenLabs, http::Transport, openai::OpenAi, Circuit,
+    CircuitState, ModelInfo, ProviderError, ProviderVoice, RetryPolicy, SpeechProvider,
 };
 use secrecy::SecretString;
 
@@ -137,6 +137,8 @@ pub struct Registry {
     providers: BTreeMap<String, Arc<dyn SpeechProvider>>,
     /// How every provider call is retried (`[providers] retries`...).
     retry: RetryPolicy,
+    /// Each provider's circuit breaker (`[providers] circuit_failures`...).
+    circuits: BTreeMap<String, Arc<Circuit>>,
     aliases: BTreeMap<String, String>,
     voice_cache_ttl: Duration,
     voice_cache: Mutex<VoiceCache>,
@@ -149,6 +151,8 @@ pub struct Resolved {
     pub model: ModelInfo,
     /// How calls to it are retried.
     pub retry: RetryPolicy,
+    /// Its provider's circuit breaker.
+    pub circuit: Arc<Circuit>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -180,28 +184,42 @@ impl Registry {
             backoff: Duration::from_millis(config.retry_backoff_ms),
             max_wait: Duration::from_secs(config.retry_max_wait_secs),
         };
-        Ok(Self::new(providers, aliases, Duration::from_secs(config.voice_cache_secs)).with_retry(retry))
+        let breaker = (config.circuit_failures, Duration::from_secs(config.circuit_cooldown_secs));
+        Ok(Self::new(providers, aliases, Duration::from_secs(config.voice_cache_secs)).with_reliability(retry, breaker))
     }
 
-    /// The providers, with no retries (see [`Registry::with_retry`]).
+    /// The providers, with no retries and circuits that never open (see
+    /// [`Registry::with_reliability`]).
     pub fn new(
         providers: Vec<Arc<dyn SpeechProvider>>,
         aliases: BTreeMap<String, String>,
         voice_cache_ttl: Duration,
     ) -> Self {
+        let circuits =
+            providers.iter().map(|p| (p.id().to_owned(), Arc::new(Circuit::new(0, Duration::ZERO)))).collect();
         Self {
             providers: providers.into_iter().map(|p| (p.id().to_owned(), p)).collect(),
             retry: RetryPolicy::NONE,
+            circuits,
             aliases,
             voice_cache_ttl,
             voice_cache: Mutex::default(),
         }
     }
 
-    /// Retries every call per `retry`.
-    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+    /// Retries every call per `retry`; opens a provider's circuit after `breaker.0` failures in a
+    /// row, for `breaker.1`.
+    pub fn with_reliability(mut self, retry: RetryPolicy, breaker: (u32, Duration)) -> Self {
         self.retry = retry;
+        for circuit in self.circuits.values_mut() {
+            *circuit = Arc::new(Circuit::new(breaker.0, breaker.1));
+        }
         self
+    }
+
+    /// Every provider's circuit state.
+    pub fn circuits(&self) -> impl Iterator<Item = (&str, CircuitState)> {
+        self.circuits.iter().map(|(id, circuit)| (id.as_str(), circuit.state()))
     }
 
     /// The model aliases, each with the model it stands for.
@@ -247,7 +265,9 @@ impl Registry {
 
     fn pick(&self, provider: &Arc<dyn SpeechProvider>, model_id: &str) -> Option<Resolved> {
         let model = provider.capabilities().model(model_id)?.clone();
-        Some(Resolved { provider: provider.clone(), model, retry: self.retry })
+        let circuit =
+            self.circuits.get(provider.id()).cloned().unwrap_or_else(|| Arc::new(Circuit::new(0, Duration::ZERO)));
+        Some(Resolved { provider: provider.clone(), model, retry: self.retry, circuit })
     }
 
     /// Every `provider/model` this gateway serves.

@@ -26,19 +26,42 @@ pub async fn get_healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// Readiness: the database answers. Load balancers should route only to ready replicas.
+/// What `/readyz` reports: the database, and each provider's circuit breaker.
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready`.
+    status: &'static str,
+    /// `ok`: it answered.
+    database: &'static str,
+    /// By provider id: `{"circuit": "closed" | "open" | "half_open"}`.
+    providers: std::collections::BTreeMap<String, ProviderHealth>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ProviderHealth {
+    circuit: &'static str,
+}
+
+/// Readiness: the database answers. Load balancers should route only to ready replicas. Each
+/// provider's circuit breaker is reported too; an open circuit does not make the replica
+/// unready (the others may serve).
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "operations",
     responses(
-        (status = 200, description = "Healthy", body = Health),
+        (status = 200, description = "Ready", body = Readiness),
         (status = 503, description = "The database does not answer", body = Problem, content_type = "application/problem+json")
     )
 )]
-pub async fn get_readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+pub async fn get_readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
     state.store.ping().await.map_err(|e| ApiError::DatabaseUnavailable(e.to_string()))?;
-    Ok(Json(Health { status: "ready" }))
+    let providers = state
+        .registry
+        .circuits()
+        .map(|(id, circuit)| (id.to_owned(), ProviderHealth { circuit: circuit.as_str() }))
+        .collect();
+    Ok(Json(Readiness { status: "ready", database: "ok", providers }))
 }
 
 /// Prometheus metrics in the OpenMetrics text format.
@@ -49,6 +72,9 @@ pub async fn get_readyz(State(state): State<AppState>) -> Result<Json<Health>, A
     responses((status = 200, description = "OpenMetrics text", body = String, content_type = "application/openmetrics-text"))
 )]
 pub async fn get_metrics(State(state): State<AppState>) -> impl IntoResponse {
+    for (provider, circuit) in state.registry.circuits() {
+        state.metrics.circuit(provider, circuit.as_str());
+    }
     (
         [(
             header::CONTENT_TYPE,

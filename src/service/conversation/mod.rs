@@ -400,8 +400,9 @@ pub async fn start(
             };
             // One call voices every turn: its failure is the dialogue's, not a turn's.
             let provider = &first.resolved.provider;
-            let retry = first.resolved.retry;
-            let events = call::start(segment, details, metrics, retry, || provider.dialogue(request.clone())).await?;
+            let reliability = (first.resolved.retry, first.resolved.circuit.as_ref());
+            let events =
+                call::start(segment, details, metrics, reliability, || provider.dialogue(request.clone())).await?;
             let plan = match volume_dbfs {
                 Some(volume_dbfs) => Plan::Normalize { from, output, volume_dbfs },
                 None => Plan::Transcode { from, output },

@@ -9,7 +9,7 @@ use tracing::Instrument;
 
 use crate::{
     metrics::{Metrics, ProviderErrorLabels, ProviderLabels},
-    providers::{EventStream, ProviderError, RetryPolicy, SynthesisEvent},
+    providers::{Circuit, EventStream, ProviderError, RetryPolicy, SynthesisEvent},
     service::usage::UsageDetails,
 };
 
@@ -31,7 +31,7 @@ pub async fn start<F, Fut>(
     segment: Segment<'_>,
     details: &UsageDetails,
     metrics: &Arc<Metrics>,
-    retry: RetryPolicy,
+    (retry, circuit): (RetryPolicy, &Circuit),
     request: F,
 ) -> Result<EventStream, ProviderError>
 where
@@ -40,7 +40,17 @@ where
 {
     let mut retries = 0;
     loop {
-        match attempt(&segment, details, metrics, request()).await {
+        if !circuit.allow() {
+            let detail = "it has been failing; skipped until its circuit breaker's cool-down has passed".to_owned();
+            let error =
+                ProviderError::Unavailable { provider: segment.provider.to_owned(), status: None, code: None, detail };
+            details.serving(segment.index, segment.provider, segment.model, segment.voice, segment.characters);
+            details.segment_failed(segment.index, "circuit_open");
+            return Err(error);
+        }
+        let outcome = attempt(&segment, details, metrics, request()).await;
+        circuit.record(outcome.as_ref().map(|_| ()));
+        match outcome {
             Ok(events) => return Ok(events),
             Err(error) => {
                 retries += 1;

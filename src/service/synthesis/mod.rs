@@ -101,7 +101,8 @@ impl Target {
             characters: self.characters(),
         };
         let provider = &self.resolved.provider;
-        call::start(segment, details, metrics, self.resolved.retry, || provider.synthesize(request.clone())).await
+        let reliability = (self.resolved.retry, self.resolved.circuit.as_ref());
+        call::start(segment, details, metrics, reliability, || provider.synthesize(request.clone())).await
     }
 
     /// The adapter's request for `output` (one of the provider's native formats).

@@ -1,6 +1,8 @@
 //! Provider calls that fail before their first byte with a failure a retry can fix are retried
 //! (jittered backoff, `Retry-After` honoured up to a cap); the client sees only the outcome, and
-//! usage records the call that served. Failures a retry cannot fix are not retried.
+//! usage records the call that served. Failures a retry cannot fix are not retried. A provider
+//! that keeps failing is skipped by its circuit breaker, probed after a cool-down, and reported
+//! in `/readyz` and `/metrics`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail by panicking")]
 
 mod common;
@@ -84,4 +86,53 @@ async fn failures_a_retry_cannot_fix_are_not_retried() {
         assert_eq!(upstream.received_requests().await.unwrap().len(), 1, "{status}: not retried");
         app.stop().await;
     }
+}
+
+#[tokio::test]
+async fn a_failing_provider_is_skipped_then_probed() {
+    let upstream = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(500).set_body_string("down")).mount(&upstream).await;
+    let base_url = format!("{}/v1", upstream.uri());
+    let app = TestApp::spawn_with(Db::Sqlite, move |c| {
+        c.providers.openai =
+            speechgate::config::VendorConfig { api_key: Some("sk-x".to_owned().into()), base_url: Some(base_url) };
+        c.providers.circuit_failures = 3;
+        c.providers.circuit_cooldown_secs = 1;
+    })
+    .await;
+    let (_, key) = app.speech_key().await;
+    let calls = || async { upstream.received_requests().await.unwrap().len() };
+    let circuit = || async {
+        let ready: serde_json::Value = app.get("/readyz", None).await.json().await.unwrap();
+        ready["providers"]["openai"]["circuit"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(circuit().await, "closed");
+    for _ in 0..3 {
+        assert_eq!(speak(&app, &key).await.status(), 503);
+    }
+    assert_eq!((calls().await, circuit().await.as_str()), (3, "open"));
+    // Open: answered at once, the provider not called; other providers are not affected.
+    assert_eq!(speak(&app, &key).await.status(), 503);
+    assert_eq!(calls().await, 3);
+    let local =
+        app.post("/v1/audio/speech", &key, json!({"model": "local", "voice": "en-us", "text": "Still here."})).await;
+    assert_eq!(local.status(), 200);
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(metrics.contains(r#"speechgate_provider_circuit{provider="openai",state="open"} 1"#), "{metrics}");
+
+    // After the cool-down one call probes; it fails, and the circuit opens again.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(circuit().await, "half_open");
+    assert_eq!(speak(&app, &key).await.status(), 503);
+    assert_eq!((calls().await, circuit().await.as_str()), (4, "open"));
+    // The provider recovers: the next probe succeeds and closes the circuit.
+    upstream.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(b"ID3-back".to_vec()))
+        .mount(&upstream)
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(speak(&app, &key).await.status(), 200);
+    assert_eq!(circuit().await, "closed");
+    app.stop().await;
 }
