@@ -142,11 +142,32 @@ impl Authenticator {
         let per_minute = self.limits.max_failures_per_minute;
         let throttled = client.and_then(|c| self.failures.check(&c, per_minute, Instant::now()).err());
         let result = self.resolve(credential, admin_route, throttled).await;
-        if let (Some(client), Err(AuthError::Invalid | AuthError::Revoked | AuthError::Expired)) = (client, &result) {
-            // The bucket may already be empty; the next check reports the wait.
-            let _ = self.failures.acquire(&client, per_minute, Instant::now());
-        }
+        self.count_failure(client, &result);
         result
+    }
+
+    /// Counts a failed authentication against `client` when `result` is one (a wrong, revoked or
+    /// expired credential; not a database that could not be asked).
+    fn count_failure(&self, client: Option<IpAddr>, result: &Result<Principal, AuthError>) {
+        let failed = matches!(
+            result,
+            Err(AuthError::Invalid | AuthError::Revoked | AuthError::Expired | AuthError::TokenExpired)
+        );
+        if let (Some(client), true) = (client, failed) {
+            // The bucket may already be empty; the next check reports the wait.
+            let _ = self.failures.acquire(&client, self.limits.max_failures_per_minute, Instant::now());
+        }
+    }
+
+    /// The key a stored credential holds, unless it has been revoked or has expired.
+    fn usable(stored: &KeyCredential) -> Result<Principal, AuthError> {
+        if stored.key.revoked_at.is_some() {
+            return Err(AuthError::Revoked);
+        }
+        if stored.key.is_expired(chrono::Utc::now()) {
+            return Err(AuthError::Expired);
+        }
+        Ok(Principal::Key(stored.key.clone()))
     }
 
     async fn resolve(
@@ -181,13 +202,7 @@ impl Authenticator {
         if !presented.matches(&stored.secret_sha256) {
             return Err(AuthError::Invalid);
         }
-        if stored.key.revoked_at.is_some() {
-            return Err(AuthError::Revoked);
-        }
-        if stored.key.is_expired(chrono::Utc::now()) {
-            return Err(AuthError::Expired);
-        }
-        Ok(Principal::Key(stored.key.clone()))
+        Self::usable(&stored)
     }
 
     /// A URL token for `key` and `purpose` ([`signed`]), and when it expires (never after the key).
@@ -216,13 +231,7 @@ impl Authenticator {
             Err(TokenError::Expired) => Err(AuthError::TokenExpired),
             Err(TokenError::Invalid) => Err(AuthError::Invalid),
         };
-        if let (
-            Some(client),
-            Err(AuthError::Invalid | AuthError::Revoked | AuthError::Expired | AuthError::TokenExpired),
-        ) = (client, &result)
-        {
-            let _ = self.failures.acquire(&client, per_minute, Instant::now());
-        }
+        self.count_failure(client, &result);
         result
     }
 
@@ -230,13 +239,7 @@ impl Authenticator {
     /// knows it: a revocation elsewhere is seen within the cache TTL.
     pub async fn current_key(&self, key_id: &str) -> Result<Principal, AuthError> {
         let stored = self.lookup(key_id).await?.ok_or(AuthError::Invalid)?;
-        if stored.key.revoked_at.is_some() {
-            return Err(AuthError::Revoked);
-        }
-        if stored.key.is_expired(chrono::Utc::now()) {
-            return Err(AuthError::Expired);
-        }
-        Ok(Principal::Key(stored.key.clone()))
+        Self::usable(&stored)
     }
 
     /// Applies the key's request rate limit; `Err` carries how long to wait.

@@ -353,7 +353,8 @@ fn to_caller(original: &str, spoken: &Spoken, words: &[TextWord], timed: &[(f64,
 }
 
 /// Seconds to the millisecond: finer is noise.
-fn round_ms(seconds: f64) -> f64 {
+/// Seconds rounded to the millisecond, as every time the gateway reports is.
+pub(crate) fn round_ms(seconds: f64) -> f64 {
     (seconds * 1000.0).round() / 1000.0
 }
 

@@ -9,7 +9,7 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::service::timestamps::Timestamp;
+use crate::service::timestamps::{round_ms, Timestamp};
 
 /// ElevenLabs' `CharacterAlignmentResponseModel`: three arrays of equal length.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, ToSchema)]
@@ -78,18 +78,13 @@ impl Aligner {
             let (from, step) = (self.time, (until - self.time) / count as f64);
             for (i, ch) in self.chars[self.cursor..upto].iter().enumerate() {
                 out.characters.push(ch.to_string());
-                out.character_start_times_seconds.push(millis(from + step * i as f64));
-                out.character_end_times_seconds.push(millis(from + step * (i + 1) as f64));
+                out.character_start_times_seconds.push(round_ms(from + step * i as f64));
+                out.character_end_times_seconds.push(round_ms(from + step * (i + 1) as f64));
             }
             self.cursor = upto;
         }
         self.time = until;
     }
-}
-
-/// Seconds to the millisecond, as ElevenLabs reports them.
-fn millis(seconds: f64) -> f64 {
-    (seconds * 1000.0).round() / 1000.0
 }
 
 /// Every character of `text`, timed from `words`; characters after the last word last until

@@ -351,13 +351,8 @@ pub async fn create_speech_with_timestamps(
     Extension(details): Extension<UsageDetails>,
     ApiJson(body): ApiJson<SpeechBody>,
 ) -> Result<Response, ApiError> {
-    let mode = body.timestamps.unwrap_or_default();
-    let (input, sse) = body.into_input()?;
-    if sse {
-        let message = "timestamps come as JSON; for a stream use /v1/audio/speech/with-timestamps/stream";
-        return Err(ApiError::Validation(vec![FieldError::new("stream_format", message)]));
-    }
-    let prepared = timed::prepare(&state.registry, state.store.as_ref(), &key.id, input, mode).await?;
+    let sse = "timestamps come as JSON; for a stream use /v1/audio/speech/with-timestamps/stream";
+    let prepared = prepare_timed(&state, &key.id, body, sse).await?;
     let spoken = timed::synthesize(prepared, &details, &state.metrics).await?;
     Ok(TimedAudio::respond(spoken.clip, [("x-speech-provider", spoken.provider), ("x-speech-model", spoken.model)]))
 }
@@ -390,13 +385,8 @@ pub async fn create_speech_with_timestamps_stream(
     Extension(details): Extension<UsageDetails>,
     ApiJson(body): ApiJson<SpeechBody>,
 ) -> Result<Response, ApiError> {
-    let mode = body.timestamps.unwrap_or_default();
-    let (input, sse) = body.into_input()?;
-    if sse {
-        let message = "this route streams NDJSON lines; leave out stream_format";
-        return Err(ApiError::Validation(vec![FieldError::new("stream_format", message)]));
-    }
-    let prepared = timed::prepare(&state.registry, state.store.as_ref(), &key.id, input, mode).await?;
+    let prepared =
+        prepare_timed(&state, &key.id, body, "this route streams NDJSON lines; leave out stream_format").await?;
     let (provider, model) = (prepared.provider().to_owned(), prepared.model().to_owned());
     let chunks = timed::stream(prepared, &details, &state.metrics).await?;
     let lines = chunks.map(|chunk| Ok::<_, std::io::Error>(chunk.ndjson_line()));
@@ -405,6 +395,22 @@ pub async fn create_speech_with_timestamps_stream(
         "application/x-ndjson",
         [("x-speech-provider", provider), ("x-speech-model", model)],
     ))
+}
+
+/// A body of the `/with-timestamps` routes, checked and resolved; `sse` says why
+/// `stream_format: sse` is refused there.
+async fn prepare_timed(
+    state: &AppState,
+    owner: &str,
+    body: SpeechBody,
+    sse: &'static str,
+) -> Result<timed::TimedPrepared, ApiError> {
+    let mode = body.timestamps.unwrap_or_default();
+    let (input, wants_sse) = body.into_input()?;
+    if wants_sse {
+        return Err(ApiError::Validation(vec![FieldError::new("stream_format", sse)]));
+    }
+    Ok(timed::prepare(&state.registry, state.store.as_ref(), owner, input, mode).await?)
 }
 
 impl TimedAudio {
