@@ -239,3 +239,26 @@ async fn saved_voices_keep_vendor_fields() {
     assert_eq!(forwarded["previous_text"], "Before.", "{forwarded}");
     app.stop().await;
 }
+
+/// Only a vendor's judgement of the request (400, 404, 422) passes through with its status: a
+/// 402 about the operator's account is no business of the caller's, and a control character in
+/// the vendor's code never reaches the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_upstream_refusals_are_the_gateways() {
+    use wiremock::{matchers::method, Mock, MockServer, ResponseTemplate};
+    let upstream = MockServer::start().await;
+    let unpaid = json!({"detail": {"status": "payment_required\n<b>", "message": "Workspace acme has no credits"}});
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(402).set_body_json(unpaid)).mount(&upstream).await;
+    let uri = upstream.uri();
+    let app = TestApp::spawn_with(Db::Sqlite, move |c| {
+        c.providers.elevenlabs =
+            speechgate::config::VendorConfig { api_key: Some("xi-test".to_owned().into()), base_url: Some(uri) };
+    })
+    .await;
+    let (_, key) = app.speech_key().await;
+    let (status, error) =
+        failure(post(&app, &key, "/v1/text-to-speech/JBFqnCBsd6RMkjVDRZzb", json!({"text": "Hello."})).await).await;
+    assert_eq!((status, &error["detail"]["status"]), (400, &json!("upstream_rejected")), "{error}");
+    assert!(!error.to_string().contains("acme") && !error.to_string().contains("<b>"), "{error}");
+    app.stop().await;
+}

@@ -109,4 +109,29 @@ async fn tokens_are_checked_at_the_handshake(db: Db) {
     app.stop().await;
 }
 
-both_databases!(pipelined_commands_are_answered_in_order, tokens_are_checked_at_the_handshake);
+/// A `request_id` is echoed only when it is an id: a huge string, an object or a string with a
+/// bidirectional override is refused in place (with `null`), and the socket goes on.
+async fn request_ids_are_echoed_only_when_they_are_ids(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let (_, key) = app.speech_key().await;
+    let auth: Value =
+        app.client.post(app.url("/v1/websocket-auth")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+    let url = auth["webSocketUrls"]["local/espeak-ng"].as_str().unwrap();
+    let hostile = [json!("x".repeat(250_000)), json!({"nested": [1]}), json!("id\u{202E}gnp.exe")];
+    let commands: Vec<Value> =
+        hostile.iter().map(|id| json!({"voice": "en-us", "text": "Hi.", "request_id": id})).collect();
+    let (texts, audio) = exchange(url, &commands).await;
+    for (i, chunk) in texts.chunks(3).enumerate() {
+        let kinds: Vec<_> = chunk.iter().map(|t| (t["type"].as_str().unwrap(), t["request_id"].clone())).collect();
+        assert_eq!(kinds, [("start", Value::Null), ("error", Value::Null), ("end", Value::Null)], "{i}");
+        assert!(chunk[1]["error_message"].as_str().unwrap().contains("request_id"), "{chunk:?}");
+    }
+    assert!(audio.iter().all(Vec::is_empty));
+    app.stop().await;
+}
+
+both_databases!(
+    request_ids_are_echoed_only_when_they_are_ids,
+    pipelined_commands_are_answered_in_order,
+    tokens_are_checked_at_the_handshake
+);

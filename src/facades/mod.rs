@@ -38,8 +38,10 @@ pub async fn route_voice(
     field: &str,
 ) -> Result<SegmentInput, ServiceError> {
     claim_voice(registry, store, owner, facade, voice, model).await?.ok_or_else(|| {
+        // The id as the caller sent it, but never more of it than a person reads.
+        let shown: String = voice.chars().take(64).collect();
         let message = format!(
-            "no provider serves voice {voice:?}: name one as \"provider:voice\", or map it in this facade's \
+            "no provider serves voice {shown:?}: name one as \"provider:voice\", or map it in this facade's \
              [facades] voices or default_model"
         );
         ServiceError::Validation(vec![FieldError::new(field, message)])

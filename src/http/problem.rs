@@ -219,13 +219,13 @@ impl ApiError {
         }
     }
 
-    /// A provider's refusal of the request as a client error (4xx other than 401, 403 and 429):
-    /// its status and its own error code.
+    /// A provider's judgement of the request itself — 400, 404 or 422 — with its own (scrubbed)
+    /// error code. Other refusals (402 for the operator's account, 405 or 407 from a
+    /// misconfigured address) say nothing about the caller's request and are not passed on.
     pub fn upstream_refusal(&self) -> Option<(StatusCode, Option<&str>)> {
         match self {
-            ApiError::Provider(ProviderError::Rejected { status, code, .. }) => {
-                let status = StatusCode::from_u16(*status).ok().filter(StatusCode::is_client_error)?;
-                Some((status, code.as_deref()))
+            ApiError::Provider(ProviderError::Rejected { status: status @ (400 | 404 | 422), code, .. }) => {
+                Some((StatusCode::from_u16(*status).ok()?, code.as_deref()))
             }
             ApiError::Turn { error, .. } => error.upstream_refusal(),
             _ => None,

@@ -197,6 +197,26 @@ fn admit_command(session: &Session) -> Result<impl Sized, ApiError> {
     Ok((permit, slot))
 }
 
+/// Longest `request_id` echoed.
+const MAX_REQUEST_ID_CHARS: usize = 128;
+
+/// Whether a command's `request_id` may be echoed: an integer, or a short string without
+/// control characters or bidirectional overrides (which would reach the client's logs as
+/// they are).
+fn echoable(id: &Value) -> bool {
+    match id {
+        Value::Number(n) => n.is_i64() || n.is_u64(),
+        Value::String(s) => {
+            s.chars().count() <= MAX_REQUEST_ID_CHARS
+                && !s.chars().any(|c| {
+                    c.is_control()
+                        || matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+                })
+        }
+        _ => false,
+    }
+}
+
 /// Answers one command: start, audio frames, end. `Err` when the socket is gone.
 async fn command(socket: &mut WebSocket, session: &Session, text: &str) -> Result<(), axum::Error> {
     let state = &session.state;
@@ -206,7 +226,16 @@ async fn command(socket: &mut WebSocket, session: &Session, text: &str) -> Resul
             true => Ok(value),
             false => Err(ApiError::MalformedJson("a command is a JSON object".to_owned())),
         });
-    let request_id = parsed.as_ref().ok().and_then(|v| v.get("request_id")).cloned().unwrap_or(Value::Null);
+    // Echoed in every answer: only an id, never whatever the command carried there.
+    let (request_id, parsed) = match parsed.as_ref().ok().and_then(|v| v.get("request_id")) {
+        None | Some(Value::Null) => (Value::Null, parsed),
+        Some(id) if echoable(id) => (id.clone(), parsed),
+        Some(_) => {
+            let message =
+                format!("must be a string of at most {MAX_REQUEST_ID_CHARS} printable characters, or an integer");
+            (Value::Null, Err(ApiError::Validation(vec![crate::domain::FieldError::new("request_id", message)])))
+        }
+    };
     send_json(socket, json!({"type": "start", "request_id": request_id})).await?;
 
     let details = UsageDetails::default();
