@@ -421,17 +421,21 @@ async fn jobs_round_trip_stay_with_their_owner_and_expire(db: Db) {
         created_at: at,
     };
     store.insert_job("aaaaaaaaaaaa", &job).await.unwrap();
+    let other = TtsJob { id: "job-2".into(), request: "{}".into(), audio: Some(vec![1, 2, 3]), size: 3, ..job.clone() };
+    store.insert_job("aaaaaaaaaaaa", &other).await.unwrap();
+    assert!(store.get_job("aaaaaaaaaaaa", "job-3", true).await.unwrap().is_none(), "an unknown id");
+    assert_eq!(store.get_job("aaaaaaaaaaaa", "job-2", true).await.unwrap().unwrap().audio, Some(vec![1, 2, 3]));
     let read = store.get_job("aaaaaaaaaaaa", "job-1", true).await.unwrap().unwrap();
     assert_eq!((read.audio, read.request, read.duration_ms, read.created_at), (job.audio, job.request, 1234, at));
     // Without the audio: its size only.
     let meta = store.get_job("aaaaaaaaaaaa", "job-1", false).await.unwrap().unwrap();
     assert_eq!((meta.audio, meta.size), (None, 70_000));
     assert!(store.get_job("bbbbbbbbbbbb", "job-1", true).await.unwrap().is_none(), "another key's job");
-    assert_eq!(store.count_jobs_since("aaaaaaaaaaaa", at).await.unwrap(), 1);
+    assert_eq!(store.count_jobs_since("aaaaaaaaaaaa", at).await.unwrap(), 2);
     assert_eq!(store.count_jobs_since("aaaaaaaaaaaa", at + Duration::milliseconds(1)).await.unwrap(), 0);
     assert_eq!(store.count_jobs_since("bbbbbbbbbbbb", at).await.unwrap(), 0);
     assert_eq!(store.delete_jobs_before(at).await.unwrap(), 0);
-    assert_eq!(store.delete_jobs_before(at + Duration::milliseconds(1)).await.unwrap(), 1);
+    assert_eq!(store.delete_jobs_before(at + Duration::milliseconds(1)).await.unwrap(), 2);
     assert!(store.get_job("aaaaaaaaaaaa", "job-1", false).await.unwrap().is_none());
 }
 
