@@ -136,3 +136,26 @@ async fn a_failing_provider_is_skipped_then_probed() {
     assert_eq!(circuit().await, "closed");
     app.stop().await;
 }
+
+/// A stream that breaks after its first audio is never retried: the audio already sent would be
+/// spoken twice. The client sees the body end in an error, and the provider was called once.
+#[tokio::test]
+async fn a_stream_broken_after_its_first_byte_is_not_retried() {
+    let upstream = common::StreamingUpstream::start("audio/mpeg", b"ID3-first".to_vec(), b"-rest".to_vec(), true).await;
+    let base_url = format!("{}/v1", upstream.uri);
+    let app = TestApp::spawn_with(Db::Sqlite, move |c| {
+        c.providers.local.enabled = false;
+        c.providers.openai =
+            speechgate::config::VendorConfig { api_key: Some("sk-x".to_owned().into()), base_url: Some(base_url) };
+        c.providers.retries = 2;
+        c.providers.retry_backoff_ms = 10;
+    })
+    .await;
+    let (_, key) = app.speech_key().await;
+    let response = speak(&app, &key).await;
+    assert_eq!(response.status(), 200);
+    upstream.release();
+    assert!(response.bytes().await.is_err(), "the broken stream ends the body in an error");
+    assert_eq!(upstream.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    app.stop().await;
+}

@@ -229,6 +229,8 @@ macro_rules! both_databases {
 pub struct StreamingUpstream {
     pub uri: String,
     release: Arc<tokio::sync::Notify>,
+    /// Requests it has answered.
+    pub calls: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl StreamingUpstream {
@@ -238,9 +240,12 @@ impl StreamingUpstream {
         let uri = format!("http://{}", listener.local_addr().expect("addr"));
         let release = Arc::new(tokio::sync::Notify::new());
         let gate = release.clone();
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = calls.clone();
         tokio::spawn(async move {
             while let Ok((mut socket, _)) = listener.accept().await {
                 let (first, rest, gate) = (first.clone(), rest.clone(), gate.clone());
+                let counter = counter.clone();
                 tokio::spawn(async move {
                     // Read the request head and body (the body is small; one read past the head).
                     let mut buf = vec![0u8; 65536];
@@ -262,6 +267,7 @@ impl StreamingUpstream {
                             }
                         }
                     }
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let head = format!(
                         "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ntransfer-encoding: chunked\r\n\r\n"
                     );
@@ -284,7 +290,7 @@ impl StreamingUpstream {
                 });
             }
         });
-        StreamingUpstream { uri, release }
+        StreamingUpstream { uri, release, calls }
     }
 
     pub fn release(&self) {
