@@ -34,7 +34,10 @@ impl App {
         if config.database.migrate_on_start {
             store.migrate().await.context("applying database migrations")?;
         }
-        let registry = Registry::from_config(&config.providers).context("building the provider registry")?;
+        let registry = Registry::from_config(&config.providers)
+            .context("building the provider registry")?
+            .with_routes(&config.routes)
+            .context("checking [routes]")?;
         Ok(Self::with_parts(config, store, Arc::new(registry)))
     }
 

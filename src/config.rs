@@ -31,6 +31,36 @@ pub struct Config {
     pub conversation: ConversationConfig,
     /// The vendor drop-in routes' voice mappings (`facades`).
     pub facades: FacadesConfig,
+    /// Fallback routes: a name callers use as a `model`, tried target by target (`[routes.<name>]`).
+    pub routes: BTreeMap<String, RouteConfig>,
+}
+
+/// `[routes.<name>]`: the targets a route tries, in order, until one serves.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RouteConfig {
+    pub targets: Vec<RouteTargetConfig>,
+}
+
+/// One target of a route: a model, and the voice it speaks with.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RouteTargetConfig {
+    /// `provider`, `provider/model` or an alias.
+    pub model: String,
+    /// The voice this target speaks with, whatever the request asked for (unless `voices` maps
+    /// the requested one).
+    pub voice: Option<String>,
+    /// Request voices mapped to this target's voices: `voices = { alloy = "en-us" }`.
+    pub voices: BTreeMap<String, String>,
+}
+
+impl RouteTargetConfig {
+    /// The voice this target speaks a request for `requested` with: its mapping of that voice,
+    /// else its own voice, else the one requested.
+    pub fn voice_for<'a>(&'a self, requested: &'a str) -> &'a str {
+        self.voices.get(requested).or(self.voice.as_ref()).map_or(requested, String::as_str)
+    }
 }
 
 /// `[facades]`: per-vendor voice mappings of the drop-in routes.
@@ -514,6 +544,30 @@ impl Config {
         for (vendor, facade) in facades {
             if let Some((voice, message)) = facade.problems().into_iter().next() {
                 return invalid(&format!("facades.{vendor}.voices.{voice}"), &message);
+            }
+        }
+        for (name, route) in &self.routes {
+            let field = format!("routes.{name}");
+            if !text::is_provider_id(name) || registry::is_builtin(name) || self.providers.compatible.contains_key(name)
+            {
+                return invalid(
+                    &field,
+                    "the name must be a lowercase letter or digit, then up to 63 lowercase letters, digits, `-` or `_`, \
+                     and not a provider's",
+                );
+            }
+            if self.providers.aliases.contains_key(name) {
+                return invalid(&field, "is also a model alias in [providers.aliases]; keep one of them");
+            }
+            if route.targets.is_empty() {
+                return invalid(&format!("{field}.targets"), "must list at least one target");
+            }
+            for (i, target) in route.targets.iter().enumerate() {
+                let voices = target.voice.iter().chain(target.voices.keys()).chain(target.voices.values());
+                let problem = std::iter::once(&target.model).chain(voices).find_map(|v| text::identifier_problem(v));
+                if let Some(problem) = problem {
+                    return invalid(&format!("{field}.targets[{i}]"), &problem);
+                }
             }
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {

@@ -64,6 +64,8 @@ pub struct Metrics {
     pub provider_errors: Family<ProviderErrorLabels, Counter>,
     /// Each provider's circuit breaker, set when metrics are scraped.
     pub provider_circuit: Family<CircuitLabels, Gauge>,
+    /// Route targets that failed before their first audio, so the next target was tried.
+    fallbacks: Family<ProviderErrorLabels, Counter>,
 }
 
 fn latency_buckets() -> Histogram {
@@ -133,8 +135,15 @@ impl Metrics {
             "Each provider's circuit breaker: 1 for its current state",
             provider_circuit.clone(),
         );
+        let fallbacks = Family::<ProviderErrorLabels, Counter>::default();
+        registry.register(
+            "route_fallbacks",
+            "Route targets that failed before their first audio, so the next target was tried, by failing provider and code",
+            fallbacks.clone(),
+        );
         Self {
             provider_circuit,
+            fallbacks,
             registry,
             usage_rejected,
             shed,
@@ -154,6 +163,13 @@ impl Metrics {
     /// Counts a request turned away before any work.
     pub fn shed(&self, reason: &str) {
         self.shed.get_or_create(&ReasonLabels { reason: reason.to_owned() }).inc();
+    }
+
+    /// Counts a route target that failed with `code`, so the next one was tried.
+    pub fn fallback(&self, provider: &str, code: &str) {
+        self.fallbacks
+            .get_or_create(&ProviderErrorLabels { provider: provider.to_owned(), code: code.to_owned() })
+            .inc();
     }
 
     /// Records a provider's circuit state.

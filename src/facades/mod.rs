@@ -67,7 +67,7 @@ pub async fn claim_voice(
         return Ok(Some(SegmentInput { voice_id: Some(voice.to_owned()), ..SegmentInput::default() }));
     }
     if let Some((target_model, target_voice)) = split_target(voice) {
-        if registry.resolve(target_model).is_ok() {
+        if registry.serves(target_model) {
             return Ok(Some(inline(target_model, target_voice)));
         }
     }

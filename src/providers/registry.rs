@@ -13,7 +13,7 @@ use super::{
 };
 use secrecy::SecretString;
 
-use crate::config::{ProvidersConfig, VendorConfig};
+use crate::config::{ProvidersConfig, RouteConfig, RouteTargetConfig, VendorConfig};
 
 /// One kind of provider this build can serve: its id and where it comes from. The
 /// configuration (`config.rs`) and the registry both read the table of kinds ([`KINDS`]);
@@ -140,6 +140,8 @@ pub struct Registry {
     /// Each provider's circuit breaker (`[providers] circuit_failures`...).
     circuits: BTreeMap<String, Arc<Circuit>>,
     aliases: BTreeMap<String, String>,
+    /// Fallback routes (`[routes.<name>]`), each target checked to resolve.
+    routes: BTreeMap<String, Vec<RouteTargetConfig>>,
     voice_cache_ttl: Duration,
     voice_cache: Mutex<VoiceCache>,
 }
@@ -153,6 +155,15 @@ pub struct Resolved {
     pub retry: RetryPolicy,
     /// Its provider's circuit breaker.
     pub circuit: Arc<Circuit>,
+}
+
+/// A route target whose model this gateway does not serve.
+#[derive(Debug, thiserror::Error)]
+#[error("routes.{route}.targets[{index}].model: {source}")]
+pub struct RouteError {
+    route: String,
+    index: usize,
+    source: ResolveError,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -202,6 +213,7 @@ impl Registry {
             retry: RetryPolicy::NONE,
             circuits,
             aliases,
+            routes: BTreeMap::new(),
             voice_cache_ttl,
             voice_cache: Mutex::default(),
         }
@@ -215,6 +227,42 @@ impl Registry {
             *circuit = Arc::new(Circuit::new(breaker.0, breaker.1));
         }
         self
+    }
+
+    /// Serves `routes` as models; fails when a target names a model this gateway does not serve
+    /// (its provider has no key, or the name is wrong), so a route never silently loses a target.
+    pub fn with_routes(mut self, routes: &BTreeMap<String, RouteConfig>) -> Result<Self, RouteError> {
+        for (name, route) in routes {
+            for (index, target) in route.targets.iter().enumerate() {
+                self.resolve(&target.model).map_err(|source| RouteError { route: name.clone(), index, source })?;
+            }
+            self.routes.insert(name.clone(), route.targets.clone());
+        }
+        Ok(self)
+    }
+
+    /// The fallback routes, each with its targets.
+    pub fn routes(&self) -> impl Iterator<Item = (&str, &[RouteTargetConfig])> {
+        self.routes.iter().map(|(name, targets)| (name.as_str(), targets.as_slice()))
+    }
+
+    /// What `model` names, in the order to try: a route's targets, each with the target (for
+    /// its voice), or the one model [`Registry::resolve`] finds. A route's name wins over an
+    /// alias of the same name (so `[routes.tts-1]` can take over OpenAI's retired model).
+    pub fn targets(&self, model: &str) -> Result<Vec<(Resolved, Option<&RouteTargetConfig>)>, ResolveError> {
+        match self.routes.get(model) {
+            Some(targets) => targets.iter().map(|t| Ok((self.resolve(&t.model)?, Some(t)))).collect(),
+            None => Ok(vec![(self.resolve(model)?, None)]),
+        }
+    }
+
+    pub fn is_route(&self, name: &str) -> bool {
+        self.routes.contains_key(name)
+    }
+
+    /// Whether `model` names a route or a model this gateway serves.
+    pub fn serves(&self, model: &str) -> bool {
+        self.is_route(model) || self.resolve(model).is_ok()
     }
 
     /// Every provider's circuit state.
@@ -270,12 +318,13 @@ impl Registry {
         Some(Resolved { provider: provider.clone(), model, retry: self.retry, circuit })
     }
 
-    /// Every `provider/model` this gateway serves.
+    /// Every route, then every `provider/model` this gateway serves.
     pub fn known_models(&self) -> Vec<String> {
-        self.providers
+        let served = self
+            .providers
             .values()
-            .flat_map(|p| p.capabilities().models.iter().map(move |m| format!("{}/{}", p.id(), m.id)))
-            .collect()
+            .flat_map(|p| p.capabilities().models.iter().map(move |m| format!("{}/{}", p.id(), m.id)));
+        self.routes.keys().cloned().chain(served).collect()
     }
 
     /// The provider's voice catalogue, cached for `providers.voice_cache_secs`.

@@ -81,6 +81,30 @@ pub struct ModelEntry {
     native_dialogue: bool,
     /// Formats the provider makes itself; every other format is converted by the gateway.
     native_formats: Vec<&'static str>,
+    /// A fallback route (`[routes.<name>]`): the models it tries, in order. The other members
+    /// describe the first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    targets: Option<Vec<String>>,
+}
+
+impl ModelEntry {
+    fn new(id: String, provider: &dyn crate::providers::SpeechProvider, model: &crate::providers::ModelInfo) -> Self {
+        let caps = provider.capabilities();
+        Self {
+            id,
+            object: "model",
+            created: 0,
+            owned_by: provider.id().to_owned(),
+            provider: provider.id().to_owned(),
+            max_characters: model.max_characters,
+            supports_instructions: model.supports_instructions,
+            streaming: caps.streaming,
+            native_timestamps: caps.native_timestamps,
+            native_dialogue: caps.native_dialogue.as_ref().is_some_and(|d| d.models.contains(&model.id)),
+            native_formats: caps.formats.iter().map(|f| f.format.as_str()).collect(),
+            targets: None,
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -89,7 +113,7 @@ pub struct ModelList {
     data: Vec<ModelEntry>,
 }
 
-/// Every model this gateway serves (OpenAI's `GET /v1/models` shape).
+/// Every fallback route, then every model this gateway serves (OpenAI's `GET /v1/models` shape).
 #[utoipa::path(
     get,
     path = "/v1/models",
@@ -101,27 +125,19 @@ pub struct ModelList {
     )
 )]
 pub async fn list_models(State(state): State<AppState>) -> Json<ModelList> {
-    let data = state
-        .registry
-        .providers()
-        .flat_map(|p| {
-            let caps = p.capabilities();
-            caps.models.iter().map(move |m| ModelEntry {
-                id: format!("{}/{}", p.id(), m.id),
-                object: "model",
-                created: 0,
-                owned_by: p.id().to_owned(),
-                provider: p.id().to_owned(),
-                max_characters: m.max_characters,
-                supports_instructions: m.supports_instructions,
-                streaming: caps.streaming,
-                native_timestamps: caps.native_timestamps,
-                native_dialogue: caps.native_dialogue.as_ref().is_some_and(|d| d.models.contains(&m.id)),
-                native_formats: caps.formats.iter().map(|f| f.format.as_str()).collect(),
-            })
-        })
-        .collect();
-    Json(ModelList { object: "list", data })
+    let registry = &state.registry;
+    let routes = registry.routes().filter_map(|(name, _)| {
+        let targets = registry.targets(name).ok()?;
+        let (first, _) = targets.first()?;
+        let mut entry = ModelEntry::new(name.to_owned(), first.provider.as_ref(), &first.model);
+        let models = targets.iter().map(|(t, _)| format!("{}/{}", t.provider.id(), t.model.id)).collect();
+        entry.targets = Some(models);
+        Some(entry)
+    });
+    let served = registry.providers().flat_map(|p| {
+        p.capabilities().models.iter().map(move |m| ModelEntry::new(format!("{}/{}", p.id(), m.id), p.as_ref(), m))
+    });
+    Json(ModelList { object: "list", data: routes.chain(served).collect() })
 }
 
 #[derive(Serialize, ToSchema)]

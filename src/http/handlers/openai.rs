@@ -72,28 +72,30 @@ pub struct OpenAiModelList {
     data: Vec<OpenAiModel>,
 }
 
-/// Every model name a request may use: the aliases (OpenAI's own names among them) that lead
-/// to a served model, then every `provider/model`.
+/// Every model name a request may use: the routes and the aliases (OpenAI's own names among
+/// them) that lead to a served model, then every `provider/model`. A route is owned by the
+/// provider of its first target.
 fn models(state: &AppState) -> Vec<OpenAiModel> {
     let registry = &state.registry;
-    let aliases = registry.aliases().filter_map(|(alias, _)| {
-        let resolved = registry.resolve(alias).ok()?;
-        Some(OpenAiModel {
-            id: alias.to_owned(),
-            object: "model",
-            created: 0,
-            owned_by: resolved.provider.id().to_owned(),
-        })
+    let model = |id: &str, owner: &str| OpenAiModel {
+        id: id.to_owned(),
+        object: "model",
+        created: 0,
+        owned_by: owner.to_owned(),
+    };
+    let names = registry.routes().map(|(name, _)| name).chain(registry.aliases().map(|(alias, _)| alias));
+    let named = names.filter_map(|name| {
+        let first = registry.targets(name).ok()?.into_iter().next()?.0;
+        Some(model(name, first.provider.id()))
     });
-    let served = registry.providers().flat_map(|p| {
-        p.capabilities().models.iter().map(move |m| OpenAiModel {
-            id: format!("{}/{}", p.id(), m.id),
-            object: "model",
-            created: 0,
-            owned_by: p.id().to_owned(),
-        })
-    });
-    aliases.chain(served).collect()
+    let served = registry
+        .providers()
+        .flat_map(|p| p.capabilities().models.iter().map(move |m| model(&format!("{}/{}", p.id(), m.id), p.id())));
+    let mut models: Vec<OpenAiModel> = named.chain(served).collect();
+    // A route may take an alias's name: the route is what the name means.
+    let mut seen = std::collections::HashSet::new();
+    models.retain(|m| seen.insert(m.id.clone()));
+    models
 }
 
 /// OpenAI's `GET /v1/models`.

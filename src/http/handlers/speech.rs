@@ -387,8 +387,7 @@ pub async fn create_speech_with_timestamps_stream(
 ) -> Result<Response, ApiError> {
     let prepared =
         prepare_timed(&state, &key.id, body, "this route streams NDJSON lines; leave out stream_format").await?;
-    let (provider, model) = (prepared.provider().to_owned(), prepared.model().to_owned());
-    let chunks = timed::stream(prepared, &details, &state.metrics).await?;
+    let timed::TimedStream { provider, model, chunks } = timed::stream(prepared, &details, &state.metrics).await?;
     let lines = chunks.map(|chunk| Ok::<_, std::io::Error>(chunk.ndjson_line()));
     Ok(audio_response(
         Body::from_stream(lines),

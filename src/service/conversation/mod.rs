@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::{
-    synthesis::{self, call, OutputRequest, Plan, SegmentInput, Target},
+    synthesis::{self, call, Candidates, OutputRequest, Plan, SegmentInput, Target},
     timestamps::{Alignment, Mode, TimedClip, Timestamp},
     usage::UsageDetails,
     ServiceError,
@@ -107,7 +107,8 @@ pub struct TurnInput {
 
 /// Everything resolved and checked; nothing has been sent upstream yet.
 pub struct Prepared {
-    turns: Vec<Target>,
+    /// The characters spoken, over all turns.
+    characters: usize,
     /// Silence before each turn, in ms (0 before the first).
     pauses: Vec<u32>,
     output: AudioSpec,
@@ -118,10 +119,10 @@ pub struct Prepared {
 }
 
 enum Voicing {
-    /// Each turn asks its provider for PCM at this rate.
-    Stitch { sources: Vec<u32>, split: bool },
-    /// One dialogue request for PCM at `from`.
-    Native { from: u32 },
+    /// Each turn on its own: its targets, each with the PCM rate it is asked for.
+    Stitch { turns: Vec<Candidates<u32>>, split: bool },
+    /// One dialogue request, voicing every turn, for PCM at `from`.
+    Native { turns: Vec<Target>, from: u32 },
 }
 
 /// Validates and resolves every turn. Fails before any provider is called; field problems of
@@ -204,22 +205,19 @@ pub async fn prepare(
         return Err(ServiceError::Validation(problems));
     }
     // Pronunciation rules may have lengthened the text: the limit is on what is spoken.
-    let spoken: usize = turns.iter().map(Target::characters).sum();
+    let spoken: usize = turns.iter().map(Candidates::characters).sum();
     if spoken > limits.max_characters {
         return Err(too_many_characters(spoken));
     }
 
-    if input.timestamps == Some(Mode::Native) {
-        if let Some(i) = turns.iter().position(|t| !t.capabilities().times_pcm()) {
-            let provider = turns[i].provider_id().to_owned();
-            return Err(ServiceError::in_turn(i, ServiceError::TimestampsUnavailable(provider)));
-        }
-    }
     // The gateway times words turn by turn; a native dialogue would need the dialogue's own
-    // timing, which it does not read yet.
-    let dialogue = match input.timestamps {
-        Some(_) => Err("word timestamps of a conversation come from stitched turns".to_owned()),
-        None => native_dialogue(&turns, output.sample_rate, input.split),
+    // timing, which it does not read yet. A route's turn may fall back to another provider, so
+    // it has no one dialogue to join.
+    let only: Option<Vec<&Target>> = turns.iter().map(Candidates::only).collect();
+    let dialogue = match (input.timestamps, only) {
+        (Some(_), _) => Err("word timestamps of a conversation come from stitched turns".to_owned()),
+        (None, None) => Err("a turn on a route may fall back to another provider; it is voiced on its own".to_owned()),
+        (None, Some(only)) => native_dialogue(&only, output.sample_rate, input.split),
     };
     let voicing = match (input.strategy, dialogue) {
         (Strategy::Native, Err(reason)) => {
@@ -229,26 +227,37 @@ pub async fn prepare(
             let message = "a native dialogue is paced by its provider; leave out gapMs and pauseBeforeMs";
             return Err(ServiceError::Validation(vec![FieldError::new("strategy", message)]));
         }
-        (Strategy::Native, Ok(from)) => Voicing::Native { from },
-        (Strategy::Auto, Ok(from)) if !paced => Voicing::Native { from },
+        (Strategy::Native, Ok(from)) => Voicing::Native { turns: singles(turns), from },
+        (Strategy::Auto, Ok(from)) if !paced => Voicing::Native { turns: singles(turns), from },
         _ => {
-            let mut sources = Vec::with_capacity(turns.len());
-            for (i, target) in turns.iter().enumerate() {
-                match synthesis::pick_source_rate(&target.capabilities().rates(AudioFormat::Pcm), output.sample_rate) {
-                    Some(rate) => sources.push(rate),
-                    None => problems.push(
-                        FieldError::new("model", "this provider makes no PCM the gateway can mix").within("turns", i),
-                    ),
+            let mut stitched = Vec::with_capacity(turns.len());
+            for (i, candidates) in turns.into_iter().enumerate() {
+                // Each target of a route gets its own source rate; one that cannot be mixed
+                // (or timed, when native timing is required) is dropped.
+                let planned = candidates.plan(|target, ()| {
+                    let caps = target.capabilities();
+                    if input.timestamps == Some(Mode::Native) && !caps.times_pcm() {
+                        return Err(ServiceError::TimestampsUnavailable(target.provider_id().to_owned()));
+                    }
+                    synthesis::pick_source_rate(&caps.rates(AudioFormat::Pcm), output.sample_rate).ok_or_else(|| {
+                        let problem = FieldError::new("model", "this provider makes no PCM the gateway can mix");
+                        ServiceError::Validation(vec![problem.within("turns", i)])
+                    })
+                });
+                match planned {
+                    Ok(planned) => stitched.push(planned),
+                    Err(ServiceError::Validation(found)) => problems.extend(found),
+                    Err(other) => return Err(ServiceError::in_turn(i, other)),
                 }
             }
             if !problems.is_empty() {
                 return Err(ServiceError::Validation(problems));
             }
-            Voicing::Stitch { sources, split: input.split }
+            Voicing::Stitch { turns: stitched, split: input.split }
         }
     };
     let timing = input.timestamps.map(|mode| (mode, originals));
-    Ok(Prepared { turns, pauses, output, volume_dbfs: input.volume_dbfs, voicing, timing })
+    Ok(Prepared { characters: spoken, pauses, output, volume_dbfs: input.volume_dbfs, voicing, timing })
 }
 
 /// A turn with the request's defaults filled in. An inline turn (a voice, not a saved voice)
@@ -278,6 +287,11 @@ fn with_defaults(
     Ok(segment)
 }
 
+/// The turns' one target each (a native dialogue is only considered when no turn has another).
+fn singles(turns: Vec<Candidates>) -> Vec<Target> {
+    turns.into_iter().filter_map(Candidates::into_only).collect()
+}
+
 /// Whether two model names mean the same model (`tts-1` and `openai/tts-1`).
 fn same_model(registry: &Registry, a: &str, b: &str) -> bool {
     a == b
@@ -287,8 +301,8 @@ fn same_model(registry: &Registry, a: &str, b: &str) -> bool {
 
 /// Whether one native dialogue request can voice every turn as asked; the PCM rate to ask for,
 /// or why not.
-fn native_dialogue(turns: &[Target], rate: u32, split: bool) -> Result<u32, String> {
-    let first = turns.first().ok_or("there are no turns")?;
+fn native_dialogue(turns: &[&Target], rate: u32, split: bool) -> Result<u32, String> {
+    let first = *turns.first().ok_or("there are no turns")?;
     let caps = first.capabilities();
     let support =
         caps.native_dialogue.as_ref().ok_or_else(|| format!("{} voices no native dialogue", first.provider_id()))?;
@@ -319,7 +333,7 @@ fn native_dialogue(turns: &[Target], rate: u32, split: bool) -> Result<u32, Stri
     if voices.len() > support.max_voices {
         return Err(format!("a native dialogue takes at most {} voices", support.max_voices));
     }
-    let characters: usize = turns.iter().map(Target::characters).sum();
+    let characters: usize = turns.iter().map(|t| t.characters()).sum();
     if characters > support.max_characters {
         return Err(format!("a native dialogue takes at most {} characters", support.max_characters));
     }
@@ -372,10 +386,9 @@ pub async fn start(
     metrics: &Arc<Metrics>,
     limits: &ConversationConfig,
 ) -> Result<ConversationOutput, ServiceError> {
-    let Prepared { turns, pauses, output, volume_dbfs, voicing, timing } = prepared;
-    let characters = turns.iter().map(Target::characters).sum();
+    let Prepared { characters, pauses, output, volume_dbfs, voicing, timing } = prepared;
     match voicing {
-        Voicing::Native { from } => {
+        Voicing::Native { turns, from } => {
             let first = &turns[0];
             let mut voices: Vec<&str> = Vec::new();
             for t in &turns {
@@ -410,15 +423,14 @@ pub async fn start(
             let body = super::speech::body(events, plan, details.clone(), 0)?;
             Ok(ConversationOutput::Audio { output, strategy: Strategy::Native, characters, body })
         }
-        Voicing::Stitch { sources, split } => {
+        Voicing::Stitch { turns, split } => {
             let (mode, mut originals) = match timing {
                 Some((mode, originals)) => (Some(mode), originals),
                 None => (None, Vec::new()),
             };
-            let jobs = turns.into_iter().zip(sources).enumerate().map(|(index, (target, from))| turns::Job {
+            let jobs = turns.into_iter().enumerate().map(|(index, candidates)| turns::Job {
                 index,
-                target,
-                from,
+                candidates,
                 rate: output.sample_rate,
                 details: details.clone(),
                 metrics: metrics.clone(),

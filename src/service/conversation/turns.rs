@@ -14,20 +14,21 @@ use tokio::task::{Id, JoinSet};
 
 use crate::{
     audio::{loudness, AudioSpec},
+    domain::pronounce::Spoken,
     metrics::Metrics,
     service::{
-        synthesis::{collect::collect, Target},
+        synthesis::{collect::collect, Candidates},
         timestamps::{self, Alignment, Mode, Timestamp},
         usage::UsageDetails,
         ServiceError,
     },
 };
 
-/// One turn to voice: asks `target` for PCM at `from` and resamples it to `rate`.
+/// One turn to voice: asks its targets, in order, for PCM at each one's rate and resamples what
+/// comes to `rate`.
 pub struct Job {
     pub index: usize,
-    pub target: Target,
-    pub from: u32,
+    pub candidates: Candidates<u32>,
     pub rate: u32,
     pub details: UsageDetails,
     pub metrics: Arc<Metrics>,
@@ -182,15 +183,16 @@ pub const CANCELLED: &str = "cancelled";
 /// Voices one turn: the provider call, its PCM converted and resampled to the mix's rate as it
 /// arrives, then measured.
 async fn voice(job: Job) -> Outcome {
-    let Job { index, target, from, rate, details, metrics, timing } = job;
+    let Job { index, candidates, rate, details, metrics, timing } = job;
     let turn = u32::try_from(index).unwrap_or(u32::MAX);
     let in_turn = move |e: ServiceError| ServiceError::in_turn(index, e);
-    let events = target
-        .call(turn, AudioSpec::pcm(from), timing.is_some(), &details, &metrics)
+    let (target, &from, events) = candidates
+        .call(turn, timing.is_some(), &details, &metrics, |&from| AudioSpec::pcm(from))
         .await
         .map_err(|e| in_turn(e.into()))?;
     let collected = collect(events, from, rate, target.provider_id(), (&details, turn)).await.map_err(in_turn)?;
     let provider = target.provider_id().to_owned();
+    let spoken = if timing.is_some() { target.spoken.clone() } else { Spoken::default() };
     // Measuring (and estimating word times of) a long turn takes milliseconds of CPU: off the
     // async workers.
     tokio::task::spawn_blocking(move || {
@@ -198,7 +200,7 @@ async fn voice(job: Job) -> Outcome {
             None => None,
             Some(Timing { mode, original }) => {
                 let (samples, words) = (&collected.samples, &collected.words);
-                let timed = timestamps::time_words(&original, &target.spoken, words, samples, rate, mode);
+                let timed = timestamps::time_words(&original, &spoken, words, samples, rate, mode);
                 let (mut timestamps, alignment, warnings) =
                     timed.ok_or_else(|| in_turn(ServiceError::TimestampsUnavailable(provider)))?;
                 timestamps.iter_mut().for_each(|t| t.turn_index = Some(index));

@@ -16,7 +16,7 @@ use futures::stream::BoxStream;
 pub(crate) use body::body;
 
 use super::{
-    synthesis::{self, OutputRequest, Plan, SegmentInput, Target},
+    synthesis::{self, Candidates, OutputRequest, Plan, SegmentInput},
     usage::UsageDetails,
     ServiceError,
 };
@@ -45,8 +45,8 @@ pub struct SpeechInput {
 
 /// Everything resolved and checked; nothing has been sent upstream yet.
 pub struct Prepared {
-    pub target: Target,
-    pub plan: Plan,
+    /// The targets to try, each with its plan.
+    pub candidates: Candidates<Plan>,
 }
 
 /// Validates and resolves a request. Fails before any provider is called.
@@ -66,26 +66,30 @@ pub async fn prepare(
         problems.push(FieldError::new("volumeDbfs", "needs the whole clip; use /v1/audio/speech"));
     }
     let resolved = synthesis::resolve(registry, store, owner, input.segment, &input.pronunciations).await;
-    let target = synthesis::with_problems(resolved, problems)?;
-    let caps = target.capabilities();
-    let mut output = input.output.clone();
-    if input.native_only && output.format.is_none() {
-        output.format = Some(if caps.rates(AudioFormat::Mp3).is_empty() { AudioFormat::Pcm } else { AudioFormat::Mp3 });
-    }
-    let plan = match synthesis::plan(caps, &output, input.volume_dbfs) {
-        Ok(Plan::Transcode { output, .. }) if input.native_only => Err(FieldError::new(
-            input.output.field,
-            format!(
-                "{} at {} Hz is not a native format of this provider, and this endpoint does not convert; \
-                 use /v1/audio/speech",
-                output.format.as_str(),
-                output.sample_rate
-            ),
-        )),
-        other => other,
-    };
-    let plan = plan.map_err(|problem| ServiceError::Validation(vec![problem]))?;
-    Ok(Prepared { target, plan })
+    let candidates = synthesis::with_problems(resolved, problems)?;
+    // Each target of a route gets its own plan: what one makes natively another may not.
+    let candidates = candidates.plan(|target, ()| {
+        let caps = target.capabilities();
+        let mut output = input.output.clone();
+        if input.native_only && output.format.is_none() {
+            output.format =
+                Some(if caps.rates(AudioFormat::Mp3).is_empty() { AudioFormat::Pcm } else { AudioFormat::Mp3 });
+        }
+        let plan = match synthesis::plan(caps, &output, input.volume_dbfs) {
+            Ok(Plan::Transcode { output, .. }) if input.native_only => Err(FieldError::new(
+                input.output.field,
+                format!(
+                    "{} at {} Hz is not a native format of this provider, and this endpoint does not convert; \
+                     use /v1/audio/speech",
+                    output.format.as_str(),
+                    output.sample_rate
+                ),
+            )),
+            other => other,
+        };
+        plan.map_err(|problem| ServiceError::Validation(vec![problem]))
+    })?;
+    Ok(Prepared { candidates })
 }
 
 /// A synthesis under way: the head is decided, the body streams.
@@ -104,12 +108,11 @@ pub async fn synthesize(
     details: &UsageDetails,
     metrics: &Arc<Metrics>,
 ) -> Result<SpeechOutput, ServiceError> {
-    let Prepared { target, plan } = prepared;
-    let upstream = match plan {
+    let upstream = |plan: &Plan| match *plan {
         Plan::PassThrough { output } => output,
         Plan::Transcode { from, .. } | Plan::Normalize { from, .. } => AudioSpec::pcm(from),
     };
-    let events = target.call(0, upstream, false, details, metrics).await?;
+    let (target, &plan, events) = prepared.candidates.call(0, false, details, metrics, upstream).await?;
     let body = body(events, plan, details.clone(), 0)?;
     Ok(SpeechOutput {
         output: plan.output(),

@@ -20,7 +20,7 @@ use crate::{
         synthesis::{
             self,
             collect::{collect, MAX_CLIP_SECS},
-            Target,
+            Candidates,
         },
         timestamps::{self, Mode, TimedClip, Timestamp},
         usage::UsageDetails,
@@ -31,24 +31,13 @@ use crate::{
 
 /// Everything resolved and checked; nothing has been sent upstream yet.
 pub struct TimedPrepared {
-    target: Target,
+    /// The targets to try, each with the PCM rate it is asked for.
+    candidates: Candidates<u32>,
     /// The text as the caller wrote it: timestamps refer to it.
     original: String,
-    /// The PCM rate the provider is asked for.
-    from: u32,
     output: AudioSpec,
     volume_dbfs: Option<f32>,
     mode: Mode,
-}
-
-impl TimedPrepared {
-    pub fn provider(&self) -> &str {
-        self.target.provider_id()
-    }
-
-    pub fn model(&self) -> &str {
-        &self.target.resolved.model.id
-    }
 }
 
 /// The clip and its words, and who spoke it.
@@ -75,19 +64,21 @@ pub async fn prepare(
     let output = synthesis::encoded_output(&input.output).map_err(|problem| problems.push(problem)).ok();
     let original = input.segment.text.clone();
     let resolved = synthesis::resolve(registry, store, owner, input.segment, &input.pronunciations).await;
-    let target = synthesis::with_problems(resolved, problems)?;
+    let candidates = synthesis::with_problems(resolved, problems)?;
     let Some(output) = output else {
         return Err(ServiceError::Internal("an output problem was not reported".to_owned()));
     };
-    let caps = target.capabilities();
-    let Some(from) = synthesis::pick_source_rate(&caps.rates(AudioFormat::Pcm), output.sample_rate) else {
-        let message = "this provider makes no PCM for the gateway to time and encode";
-        return Err(ServiceError::Validation(vec![FieldError::new("model", message)]));
-    };
-    if mode == Mode::Native && !caps.times_pcm() {
-        return Err(ServiceError::TimestampsUnavailable(target.provider_id().to_owned()));
-    }
-    Ok(TimedPrepared { target, original, from, output, volume_dbfs: input.volume_dbfs, mode })
+    let candidates = candidates.plan(|target, ()| {
+        let caps = target.capabilities();
+        if mode == Mode::Native && !caps.times_pcm() {
+            return Err(ServiceError::TimestampsUnavailable(target.provider_id().to_owned()));
+        }
+        synthesis::pick_source_rate(&caps.rates(AudioFormat::Pcm), output.sample_rate).ok_or_else(|| {
+            let message = "this provider makes no PCM for the gateway to time and encode";
+            ServiceError::Validation(vec![FieldError::new("model", message)])
+        })
+    })?;
+    Ok(TimedPrepared { candidates, original, output, volume_dbfs: input.volume_dbfs, mode })
 }
 
 /// Synthesises the clip and times its words.
@@ -96,9 +87,9 @@ pub async fn synthesize(
     details: &UsageDetails,
     metrics: &Arc<Metrics>,
 ) -> Result<TimedSpeech, ServiceError> {
-    let TimedPrepared { target, original, from, output, volume_dbfs, mode } = prepared;
+    let TimedPrepared { candidates, original, output, volume_dbfs, mode } = prepared;
+    let (target, &from, events) = candidates.call(0, true, details, metrics, |&from| AudioSpec::pcm(from)).await?;
     let provider = target.provider_id().to_owned();
-    let events = target.call(0, AudioSpec::pcm(from), true, details, metrics).await?;
     let rate = output.sample_rate;
     let collected = collect(events, from, rate, &provider, (details, 0)).await?;
     let spoken = target.spoken.clone();
@@ -171,14 +162,15 @@ pub async fn stream(
     prepared: TimedPrepared,
     details: &UsageDetails,
     metrics: &Arc<Metrics>,
-) -> Result<BoxStream<'static, TimedChunk>, ServiceError> {
+) -> Result<TimedStream, ServiceError> {
     if prepared.volume_dbfs.is_some() {
         let message = "needs the whole clip; use /v1/audio/speech/with-timestamps";
         return Err(ServiceError::Validation(vec![FieldError::new("volumeDbfs", message)]));
     }
-    let TimedPrepared { target, original, from, output, mode, .. } = prepared;
-    let events = target.call(0, AudioSpec::pcm(from), true, details, metrics).await?;
+    let TimedPrepared { candidates, original, output, mode, .. } = prepared;
+    let (target, &from, events) = candidates.call(0, true, details, metrics, |&from| AudioSpec::pcm(from)).await?;
     let transcoder = PcmTranscoder::new(from, output).map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let (provider, model) = (target.provider_id().to_owned(), target.resolved.model.id.clone());
     let state = Lines {
         events,
         transcoder,
@@ -196,7 +188,7 @@ pub async fn stream(
         details: details.clone(),
         done: false,
     };
-    Ok(futures::stream::unfold(state, |mut state| async move {
+    let chunks = futures::stream::unfold(state, |mut state| async move {
         loop {
             if let Some(chunk) = state.queue.pop_front() {
                 return Some((chunk, state));
@@ -227,7 +219,15 @@ pub async fn stream(
             }
         }
     })
-    .boxed())
+    .boxed();
+    Ok(TimedStream { provider, model, chunks })
+}
+
+/// A timed clip under way: who speaks it, and its chunks as they are made.
+pub struct TimedStream {
+    pub provider: String,
+    pub model: String,
+    pub chunks: BoxStream<'static, TimedChunk>,
 }
 
 /// The longest a stream holds settled words back while its provider's timing arrives.

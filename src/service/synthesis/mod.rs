@@ -30,7 +30,9 @@ use crate::{
         text, FieldError,
     },
     metrics::Metrics,
-    providers::{registry::Resolved, Capabilities, EventStream, ProviderError, Registry, SynthesisRequest},
+    providers::{
+        registry::Resolved, Capabilities, EventStream, ProviderError, Registry, RetryPolicy, SynthesisRequest,
+    },
     store::Store,
 };
 
@@ -81,12 +83,12 @@ impl Target {
 
     /// Calls the provider for segment `index` of the request, asking for `output` (one of its
     /// native formats) and, with `timed`, for its word timing when it has any in that format;
-    /// waits for the first event ([`call::start`]).
-    pub async fn call(
+    /// waits for the first event ([`call::start`]), retrying per `retry`.
+    async fn call(
         &self,
         index: u32,
         output: AudioSpec,
-        timed: bool,
+        (timed, retry): (bool, RetryPolicy),
         details: &UsageDetails,
         metrics: &Arc<Metrics>,
     ) -> Result<EventStream, ProviderError> {
@@ -101,7 +103,7 @@ impl Target {
             characters: self.characters(),
         };
         let provider = &self.resolved.provider;
-        let reliability = (self.resolved.retry, self.resolved.circuit.as_ref());
+        let reliability = (retry, self.resolved.circuit.as_ref());
         call::start(segment, details, metrics, reliability, || provider.synthesize(request.clone())).await
     }
 
@@ -122,6 +124,104 @@ impl Target {
     }
 }
 
+/// A segment resolved: the targets that may voice it, in the order to try — one, unless its
+/// model names a route — each with what the route's shape of the pipeline planned for it (`P`:
+/// the upstream format, say). Never empty.
+pub struct Candidates<P = ()> {
+    list: Vec<(Target, P)>,
+}
+
+impl<P> Candidates<P> {
+    /// The target tried first.
+    pub fn first(&self) -> &Target {
+        &self.list[0].0
+    }
+
+    /// The one target, when there is no other to fall back on.
+    pub fn only(&self) -> Option<&Target> {
+        match self.list.as_slice() {
+            [(only, _)] => Some(only),
+            _ => None,
+        }
+    }
+
+    /// [`Candidates::only`], owned.
+    pub fn into_only(mut self) -> Option<Target> {
+        match self.list.len() {
+            1 => self.list.pop().map(|(only, _)| only),
+            _ => None,
+        }
+    }
+
+    pub fn targets(&self) -> impl Iterator<Item = &Target> {
+        self.list.iter().map(|(target, _)| target)
+    }
+
+    /// The characters the segment costs (those of the first target's text: a route's targets
+    /// differ only where their pronunciation rules stop at a shorter model limit).
+    pub fn characters(&self) -> usize {
+        self.first().characters()
+    }
+
+    /// Each target with its plan from `plan`. A target `plan` refuses is dropped; when it
+    /// refuses them all, its refusal of the first is the answer.
+    pub fn plan<Q>(
+        self,
+        mut plan: impl FnMut(&Target, P) -> Result<Q, ServiceError>,
+    ) -> Result<Candidates<Q>, ServiceError> {
+        let mut list = Vec::with_capacity(self.list.len());
+        let mut refusal = None;
+        for (target, planned) in self.list {
+            match plan(&target, planned) {
+                Ok(next) => list.push((target, next)),
+                Err(error) => {
+                    refusal.get_or_insert(error);
+                }
+            }
+        }
+        match (list.is_empty(), refusal) {
+            (true, Some(error)) => Err(error),
+            _ => Ok(Candidates { list }),
+        }
+    }
+
+    /// Calls the targets in order until one starts ([`Target::call`]), asking each for
+    /// `upstream(plan)`. Any failure before the first audio moves on to the next target at once;
+    /// only the last is retried (per its provider's retry policy), so a failing primary costs
+    /// one attempt, not its retries and their waits. Usage names the target that served; the
+    /// last failure is the answer when none does.
+    pub async fn call(
+        &self,
+        index: u32,
+        timed: bool,
+        details: &UsageDetails,
+        metrics: &Arc<Metrics>,
+        upstream: impl Fn(&P) -> AudioSpec,
+    ) -> Result<(&Target, &P, EventStream), ProviderError> {
+        let last = self.list.len() - 1;
+        let mut position = 0;
+        loop {
+            let (target, planned) = &self.list[position];
+            let retry = if position == last { target.resolved.retry } else { RetryPolicy::NONE };
+            match target.call(index, upstream(planned), (timed, retry), details, metrics).await {
+                Ok(events) => return Ok((target, planned, events)),
+                Err(error) if position < last => {
+                    let next = self.list[position + 1].0.provider_id();
+                    tracing::warn!(
+                        provider = target.provider_id(),
+                        code = error.code(),
+                        next,
+                        "falling back to the route's next target"
+                    );
+                    metrics.fallback(target.provider_id(), error.code());
+                    position += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+}
+
 /// Longest `language` tag accepted (BCP 47 tags in practice stay far below it).
 const MAX_LANGUAGE_CHARS: usize = 35;
 
@@ -133,7 +233,7 @@ pub async fn resolve(
     owner: &str,
     input: SegmentInput,
     pronunciations: &Pronunciations,
-) -> Result<Target, ServiceError> {
+) -> Result<Candidates, ServiceError> {
     if let Some(problem) = input.voice_id.as_deref().and_then(text::identifier_problem) {
         return Err(invalid("voiceId", &problem));
     }
@@ -158,7 +258,7 @@ pub async fn resolve(
         (None, None, _) => return Err(invalid("voice", "give `voice` (with `model`) or `voiceId`")),
         (None, Some(_), None) => return Err(invalid("model", "is required with `voice`")),
     };
-    provider_options.extend(input.provider_options);
+    provider_options.extend(input.provider_options.clone());
     // The voice and model reach vendor URLs and queries: checked here, once, for every route,
     // whether the request named them or a saved voice did (saved ones were checked when saved,
     // but a voice saved before a rule existed gets no pass).
@@ -175,9 +275,59 @@ pub async fn resolve(
         return Err(ServiceError::Validation(problems));
     }
 
-    let resolved = registry.resolve(&model).map_err(|e| ServiceError::UnknownModel(e.to_string()))?;
+    let targets = registry.targets(&model).map_err(|e| ServiceError::UnknownModel(e.to_string()))?;
+    let routed = targets.iter().any(|(_, route)| route.is_some());
+    if routed {
+        // Each target of a route gets the options its provider takes; one that none takes is
+        // the caller's mistake.
+        for name in provider_options.keys() {
+            if !targets.iter().any(|(resolved, _)| declares(resolved, name)) {
+                let message = "is not an option any target of this route passes on";
+                problems.push(FieldError::member("providerOptions", &text::for_record(name.clone()), message));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(ServiceError::Validation(problems));
+        }
+    }
+    let mut found = Vec::with_capacity(targets.len());
+    let mut refusal = None;
+    for (resolved, route) in targets {
+        let voice = route.map_or(voice.as_str(), |t| t.voice_for(&voice)).to_owned();
+        let mut options = provider_options.clone();
+        if routed {
+            options.retain(|name, _| declares(&resolved, name));
+        }
+        match check(resolved, voice, options, &input, &model, pronunciations) {
+            Ok(target) => found.push((target, ())),
+            Err(error) => {
+                refusal.get_or_insert(error);
+            }
+        }
+    }
+    match (found.is_empty(), refusal) {
+        (true, Some(error)) => Err(error),
+        _ => Ok(Candidates { list: found }),
+    }
+}
+
+/// Whether `resolved`'s provider passes on the option `name`.
+fn declares(resolved: &Resolved, name: &str) -> bool {
+    resolved.provider.capabilities().provider_options.iter().any(|o| o.name == name)
+}
+
+/// Checks one target against the segment: options, language, text length (pronunciation rules
+/// applied), speed and instructions. `model` is the name the request used, for messages.
+fn check(
+    resolved: Resolved,
+    voice: String,
+    provider_options: Map<String, Value>,
+    input: &SegmentInput,
+    model: &str,
+    pronunciations: &Pronunciations,
+) -> Result<Target, ServiceError> {
     let caps = resolved.provider.capabilities();
-    problems.extend(caps.check_options(&provider_options));
+    let mut problems = caps.check_options(&provider_options);
     if let Some(language) = &input.language {
         let tag = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
         if language.is_empty() || language.len() > MAX_LANGUAGE_CHARS || !language.chars().all(tag) {
@@ -222,8 +372,8 @@ pub async fn resolve(
         voice,
         spoken,
         speed: input.speed,
-        instructions: input.instructions,
-        language: input.language,
+        instructions: input.instructions.clone(),
+        language: input.language.clone(),
         seed: input.seed,
         provider_options,
     })
@@ -253,7 +403,7 @@ pub fn check_volume(volume_dbfs: Option<f32>) -> Option<FieldError> {
 
 /// The validation problems of a failed step merged with the caller's own, so one answer lists
 /// them all; any other failure wins as it is.
-pub fn with_problems(result: Result<Target, ServiceError>, mut own: Vec<FieldError>) -> Result<Target, ServiceError> {
+pub fn with_problems<T>(result: Result<T, ServiceError>, mut own: Vec<FieldError>) -> Result<T, ServiceError> {
     match result {
         Err(ServiceError::Validation(mut problems)) => {
             problems.append(&mut own);

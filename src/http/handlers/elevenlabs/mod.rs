@@ -124,14 +124,14 @@ impl Call {
     async fn route(&self, voice: &str, model_id: Option<&str>, field: &str) -> Result<SegmentInput, ApiError> {
         let state = &self.state;
         let facade = &state.facades.elevenlabs;
-        // `provider/model` is taken as is; an ElevenLabs model id is the native provider's when it
+        // `provider/model` and route names are taken as they are; an ElevenLabs model id is the native provider's when it
         // serves that model, else the facade's default model speaks.
         let native_model = |id: &str| {
             let model = format!("{}/{id}", facade.native_provider()?);
             state.registry.resolve(&model).is_ok().then_some(model)
         };
         let model = match model_id {
-            Some(id) if id.contains('/') => Some(id.to_owned()),
+            Some(id) if id.contains('/') || state.registry.is_route(id) => Some(id.to_owned()),
             Some(id) => native_model(id).or_else(|| facade.default_model.clone()),
             None => facade.default_model.clone(),
         };
@@ -140,7 +140,7 @@ impl Call {
             facade::route_voice(&state.registry, store, &self.owner, facade, voice, model.as_deref(), field).await?;
         if let Some(model) = &routed.model {
             let provider = model.split('/').next().unwrap_or_default();
-            if state.registry.resolve(provider).is_err() {
+            if !state.registry.serves(provider) {
                 let shown: String = voice.chars().take(64).collect();
                 let message = format!(
                     "no provider serves voice {shown:?}: the {provider:?} provider is not configured here; name the \
@@ -168,14 +168,16 @@ impl Call {
             }
             (None, None) => None,
         };
-        let Some(Ok(resolved)) = model.map(|m| self.state.registry.resolve(&m)) else {
+        // A route passes each of its targets the members that target's provider declares.
+        let Some(Ok(targets)) = model.map(|m| self.state.registry.targets(&m)) else {
             return Ok(Map::new());
         };
-        let declared = &resolved.provider.capabilities().provider_options;
-        Ok(vendor
-            .into_iter()
-            .filter(|(name, value)| !value.is_null() && declared.iter().any(|o| &o.name == name))
-            .collect())
+        let declared = |name: &String| {
+            targets
+                .iter()
+                .any(|(resolved, _)| resolved.provider.capabilities().provider_options.iter().any(|o| &o.name == name))
+        };
+        Ok(vendor.into_iter().filter(|(name, value)| !value.is_null() && declared(name)).collect())
     }
 }
 
@@ -286,7 +288,7 @@ async fn speak(
             Answer::TimedStream => {
                 let mut aligner = Aligner::new(&input.segment.text);
                 let prepared = timed::prepare(&state.registry, state.store.as_ref(), owner, input, Mode::Auto).await?;
-                let chunks = timed::stream(prepared, details, &state.metrics).await?;
+                let chunks = timed::stream(prepared, details, &state.metrics).await?.chunks;
                 let lines = chunks.filter_map(move |chunk| {
                     let line = match chunk {
                         TimedChunk::Audio(audio) => Some(Ok(wire::ndjson(&ElevenLabsTimedAudio::new(&audio, None)))),
