@@ -72,8 +72,12 @@ export SPEECHGATE_TEST_OPENAI_SDK="$PWD/tests/sdk/openai"
 export SPEECHGATE_TEST_ELEVENLABS_SDK="$PWD/tests/sdk/elevenlabs"
 export SPEECHGATE_TEST_SPEECHBASE_SDK="$PWD/tests/sdk/speechbase"
 
+# Then the soak (tests/soak.rs: 60 s of mixed traffic with injected faults), on its own so that
+# it neither slows the suite nor is slowed by it.
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --lib --bins --tests --no-fail-fast
+  cargo nextest run --test soak --run-ignored only --no-capture
 else
   cargo test --lib --bins --tests --no-fail-fast
+  cargo test --test soak -- --ignored --nocapture
 fi
