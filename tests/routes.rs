@@ -322,3 +322,25 @@ async fn a_route_to_a_model_nobody_serves_stops_the_start() {
     let message = format!("{error:#}");
     assert!(message.contains("routes.narrator.targets[1].model"), "{message}");
 }
+
+/// A provider whose address refuses connections is a failure like any other: the next target
+/// serves.
+#[tokio::test]
+async fn a_refused_connection_falls_back() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let app = TestApp::spawn_with(Db::Sqlite, |c| {
+        c.providers.openai =
+            VendorConfig { api_key: Some("sk-x".to_owned().into()), base_url: Some(format!("http://{closed}/v1")) };
+        let targets = vec![target("openai/tts-1", Some("onyx"), &[]), target("local", Some("en-us"), &[])];
+        c.routes.insert("narrator".to_owned(), RouteConfig { targets });
+    })
+    .await;
+    let (_, key) = app.speech_key().await;
+    let response = app.post("/v1/audio/speech", &key, json!({"model": "narrator", "voice": "v", "text": "Hi."})).await;
+    assert_eq!((response.status().as_u16(), header(&response, "x-speech-provider")), (200, "local"));
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    let line =
+        metrics.lines().find(|l| l.starts_with(r#"speechgate_route_fallbacks_total{provider="openai""#)).unwrap();
+    assert!(line.ends_with(" 1"), "{line}");
+    app.stop().await;
+}
