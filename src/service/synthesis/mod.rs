@@ -153,10 +153,6 @@ impl<P> Candidates<P> {
         }
     }
 
-    pub fn targets(&self) -> impl Iterator<Item = &Target> {
-        self.list.iter().map(|(target, _)| target)
-    }
-
     /// The characters the segment costs (those of the first target's text: a route's targets
     /// differ only where their pronunciation rules stop at a shorter model limit).
     pub fn characters(&self) -> usize {
