@@ -1,14 +1,16 @@
 //! The pipeline every synthesis runs through, whatever the route:
 //!
 //! 1. **resolve** ([`resolve`]): one segment of a request (a voice or saved voice, a model, text
-//!    and options) → a [`Target`]: the provider and model that will voice it, everything checked.
+//!    and options) → [`Candidates`]: the [`Target`]s that may voice it, in the order to try (one,
+//!    or a fallback route's targets that can take the request), everything checked.
 //!    Field errors carry paths relative to the segment; a caller with many segments prefixes them
 //!    (`turns[2].voiceId`).
 //! 2. **plan** ([`plan`]): what to ask the provider for, and how the gateway converts it into
 //!    the requested output.
-//! 3. **events** ([`call::start`]): the provider call, observed, with its first event awaited so
-//!    a provider that fails at once can still be answered with a proper status. Usage gets one
-//!    line per call.
+//! 3. **events** ([`Candidates::call`], [`call::start`]): the provider call, observed, with its
+//!    first event awaited so a provider that fails at once can still be answered with a proper
+//!    status — or handed to the route's next target. Usage gets one line per segment, naming the
+//!    target that served.
 //! 4. **shape**: the events become the response body — one clip for speech
 //!    (`service::speech`), a mixed file or segments for a conversation (`service::conversation`).
 
