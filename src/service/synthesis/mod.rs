@@ -183,7 +183,7 @@ impl<P> Candidates<P> {
         }
     }
 
-    /// Calls the targets in order until one starts ([`Target::call`]), asking each for
+    /// Calls the targets in order until one starts (`Target::call`), asking each for
     /// `upstream(plan)`. Any failure before the first audio moves on to the next target at once;
     /// only the last is retried (per its provider's retry policy), so a failing primary costs
     /// one attempt, not its retries and their waits. Usage names the target that served; the
