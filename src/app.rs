@@ -31,9 +31,7 @@ impl App {
     /// Connects to the database (migrating it if configured) and starts background work.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let store = open_store(config).await?;
-        if config.database.migrate_on_start {
-            store.migrate().await.context("applying database migrations")?;
-        }
+        prepare_schema(store.as_ref(), config).await?;
         let registry = Registry::from_config(&config.providers).context("building the provider registry")?;
         Ok(Self::with_parts(config, store, Arc::new(registry)))
     }
@@ -146,6 +144,25 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     store::connect(&config.database.url, config.database.max_connections)
         .await
         .with_context(|| format!("connecting to the {backend:?} database at database.url"))
+}
+
+/// Migrates the database when `database.migrate_on_start` says so; otherwise makes sure someone
+/// has (`speechgate migrate`, e.g. a Job before a rollout), so that a replica refuses to start
+/// on an old schema instead of failing request by request with SQL errors.
+pub async fn prepare_schema(store: &dyn Store, config: &Config) -> anyhow::Result<()> {
+    if config.database.migrate_on_start {
+        return store.migrate().await.context("applying database migrations");
+    }
+    let pending = store.pending_migrations().await.context("reading the database's applied migrations")?;
+    if pending.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "the database schema is behind this build ({} migration(s) pending: {}); run `speechgate migrate` \
+         first, or set database.migrate_on_start = true",
+        pending.len(),
+        pending.join(", ")
+    )
 }
 
 /// Resolves on SIGINT or SIGTERM.
