@@ -195,11 +195,14 @@ pub struct ProvidersConfig {
     /// Model aliases: `alias = "provider/model"`. `tts-1`, `tts-1-hd` and `gpt-4o-mini-tts`
     /// point at `openai/...` unless set here.
     pub aliases: BTreeMap<String, String>,
-    /// How long to wait for a provider's response head, in seconds.
+    /// How long connecting to a provider (TCP and TLS) may take, in seconds.
+    pub connect_timeout_secs: u64,
+    /// How long a provider may take to send the first byte of its answer (connecting included),
+    /// in seconds: its response head and, for a streamed body, the first chunk.
     pub timeout_secs: u64,
     /// How long a gap between two audio chunks may last before the stream counts as broken.
     pub idle_timeout_secs: u64,
-    /// How long one provider stream may last in all, however steadily it flows.
+    /// How long one provider call may last in all, however steadily its stream flows.
     pub max_stream_secs: u64,
     /// How long a provider's voice catalogue is cached.
     pub voice_cache_secs: u64,
@@ -224,6 +227,33 @@ pub struct VendorConfig {
     pub api_key: Option<SecretString>,
     /// Overrides the vendor's public API address (tests, proxies, regional hosts).
     pub base_url: Option<String>,
+    /// This provider's own timeouts, where they differ from `[providers]`'.
+    pub timeouts: TimeoutOverrides,
+}
+
+/// `[providers.<id>.timeouts]` (and `[providers.compatible.<id>.timeouts]`): any of the
+/// `[providers]` timeouts, for this provider only; an unset one is the `[providers]` value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimeoutOverrides {
+    pub connect_timeout_secs: Option<u64>,
+    pub timeout_secs: Option<u64>,
+    pub idle_timeout_secs: Option<u64>,
+    pub max_stream_secs: Option<u64>,
+}
+
+/// A provider's timeouts in force: `[providers]`' with its own section's overrides applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Longest wait for a TCP (and TLS) connection to the provider.
+    pub connect: std::time::Duration,
+    /// Longest wait from sending a request to the first byte of its answer's body (connecting
+    /// included): a provider that accepts and then says nothing.
+    pub first_byte: std::time::Duration,
+    /// Longest gap between two chunks of a streamed body once it has started.
+    pub idle: std::time::Duration,
+    /// Longest a call may last in all, however steadily its body flows.
+    pub total: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -253,6 +283,8 @@ pub struct CompatibleConfig {
     /// Extra body fields the server understands, passed on from a request's `providerOptions`,
     /// with their JSON type: `provider_options = { lang_code = "string" }`. Nothing else is.
     pub provider_options: BTreeMap<String, crate::providers::OptionKind>,
+    /// This instance's own timeouts, where they differ from `[providers]`'.
+    pub timeouts: TimeoutOverrides,
 }
 
 impl Default for ProvidersConfig {
@@ -265,6 +297,7 @@ impl Default for ProvidersConfig {
             local: LocalConfig::default(),
             compatible: BTreeMap::new(),
             aliases: BTreeMap::new(),
+            connect_timeout_secs: 10,
             timeout_secs: 30,
             idle_timeout_secs: 30,
             max_stream_secs: 900,
@@ -275,6 +308,29 @@ impl Default for ProvidersConfig {
             circuit_failures: 5,
             circuit_cooldown_secs: 30,
         }
+    }
+}
+
+impl ProvidersConfig {
+    /// The timeouts of a provider whose section overrides `own`.
+    pub fn timeouts(&self, own: &TimeoutOverrides) -> Timeouts {
+        let secs = |own: Option<u64>, global: u64| std::time::Duration::from_secs(own.unwrap_or(global));
+        Timeouts {
+            connect: secs(own.connect_timeout_secs, self.connect_timeout_secs),
+            first_byte: secs(own.timeout_secs, self.timeout_secs),
+            idle: secs(own.idle_timeout_secs, self.idle_timeout_secs),
+            total: secs(own.max_stream_secs, self.max_stream_secs),
+        }
+    }
+
+    /// Every provider section's timeout overrides, by the section's path.
+    fn timeout_overrides(&self) -> impl Iterator<Item = (String, &TimeoutOverrides)> {
+        let vendors = KINDS
+            .iter()
+            .filter_map(|kind| Some((format!("providers.{}", kind.id), &(kind.vendor()?.section)(self).timeouts)));
+        let compatible =
+            self.compatible.iter().map(|(id, instance)| (format!("providers.compatible.{id}"), &instance.timeouts));
+        vendors.chain(compatible)
     }
 }
 
@@ -443,6 +499,7 @@ impl Config {
             ("server.body_read_timeout_secs", self.server.body_read_timeout_secs, 1),
             ("server.write_timeout_secs", self.server.write_timeout_secs, 1),
             ("server.shutdown_grace_secs", self.server.shutdown_grace_secs, 0),
+            ("providers.connect_timeout_secs", self.providers.connect_timeout_secs, 1),
             ("providers.timeout_secs", self.providers.timeout_secs, 1),
             ("providers.idle_timeout_secs", self.providers.idle_timeout_secs, 1),
             ("providers.max_stream_secs", self.providers.max_stream_secs, 1),
@@ -452,6 +509,22 @@ impl Config {
         for (field, secs, min) in deadlines {
             if !(min..=MAX_DURATION_SECS).contains(&secs) {
                 return invalid(field, &format!("must be {min} to {MAX_DURATION_SECS} seconds (a day)"));
+            }
+        }
+        for (section, own) in self.providers.timeout_overrides() {
+            let fields = [
+                ("connect_timeout_secs", own.connect_timeout_secs),
+                ("timeout_secs", own.timeout_secs),
+                ("idle_timeout_secs", own.idle_timeout_secs),
+                ("max_stream_secs", own.max_stream_secs),
+            ];
+            if let Some((name, _)) =
+                fields.iter().find(|(_, secs)| secs.is_some_and(|secs| !(1..=MAX_DURATION_SECS).contains(&secs)))
+            {
+                return invalid(
+                    &format!("{section}.timeouts.{name}"),
+                    &format!("must be 1 to {MAX_DURATION_SECS} seconds (a day)"),
+                );
             }
         }
         if let Err(message) = self.trusted_proxies() {
