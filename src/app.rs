@@ -24,6 +24,7 @@ pub struct App {
     tracker: TaskTracker,
     stop_background: CancellationToken,
     shutdown_grace: Duration,
+    drain_delay: Duration,
     connection_limits: http::server::ConnectionLimits,
 }
 
@@ -80,6 +81,7 @@ impl App {
             facades: Arc::new(config.facades.clone()),
             public_url: config.server.public_url.as_deref().map(Arc::from),
             sockets: Arc::new(http::ws::Sockets::new(config.server.max_websockets)),
+            draining: CancellationToken::new(),
         };
         let connection_limits = http::server::ConnectionLimits {
             header_read_timeout: Duration::from_secs(config.server.header_read_timeout_secs),
@@ -91,6 +93,7 @@ impl App {
             tracker,
             stop_background,
             shutdown_grace: Duration::from_secs(config.server.shutdown_grace_secs),
+            drain_delay: Duration::from_secs(config.server.drain_delay_secs),
             connection_limits,
         }
     }
@@ -107,7 +110,10 @@ impl App {
         http::router(self.state.clone())
     }
 
-    /// Serves until `shutdown` resolves, then shuts down gracefully.
+    /// Serves until `shutdown` resolves, then shuts down gracefully: `/readyz` turns 503 at once,
+    /// requests are still served for the drain delay (while load balancers notice), then the
+    /// listener closes — new connections are refused — and in-flight requests get the grace
+    /// period to finish.
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -117,9 +123,15 @@ impl App {
         let stopping = CancellationToken::new();
         let signal = stopping.clone();
         let server = http::server::serve(listener, router, self.connection_limits, stopping, self.shutdown_grace);
+        let (draining, delay) = (self.state.draining.clone(), self.drain_delay);
         let requested = async move {
             shutdown.await;
-            tracing::info!("shutdown requested; finishing in-flight requests");
+            draining.cancel();
+            if !delay.is_zero() {
+                tracing::info!(delay_secs = delay.as_secs(), "shutdown requested; unready, still serving");
+                tokio::time::sleep(delay).await;
+            }
+            tracing::info!("no longer accepting connections; finishing in-flight requests");
             signal.cancel();
         };
         tokio::join!(server, requested);

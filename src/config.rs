@@ -115,6 +115,10 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long a graceful shutdown waits for in-flight requests, in seconds.
     pub shutdown_grace_secs: u64,
+    /// On SIGTERM, how long the gateway goes on accepting and serving while `/readyz` already
+    /// answers 503, so that load balancers polling it stop sending before the listener closes.
+    /// (On Kubernetes a `preStop` sleep does the same.)
+    pub drain_delay_secs: u64,
     /// How long a client may take to send a request's head; an idle keep-alive connection is
     /// closed after the same time.
     pub header_read_timeout_secs: u64,
@@ -361,6 +365,7 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8080".into(),
             max_body_bytes: 1024 * 1024,
             shutdown_grace_secs: 30,
+            drain_delay_secs: 0,
             header_read_timeout_secs: 10,
             body_read_timeout_secs: 30,
             write_timeout_secs: 30,
@@ -499,6 +504,7 @@ impl Config {
             ("server.body_read_timeout_secs", self.server.body_read_timeout_secs, 1),
             ("server.write_timeout_secs", self.server.write_timeout_secs, 1),
             ("server.shutdown_grace_secs", self.server.shutdown_grace_secs, 0),
+            ("server.drain_delay_secs", self.server.drain_delay_secs, 0),
             ("providers.connect_timeout_secs", self.providers.connect_timeout_secs, 1),
             ("providers.timeout_secs", self.providers.timeout_secs, 1),
             ("providers.idle_timeout_secs", self.providers.idle_timeout_secs, 1),
