@@ -124,6 +124,7 @@ impl App {
         let signal = stopping.clone();
         let server = http::server::serve(listener, router, self.connection_limits, stopping, self.shutdown_grace);
         let (draining, delay) = (self.state.draining.clone(), self.drain_delay);
+        let (sockets, grace) = (self.state.sockets.clone(), self.shutdown_grace);
         let requested = async move {
             shutdown.await;
             draining.cancel();
@@ -133,6 +134,9 @@ impl App {
             }
             tracing::info!("no longer accepting connections; finishing in-flight requests");
             signal.cancel();
+            // WebSockets finish their command and close within the same grace as requests, so
+            // that a stop takes at most the drain delay and one grace period.
+            sockets.close(grace).await;
         };
         tokio::join!(server, requested);
         self.drain().await;
