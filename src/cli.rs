@@ -20,7 +20,7 @@ use crate::{
 #[command(name = "speechgate", version, about = "A self-hosted, unified text-to-speech gateway")]
 struct Cli {
     /// Configuration file (optional; every field can also be set as SPEECHGATE__SECTION__KEY).
-    #[arg(long, global = true, env = "SPEECHGATE_CONFIG", default_value = "speechgate.toml")]
+    #[arg(long, global = true, env = crate::config::CONFIG_FILE_VAR, default_value = "speechgate.toml")]
     config: PathBuf,
     #[command(subcommand)]
     command: Option<Command>,

@@ -422,6 +422,34 @@ fn serialize_redacted<S: serde::Serializer>(value: &Option<SecretString>, s: S) 
     }
 }
 
+/// The variable naming the configuration file (read by the command line).
+pub const CONFIG_FILE_VAR: &str = "SPEECHGATE_CONFIG";
+
+/// The prefix of the variables that set any field: `SPEECHGATE__SECTION__KEY` sets
+/// `section.key` (`SPEECHGATE__PROVIDERS__OPENAI__TIMEOUTS__TIMEOUT_SECS`...).
+pub const NESTED_VAR_PREFIX: &str = "SPEECHGATE__";
+
+/// The first-class variables and the fields they set; they win over everything else.
+pub const FIRST_CLASS_VARS: [(&str, &str); 3] = [
+    ("SPEECHGATE_LISTEN", "server.listen"),
+    ("SPEECHGATE_DATABASE_URL", "database.url"),
+    ("SPEECHGATE_ADMIN_TOKEN", "auth.admin_token"),
+];
+
+/// Every environment variable the gateway reads by its full name: the configuration file's,
+/// the first-class ones and the vendors' own. With [`NESTED_VAR_PREFIX`] these are all the
+/// variables that configure it (deployment manifests are checked against this list).
+pub fn env_vars() -> Vec<&'static str> {
+    let vendors = KINDS.iter().filter_map(|kind| kind.vendor()).flat_map(|v| [v.key_var, v.base_url_var]);
+    [CONFIG_FILE_VAR].into_iter().chain(FIRST_CLASS_VARS.iter().map(|(var, _)| *var)).chain(vendors).collect()
+}
+
+/// Whether the gateway reads the variable `name` (whether the field a `SPEECHGATE__` variable
+/// names exists is for loading to say: an unknown one is refused).
+pub fn reads_env_var(name: &str) -> bool {
+    name.starts_with(NESTED_VAR_PREFIX) || env_vars().contains(&name)
+}
+
 /// The vendors' own variables, from the table of provider kinds: `OPENAI_API_KEY` →
 /// `providers.openai.api_key`, `OPENAI_BASE_URL` → `providers.openai.base_url`, and so on.
 fn vendor_env() -> Env {
@@ -458,12 +486,12 @@ impl Config {
 
     /// The layered sources, in increasing precedence.
     pub fn figment(path: &Path) -> Figment {
-        Figment::from(Serialized::defaults(Config::default()))
+        let figment = Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::file(path))
-            .merge(Env::prefixed("SPEECHGATE__").split("__"))
-            .merge(Env::raw().only(&["SPEECHGATE_LISTEN"]).map(|_| "server.listen".into()))
-            .merge(Env::raw().only(&["SPEECHGATE_DATABASE_URL"]).map(|_| "database.url".into()))
-            .merge(Env::raw().only(&["SPEECHGATE_ADMIN_TOKEN"]).map(|_| "auth.admin_token".into()))
+            .merge(Env::prefixed(NESTED_VAR_PREFIX).split("__"));
+        FIRST_CLASS_VARS
+            .iter()
+            .fold(figment, |figment, (var, field)| figment.merge(Env::raw().only(&[var]).map(|_| (*field).into())))
             .merge(vendor_env())
     }
 
