@@ -24,6 +24,7 @@ pub struct App {
     tracker: TaskTracker,
     stop_background: CancellationToken,
     shutdown_grace: Duration,
+    drain_delay: Duration,
     connection_limits: http::server::ConnectionLimits,
 }
 
@@ -31,9 +32,7 @@ impl App {
     /// Connects to the database (migrating it if configured) and starts background work.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let store = open_store(config).await?;
-        if config.database.migrate_on_start {
-            store.migrate().await.context("applying database migrations")?;
-        }
+        prepare_schema(store.as_ref(), config).await?;
         let registry = Registry::from_config(&config.providers)
             .context("building the provider registry")?
             .with_routes(&config.routes)
@@ -85,6 +84,7 @@ impl App {
             facades: Arc::new(config.facades.clone()),
             public_url: config.server.public_url.as_deref().map(Arc::from),
             sockets: Arc::new(http::ws::Sockets::new(config.server.max_websockets)),
+            draining: CancellationToken::new(),
         };
         let connection_limits = http::server::ConnectionLimits {
             header_read_timeout: Duration::from_secs(config.server.header_read_timeout_secs),
@@ -96,6 +96,7 @@ impl App {
             tracker,
             stop_background,
             shutdown_grace: Duration::from_secs(config.server.shutdown_grace_secs),
+            drain_delay: Duration::from_secs(config.server.drain_delay_secs),
             connection_limits,
         }
     }
@@ -112,7 +113,10 @@ impl App {
         http::router(self.state.clone())
     }
 
-    /// Serves until `shutdown` resolves, then shuts down gracefully.
+    /// Serves until `shutdown` resolves, then shuts down gracefully: `/readyz` turns 503 at once,
+    /// requests are still served for the drain delay (while load balancers notice), then the
+    /// listener closes — new connections are refused — and in-flight requests get the grace
+    /// period to finish.
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -122,10 +126,20 @@ impl App {
         let stopping = CancellationToken::new();
         let signal = stopping.clone();
         let server = http::server::serve(listener, router, self.connection_limits, stopping, self.shutdown_grace);
+        let (draining, delay) = (self.state.draining.clone(), self.drain_delay);
+        let (sockets, grace) = (self.state.sockets.clone(), self.shutdown_grace);
         let requested = async move {
             shutdown.await;
-            tracing::info!("shutdown requested; finishing in-flight requests");
+            draining.cancel();
+            if !delay.is_zero() {
+                tracing::info!(delay_secs = delay.as_secs(), "shutdown requested; unready, still serving");
+                tokio::time::sleep(delay).await;
+            }
+            tracing::info!("no longer accepting connections; finishing in-flight requests");
             signal.cancel();
+            // WebSockets finish their command and close within the same grace as requests, so
+            // that a stop takes at most the drain delay and one grace period.
+            sockets.close(grace).await;
         };
         tokio::join!(server, requested);
         self.drain().await;
@@ -149,6 +163,25 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     store::connect(&config.database.url, config.database.max_connections)
         .await
         .with_context(|| format!("connecting to the {backend:?} database at database.url"))
+}
+
+/// Migrates the database when `database.migrate_on_start` says so; otherwise makes sure someone
+/// has (`speechgate migrate`, e.g. a Job before a rollout), so that a replica refuses to start
+/// on an old schema instead of failing request by request with SQL errors.
+pub async fn prepare_schema(store: &dyn Store, config: &Config) -> anyhow::Result<()> {
+    if config.database.migrate_on_start {
+        return store.migrate().await.context("applying database migrations");
+    }
+    let pending = store.pending_migrations().await.context("reading the database's applied migrations")?;
+    if pending.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "the database schema is behind this build ({} migration(s) pending: {}); run `speechgate migrate` \
+         first, or set database.migrate_on_start = true",
+        pending.len(),
+        pending.join(", ")
+    )
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -20,7 +20,7 @@ use crate::{
 #[command(name = "speechgate", version, about = "A self-hosted, unified text-to-speech gateway")]
 struct Cli {
     /// Configuration file (optional; every field can also be set as SPEECHGATE__SECTION__KEY).
-    #[arg(long, global = true, env = "SPEECHGATE_CONFIG", default_value = "speechgate.toml")]
+    #[arg(long, global = true, env = crate::config::CONFIG_FILE_VAR, default_value = "speechgate.toml")]
     config: PathBuf,
     #[command(subcommand)]
     command: Option<Command>,
@@ -90,17 +90,23 @@ pub async fn run() -> anyhow::Result<()> {
     match command {
         Command::Serve { no_migrate } => {
             config.database.migrate_on_start &= !no_migrate;
+            // The database (and its schema) first: a replica that cannot serve never listens.
+            let app = App::build(&config).await?;
             let listener = tokio::net::TcpListener::bind(&config.server.listen)
                 .await
                 .with_context(|| format!("binding server.listen = {}", config.server.listen))?;
-            let app = App::build(&config).await?;
             tracing::info!(address = %listener.local_addr()?, backend = ?app.backend(), "speechgate listening");
             app.serve(listener, app::shutdown_signal()).await
         }
         Command::Migrate => {
             let store = app::open_store(&config).await?;
+            let pending = store.pending_migrations().await.context("reading the database's applied migrations")?;
             store.migrate().await.context("applying database migrations")?;
-            writeln!(std::io::stdout(), "migrations applied")?;
+            store.close().await;
+            match pending.len() {
+                0 => writeln!(std::io::stdout(), "the database schema is up to date")?,
+                n => writeln!(std::io::stdout(), "applied {n} migration(s): {}", pending.join(", "))?,
+            }
             Ok(())
         }
         Command::Keys { command } => keys_command(&config, command).await,
@@ -110,9 +116,7 @@ pub async fn run() -> anyhow::Result<()> {
 
 async fn keys_command(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
     let store = app::open_store(config).await?;
-    if config.database.migrate_on_start {
-        store.migrate().await.context("applying database migrations")?;
-    }
+    app::prepare_schema(store.as_ref(), config).await?;
     let mut out = std::io::stdout().lock();
     match command {
         KeysCommand::Create { name, scopes, expires_at, rate_limit_per_minute, json } => {

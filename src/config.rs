@@ -145,6 +145,10 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long a graceful shutdown waits for in-flight requests, in seconds.
     pub shutdown_grace_secs: u64,
+    /// On SIGTERM, how long the gateway goes on accepting and serving while `/readyz` already
+    /// answers 503, so that load balancers polling it stop sending before the listener closes.
+    /// (On Kubernetes a `preStop` sleep does the same.)
+    pub drain_delay_secs: u64,
     /// How long a client may take to send a request's head; an idle keep-alive connection is
     /// closed after the same time.
     pub header_read_timeout_secs: u64,
@@ -225,11 +229,14 @@ pub struct ProvidersConfig {
     /// Model aliases: `alias = "provider/model"`. `tts-1`, `tts-1-hd` and `gpt-4o-mini-tts`
     /// point at `openai/...` unless set here.
     pub aliases: BTreeMap<String, String>,
-    /// How long to wait for a provider's response head, in seconds.
+    /// How long connecting to a provider (TCP and TLS) may take, in seconds.
+    pub connect_timeout_secs: u64,
+    /// How long a provider may take to send the first byte of its answer (connecting included),
+    /// in seconds: its response head and, for a streamed body, the first chunk.
     pub timeout_secs: u64,
     /// How long a gap between two audio chunks may last before the stream counts as broken.
     pub idle_timeout_secs: u64,
-    /// How long one provider stream may last in all, however steadily it flows.
+    /// How long one provider call may last in all, however steadily its stream flows.
     pub max_stream_secs: u64,
     /// How long a provider's voice catalogue is cached.
     pub voice_cache_secs: u64,
@@ -254,6 +261,33 @@ pub struct VendorConfig {
     pub api_key: Option<SecretString>,
     /// Overrides the vendor's public API address (tests, proxies, regional hosts).
     pub base_url: Option<String>,
+    /// This provider's own timeouts, where they differ from `[providers]`'.
+    pub timeouts: TimeoutOverrides,
+}
+
+/// `[providers.<id>.timeouts]` (and `[providers.compatible.<id>.timeouts]`): any of the
+/// `[providers]` timeouts, for this provider only; an unset one is the `[providers]` value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimeoutOverrides {
+    pub connect_timeout_secs: Option<u64>,
+    pub timeout_secs: Option<u64>,
+    pub idle_timeout_secs: Option<u64>,
+    pub max_stream_secs: Option<u64>,
+}
+
+/// A provider's timeouts in force: `[providers]`' with its own section's overrides applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Longest wait for a TCP (and TLS) connection to the provider.
+    pub connect: std::time::Duration,
+    /// Longest wait from sending a request to the first byte of its answer's body (connecting
+    /// included): a provider that accepts and then says nothing.
+    pub first_byte: std::time::Duration,
+    /// Longest gap between two chunks of a streamed body once it has started.
+    pub idle: std::time::Duration,
+    /// Longest a call may last in all, however steadily its body flows.
+    pub total: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -283,6 +317,8 @@ pub struct CompatibleConfig {
     /// Extra body fields the server understands, passed on from a request's `providerOptions`,
     /// with their JSON type: `provider_options = { lang_code = "string" }`. Nothing else is.
     pub provider_options: BTreeMap<String, crate::providers::OptionKind>,
+    /// This instance's own timeouts, where they differ from `[providers]`'.
+    pub timeouts: TimeoutOverrides,
 }
 
 impl Default for ProvidersConfig {
@@ -295,6 +331,7 @@ impl Default for ProvidersConfig {
             local: LocalConfig::default(),
             compatible: BTreeMap::new(),
             aliases: BTreeMap::new(),
+            connect_timeout_secs: 10,
             timeout_secs: 30,
             idle_timeout_secs: 30,
             max_stream_secs: 900,
@@ -305,6 +342,29 @@ impl Default for ProvidersConfig {
             circuit_failures: 5,
             circuit_cooldown_secs: 30,
         }
+    }
+}
+
+impl ProvidersConfig {
+    /// The timeouts of a provider whose section overrides `own`.
+    pub fn timeouts(&self, own: &TimeoutOverrides) -> Timeouts {
+        let secs = |own: Option<u64>, global: u64| std::time::Duration::from_secs(own.unwrap_or(global));
+        Timeouts {
+            connect: secs(own.connect_timeout_secs, self.connect_timeout_secs),
+            first_byte: secs(own.timeout_secs, self.timeout_secs),
+            idle: secs(own.idle_timeout_secs, self.idle_timeout_secs),
+            total: secs(own.max_stream_secs, self.max_stream_secs),
+        }
+    }
+
+    /// Every provider section's timeout overrides, by the section's path.
+    fn timeout_overrides(&self) -> impl Iterator<Item = (String, &TimeoutOverrides)> {
+        let vendors = KINDS
+            .iter()
+            .filter_map(|kind| Some((format!("providers.{}", kind.id), &(kind.vendor()?.section)(self).timeouts)));
+        let compatible =
+            self.compatible.iter().map(|(id, instance)| (format!("providers.compatible.{id}"), &instance.timeouts));
+        vendors.chain(compatible)
     }
 }
 
@@ -335,6 +395,7 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8080".into(),
             max_body_bytes: 1024 * 1024,
             shutdown_grace_secs: 30,
+            drain_delay_secs: 0,
             header_read_timeout_secs: 10,
             body_read_timeout_secs: 30,
             write_timeout_secs: 30,
@@ -391,6 +452,34 @@ fn serialize_redacted<S: serde::Serializer>(value: &Option<SecretString>, s: S) 
     }
 }
 
+/// The variable naming the configuration file (read by the command line).
+pub const CONFIG_FILE_VAR: &str = "SPEECHGATE_CONFIG";
+
+/// The prefix of the variables that set any field: `SPEECHGATE__SECTION__KEY` sets
+/// `section.key` (`SPEECHGATE__PROVIDERS__OPENAI__TIMEOUTS__TIMEOUT_SECS`...).
+pub const NESTED_VAR_PREFIX: &str = "SPEECHGATE__";
+
+/// The first-class variables and the fields they set; they win over everything else.
+pub const FIRST_CLASS_VARS: [(&str, &str); 3] = [
+    ("SPEECHGATE_LISTEN", "server.listen"),
+    ("SPEECHGATE_DATABASE_URL", "database.url"),
+    ("SPEECHGATE_ADMIN_TOKEN", "auth.admin_token"),
+];
+
+/// Every environment variable the gateway reads by its full name: the configuration file's,
+/// the first-class ones and the vendors' own. With [`NESTED_VAR_PREFIX`] these are all the
+/// variables that configure it (deployment manifests are checked against this list).
+pub fn env_vars() -> Vec<&'static str> {
+    let vendors = KINDS.iter().filter_map(|kind| kind.vendor()).flat_map(|v| [v.key_var, v.base_url_var]);
+    [CONFIG_FILE_VAR].into_iter().chain(FIRST_CLASS_VARS.iter().map(|(var, _)| *var)).chain(vendors).collect()
+}
+
+/// Whether the gateway reads the variable `name` (whether the field a `SPEECHGATE__` variable
+/// names exists is for loading to say: an unknown one is refused).
+pub fn reads_env_var(name: &str) -> bool {
+    name.starts_with(NESTED_VAR_PREFIX) || env_vars().contains(&name)
+}
+
 /// The vendors' own variables, from the table of provider kinds: `OPENAI_API_KEY` →
 /// `providers.openai.api_key`, `OPENAI_BASE_URL` → `providers.openai.base_url`, and so on.
 fn vendor_env() -> Env {
@@ -427,12 +516,12 @@ impl Config {
 
     /// The layered sources, in increasing precedence.
     pub fn figment(path: &Path) -> Figment {
-        Figment::from(Serialized::defaults(Config::default()))
+        let figment = Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::file(path))
-            .merge(Env::prefixed("SPEECHGATE__").split("__"))
-            .merge(Env::raw().only(&["SPEECHGATE_LISTEN"]).map(|_| "server.listen".into()))
-            .merge(Env::raw().only(&["SPEECHGATE_DATABASE_URL"]).map(|_| "database.url".into()))
-            .merge(Env::raw().only(&["SPEECHGATE_ADMIN_TOKEN"]).map(|_| "auth.admin_token".into()))
+            .merge(Env::prefixed(NESTED_VAR_PREFIX).split("__"));
+        FIRST_CLASS_VARS
+            .iter()
+            .fold(figment, |figment, (var, field)| figment.merge(Env::raw().only(&[var]).map(|_| (*field).into())))
             .merge(vendor_env())
     }
 
@@ -473,6 +562,8 @@ impl Config {
             ("server.body_read_timeout_secs", self.server.body_read_timeout_secs, 1),
             ("server.write_timeout_secs", self.server.write_timeout_secs, 1),
             ("server.shutdown_grace_secs", self.server.shutdown_grace_secs, 0),
+            ("server.drain_delay_secs", self.server.drain_delay_secs, 0),
+            ("providers.connect_timeout_secs", self.providers.connect_timeout_secs, 1),
             ("providers.timeout_secs", self.providers.timeout_secs, 1),
             ("providers.idle_timeout_secs", self.providers.idle_timeout_secs, 1),
             ("providers.max_stream_secs", self.providers.max_stream_secs, 1),
@@ -482,6 +573,22 @@ impl Config {
         for (field, secs, min) in deadlines {
             if !(min..=MAX_DURATION_SECS).contains(&secs) {
                 return invalid(field, &format!("must be {min} to {MAX_DURATION_SECS} seconds (a day)"));
+            }
+        }
+        for (section, own) in self.providers.timeout_overrides() {
+            let fields = [
+                ("connect_timeout_secs", own.connect_timeout_secs),
+                ("timeout_secs", own.timeout_secs),
+                ("idle_timeout_secs", own.idle_timeout_secs),
+                ("max_stream_secs", own.max_stream_secs),
+            ];
+            if let Some((name, _)) =
+                fields.iter().find(|(_, secs)| secs.is_some_and(|secs| !(1..=MAX_DURATION_SECS).contains(&secs)))
+            {
+                return invalid(
+                    &format!("{section}.timeouts.{name}"),
+                    &format!("must be 1 to {MAX_DURATION_SECS} seconds (a day)"),
+                );
             }
         }
         if let Err(message) = self.trusted_proxies() {

@@ -59,6 +59,114 @@ async fn keys_lifecycle(db: Db) {
 
 both_databases!(keys_lifecycle);
 
+/// This build's migrations for `db`, oldest first, as the gateway names them: `<version>
+/// <description>`, and their files.
+fn migrations(db: Db) -> Vec<(String, std::path::PathBuf)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(match db {
+        Db::Sqlite => "sqlite",
+        Db::Postgres => "postgres",
+    });
+    let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|entry| entry.unwrap().path()).collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| {
+            let stem = path.file_stem().unwrap().to_str().unwrap().to_owned();
+            let (version, description) = stem.split_once('_').unwrap();
+            (format!("{} {}", version.parse::<i64>().unwrap(), description.replace('_', " ")), path)
+        })
+        .collect()
+}
+
+/// `serve` with `database.migrate_on_start` off (a replica behind a migration Job), given 30 s
+/// to exit: `None` when it is still running (then it is stopped), else its exit and stderr.
+fn replica(db_url: &str, port: u16) -> Option<(std::process::ExitStatus, String)> {
+    use std::io::Read;
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .env_clear()
+        .env("SPEECHGATE_DATABASE_URL", db_url)
+        .env("SPEECHGATE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("SPEECHGATE__DATABASE__MIGRATE_ON_START", "false")
+        .env("SPEECHGATE__LOG__FILTER", "warn")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..300 {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+            return Some((status, stderr));
+        }
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    None
+}
+
+/// `speechgate migrate` brings the schema up to date once; a replica that does not migrate
+/// refuses a database that is behind — fresh, or one migration short — naming what is missing
+/// and the command that fixes it, and serves once the schema is current.
+async fn replicas_refuse_a_schema_that_is_behind(db: Db) {
+    let test_db = common::test_db(db).await;
+    let url = test_db.url.as_str();
+    let all = migrations(db);
+    let port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+
+    let (status, stderr) = replica(url, port()).expect("a replica must not start on an empty database");
+    assert!(!status.success());
+    assert!(stderr.contains("schema is behind") && stderr.contains("speechgate migrate"), "{stderr}");
+    let names: Vec<&str> = all.iter().map(|(name, _)| name.as_str()).collect();
+    assert!(stderr.contains(&format!("{} migration(s) pending: {}", all.len(), names.join(", "))), "{stderr}");
+
+    // The database as the previous release left it: every migration but the last.
+    let previous = tempfile::tempdir().unwrap();
+    for (_, file) in &all[..all.len() - 1] {
+        std::fs::copy(file, previous.path().join(file.file_name().unwrap())).unwrap();
+    }
+    let migrator = sqlx::migrate::Migrator::new(previous.path()).await.unwrap();
+    match db {
+        Db::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+            migrator.run(&pool).await.unwrap();
+            pool.close().await;
+        }
+        Db::Postgres => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            migrator.run(&pool).await.unwrap();
+            pool.close().await;
+        }
+    }
+    let last = &all.last().unwrap().0;
+    let (status, stderr) = replica(url, port()).expect("a replica must not start one migration behind");
+    assert!(!status.success());
+    assert!(stderr.contains(&format!("1 migration(s) pending: {last})")), "{stderr}");
+    let keys = Command::new(BIN)
+        .args(["keys", "list"])
+        .env_clear()
+        .env("SPEECHGATE_DATABASE_URL", url)
+        .env("SPEECHGATE__DATABASE__MIGRATE_ON_START", "false")
+        .output()
+        .unwrap();
+    assert!(!keys.status.success(), "the key commands keep to the same rule");
+    assert!(String::from_utf8_lossy(&keys.stderr).contains("schema is behind"));
+
+    let migrated = run(url, &["migrate"]);
+    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+    assert_eq!(String::from_utf8_lossy(&migrated.stdout).trim(), format!("applied 1 migration(s): {last}"));
+    let again = run(url, &["migrate"]);
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert_eq!(String::from_utf8_lossy(&again.stdout).trim(), "the database schema is up to date");
+
+    assert_eq!(replica(url, port()).map(|(status, stderr)| format!("{status}: {stderr}")), None, "it serves now");
+}
+
+both_databases!(replicas_refuse_a_schema_that_is_behind);
+
 #[test]
 fn bad_input_on_the_command_line_names_the_problem() {
     let dir = tempfile::tempdir().unwrap();

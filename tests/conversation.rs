@@ -82,9 +82,16 @@ async fn gateway(db: Db, tweak: impl FnOnce(&mut speechgate::config::Config) + S
     let (openai_uri, eleven_uri) = (format!("{}/v1", openai.uri()), elevenlabs.uri());
     let app = TestApp::spawn_with(db, move |c| {
         c.providers.timeout_secs = 5;
-        c.providers.openai = VendorConfig { api_key: Some("sk-openai".to_owned().into()), base_url: Some(openai_uri) };
-        c.providers.elevenlabs =
-            VendorConfig { api_key: Some("xi-secret".to_owned().into()), base_url: Some(eleven_uri) };
+        c.providers.openai = VendorConfig {
+            api_key: Some("sk-openai".to_owned().into()),
+            base_url: Some(openai_uri),
+            ..Default::default()
+        };
+        c.providers.elevenlabs = VendorConfig {
+            api_key: Some("xi-secret".to_owned().into()),
+            base_url: Some(eleven_uri),
+            ..Default::default()
+        };
         tweak(c);
     })
     .await;

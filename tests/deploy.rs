@@ -7,14 +7,14 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde_yaml::Value;
+use serde_norway::Value;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 #[test]
 fn compose_runs_the_gateway_against_a_healthy_postgres() {
     let compose: Value =
-        serde_yaml::from_str(&std::fs::read_to_string(Path::new(ROOT).join("docker-compose.yml")).unwrap()).unwrap();
+        serde_norway::from_str(&std::fs::read_to_string(Path::new(ROOT).join("docker-compose.yml")).unwrap()).unwrap();
     let services = &compose["services"];
     let postgres = &services["postgres"];
     assert!(postgres["image"].as_str().unwrap().starts_with("postgres:"));

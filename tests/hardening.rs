@@ -18,7 +18,7 @@ const SECRET: &str = "vendor-secret-0000";
 const MP3: &[u8] = b"ID3\x04\x00\x00\x00\x00\x00\x00fake-mp3-frames";
 
 fn vendor(uri: String) -> VendorConfig {
-    VendorConfig { api_key: Some(SECRET.to_owned().into()), base_url: Some(uri) }
+    VendorConfig { api_key: Some(SECRET.to_owned().into()), base_url: Some(uri), ..Default::default() }
 }
 
 /// The gateway with OpenAI (at `{uri}/v1`), ElevenLabs, Cartesia and Deepgram all pointed at

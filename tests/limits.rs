@@ -89,6 +89,7 @@ async fn gateway_with_held_stream(tweak: impl FnOnce(&mut speechgate::config::Co
         c.providers.openai = speechgate::config::VendorConfig {
             api_key: Some("sk-upstream".to_owned().into()),
             base_url: Some(format!("{uri}/v1")),
+            ..Default::default()
         };
         tweak(c);
     })
@@ -258,6 +259,7 @@ async fn a_client_that_stops_reading_gives_its_slot_back() {
         c.providers.openai = speechgate::config::VendorConfig {
             api_key: Some("sk-upstream".to_owned().into()),
             base_url: Some(format!("{uri}/v1")),
+            ..Default::default()
         };
     })
     .await;

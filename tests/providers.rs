@@ -31,7 +31,7 @@ struct Vendor {
 }
 
 fn vendor_config(uri: String) -> VendorConfig {
-    VendorConfig { api_key: Some(SECRET.to_owned().into()), base_url: Some(uri) }
+    VendorConfig { api_key: Some(SECRET.to_owned().into()), base_url: Some(uri), ..Default::default() }
 }
 
 fn body_json(request: &Request) -> Value {
@@ -351,6 +351,7 @@ async fn compatible_instances_are_providers_of_their_own() {
                 voices: vec!["af_heart".to_owned()],
                 max_characters: Some(100),
                 provider_options: [("lang_code".to_owned(), speechgate::providers::OptionKind::String)].into(),
+                ..Default::default()
             },
         );
     })

@@ -90,7 +90,8 @@ async fn gateway() -> (TestApp, MockServer, String, String) {
     let uri = upstream.uri();
     let app = TestApp::spawn_with(Db::Sqlite, move |c| {
         c.providers.timeout_secs = 10;
-        c.providers.elevenlabs = VendorConfig { api_key: Some("xi-secret".to_owned().into()), base_url: Some(uri) };
+        c.providers.elevenlabs =
+            VendorConfig { api_key: Some("xi-secret".to_owned().into()), base_url: Some(uri), ..Default::default() };
         c.facades.elevenlabs.voices.insert(LOCAL_VOICE.to_owned(), "local:en-us".to_owned());
     })
     .await;

@@ -21,8 +21,11 @@ async fn gateway() -> (TestApp, MockServer, String) {
     let base_url = format!("{}/v1", upstream.uri());
     let app = TestApp::spawn_with(Db::Sqlite, move |c| {
         c.providers.timeout_secs = 5;
-        c.providers.openai =
-            speechgate::config::VendorConfig { api_key: Some("sk-x".to_owned().into()), base_url: Some(base_url) };
+        c.providers.openai = speechgate::config::VendorConfig {
+            api_key: Some("sk-x".to_owned().into()),
+            base_url: Some(base_url),
+            ..Default::default()
+        };
         c.providers.aliases.insert("tts-1-hd".into(), "local".into());
         c.facades.openai.voices.insert("nova".into(), "local:en-us".into());
     })

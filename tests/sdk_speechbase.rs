@@ -395,9 +395,13 @@ async fn gateway_with_fake_vendors() -> (TestApp, MockServer) {
     let app = TestApp::spawn_with(Db::Sqlite, move |c| {
         c.providers.local.enabled = false;
         c.providers.timeout_secs = 2;
-        c.providers.openai =
-            VendorConfig { api_key: Some(SECRET.to_owned().into()), base_url: Some(format!("{uri}/v1")) };
-        c.providers.elevenlabs = VendorConfig { api_key: Some(SECRET.to_owned().into()), base_url: Some(uri) };
+        c.providers.openai = VendorConfig {
+            api_key: Some(SECRET.to_owned().into()),
+            base_url: Some(format!("{uri}/v1")),
+            ..Default::default()
+        };
+        c.providers.elevenlabs =
+            VendorConfig { api_key: Some(SECRET.to_owned().into()), base_url: Some(uri), ..Default::default() };
     })
     .await;
     (app, upstream)

@@ -1,5 +1,6 @@
 //! The real binary, stopped with SIGTERM in the middle of a burst of requests: every request
-//! that got a response has exactly one usage event in the database afterwards.
+//! that got a response has exactly one usage event in the database afterwards. And stopped in
+//! the middle of a stream: unready first, then refusing connections, the stream completing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail by panicking")]
 #![allow(clippy::disallowed_methods, reason = "the burst's tasks are all joined")]
 
@@ -120,3 +121,104 @@ async fn sigterm_during_a_burst_loses_no_usage(db: Db) {
 }
 
 both_databases!(sigterm_during_a_burst_loses_no_usage);
+
+/// SIGTERM while a stream is flowing from a slow upstream: `/readyz` turns 503 `draining` at
+/// once (while the gateway still serves, for `server.drain_delay_secs`), then new connections
+/// are refused, and the stream in flight still completes in full; the gateway exits cleanly
+/// and usage records the request as served.
+async fn sigterm_mid_stream_completes_the_stream_while_unready(db: Db) {
+    let test_db = common::test_db(db).await;
+    let listen = format!("127.0.0.1:{}", free_port());
+    let (first, rest) = (b"ID3-first-part".to_vec(), vec![7u8; 4096]);
+    let upstream = common::StreamingUpstream::start("audio/mpeg", first.clone(), rest.clone(), false).await;
+
+    let created =
+        gateway(&test_db.url, &listen).args(["keys", "create", "--name", "drain", "--json"]).output().unwrap();
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let created: serde_json::Value = serde_json::from_slice(&created.stdout).unwrap();
+    let (key_id, key) = (created["id"].as_str().unwrap().to_owned(), created["key"].as_str().unwrap().to_owned());
+
+    let mut server = gateway(&test_db.url, &listen)
+        .arg("serve")
+        .env("SPEECHGATE__SERVER__DRAIN_DELAY_SECS", "2")
+        .env("SPEECHGATE__PROVIDERS__LOCAL__ENABLED", "false")
+        .env("OPENAI_API_KEY", "sk-upstream")
+        .env("OPENAI_BASE_URL", format!("{}/v1", upstream.uri))
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    // A new connection for every probe, as a load balancer's health check makes.
+    let probe = reqwest::Client::builder().pool_max_idle_per_host(0).timeout(Duration::from_secs(5)).build().unwrap();
+    let base = format!("http://{listen}");
+    let mut up = false;
+    for _ in 0..100 {
+        if probe.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "gateway did not become ready");
+
+    let mut stream = reqwest::Client::new()
+        .post(format!("{base}/v1/audio/speech"))
+        .bearer_auth(&key)
+        .header("x-request-id", "drain-stream")
+        .json(&serde_json::json!({"model": "openai/tts-1", "voice": "alloy", "text": "A long story.", "output": "mp3"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let mut body = stream.chunk().await.unwrap().unwrap().to_vec();
+    assert_eq!(body, first, "the first part arrives while the upstream holds the rest");
+
+    let kill = Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let mut unready = None;
+    for _ in 0..40 {
+        match probe.get(format!("{base}/readyz")).send().await {
+            Ok(response) if response.status() == 503 => {
+                unready = Some(common::problem(response).await.1);
+                break;
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(25)).await,
+            Err(err) => panic!("the listener closed before /readyz turned unready: {err}"),
+        }
+    }
+    let unready = unready.expect("/readyz did not turn 503 on SIGTERM");
+    assert_eq!(unready["code"], "draining", "{unready}");
+    let healthz = probe.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(healthz.status(), 200, "during the drain delay requests are still served");
+
+    let mut refused = false;
+    for _ in 0..100 {
+        if probe.get(format!("{base}/healthz")).send().await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(refused, "new connections must be refused after the drain delay");
+    assert!(server.try_wait().unwrap().is_none(), "the gateway waits for the stream in flight");
+
+    upstream.release();
+    while let Some(chunk) = stream.chunk().await.expect("the stream in flight completes without error") {
+        body.extend_from_slice(&chunk);
+    }
+    assert_eq!(body.len(), first.len() + rest.len());
+    assert_eq!(&body[first.len()..], rest.as_slice());
+    let exit = tokio::task::spawn_blocking(move || server.wait()).await.unwrap().unwrap();
+    assert!(exit.success(), "gateway exited with {exit}");
+
+    let store = speechgate::store::connect(&test_db.url, 1).await.unwrap();
+    let usage = store.list_usage(Some(&key_id), LogPage { before: None, limit: 100 }).await.unwrap();
+    let speech: Vec<_> = usage.iter().filter(|r| r.event.route == "/v1/audio/speech").collect();
+    assert_eq!(speech.len(), 1, "{usage:?}");
+    let event = &speech[0].event;
+    assert_eq!(event.request_id, "drain-stream");
+    assert_eq!((event.status, event.error_code.as_deref()), (200, None));
+    assert_eq!(event.bytes_out, body.len() as i64);
+    assert_eq!(upstream.calls.load(Ordering::SeqCst), 1);
+}
+
+both_databases!(sigterm_mid_stream_completes_the_stream_while_unready);

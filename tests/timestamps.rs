@@ -135,7 +135,11 @@ async fn with_vendors(db: Db) -> (TestApp, MockServer) {
     let (openai, other) = (format!("{}/v1", upstream.uri()), upstream.uri());
     let app = TestApp::spawn_with(db, move |c| {
         c.providers.local.enabled = false;
-        let vendor = |url: String| VendorConfig { api_key: Some("vendor-key".to_owned().into()), base_url: Some(url) };
+        let vendor = |url: String| VendorConfig {
+            api_key: Some("vendor-key".to_owned().into()),
+            base_url: Some(url),
+            ..Default::default()
+        };
         c.providers.openai = vendor(openai);
         c.providers.elevenlabs = vendor(other.clone());
         c.providers.cartesia = vendor(other.clone());

@@ -59,6 +59,8 @@ pub struct AppState {
     pub public_url: Option<Arc<str>>,
     /// The open WebSockets (`server.max_websockets`).
     pub sockets: Arc<ws::Sockets>,
+    /// Cancelled when shutdown begins: `/readyz` answers 503 from then on.
+    pub draining: tokio_util::sync::CancellationToken,
 }
 
 impl FromRef<AppState> for BodyLimit {

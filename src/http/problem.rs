@@ -71,6 +71,9 @@ pub enum ApiError {
     Overloaded,
     #[error("usage records are waiting to be written; retry shortly")]
     UsageBacklog,
+    /// The gateway is shutting down: `/readyz` says so, so that load balancers stop sending.
+    #[error("the gateway is shutting down; retry on another replica")]
+    Draining,
     #[error("the database is unavailable; retry shortly")]
     DatabaseUnavailable(String),
     #[error("{0}")]
@@ -129,7 +132,7 @@ impl ApiError {
             | ApiError::TooManyConcurrent(_)
             | ApiError::AuthThrottled(_)
             | ApiError::QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Overloaded | ApiError::UsageBacklog => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Overloaded | ApiError::UsageBacklog | ApiError::Draining => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::UnknownModel(_) => StatusCode::NOT_FOUND,
             ApiError::Provider(e) => match e {
@@ -171,6 +174,7 @@ impl ApiError {
             ApiError::AuthThrottled(_) => "auth_throttled",
             ApiError::Overloaded => "overloaded",
             ApiError::UsageBacklog => "usage_backlog",
+            ApiError::Draining => "draining",
             ApiError::DatabaseUnavailable(_) => "database_unavailable",
             ApiError::UnknownModel(_) => "unknown_model",
             ApiError::Provider(e) => e.code(),
@@ -198,7 +202,7 @@ impl ApiError {
             ApiError::BodyTimeout(_) => "Request timeout",
             ApiError::RateLimited(_) | ApiError::TooManyConcurrent(_) | ApiError::AuthThrottled(_) => "Rate limited",
             ApiError::QuotaExceeded(_) => "Quota exceeded",
-            ApiError::Overloaded | ApiError::UsageBacklog => "Service unavailable",
+            ApiError::Overloaded | ApiError::UsageBacklog | ApiError::Draining => "Service unavailable",
             ApiError::DatabaseUnavailable(_) => "Service unavailable",
             ApiError::UnknownModel(_) => "Unknown model",
             ApiError::Provider(_) => "Provider error",
@@ -240,6 +244,7 @@ impl ApiError {
             | ApiError::AuthThrottled(_)
             | ApiError::Overloaded
             | ApiError::UsageBacklog
+            | ApiError::Draining
             | ApiError::DatabaseUnavailable(_)
             | ApiError::BodyTimeout(_) => true,
             ApiError::Provider(e) => matches!(

@@ -1,38 +1,42 @@
-//! What every HTTP adapter shares: sending with a deadline for the response head, turning a
-//! vendor's error reply into a [`ProviderError`] (through the adapter's own error parser), and
-//! turning a streamed body into audio events with an idle timeout between chunks.
+//! What every HTTP adapter shares: sending under the provider's deadlines (connect, first byte,
+//! idle between chunks, total), turning a vendor's error reply into a [`ProviderError`] (through
+//! the adapter's own error parser), and turning a streamed body into audio events.
 
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use futures::StreamExt;
 use reqwest::{header::RETRY_AFTER, RequestBuilder, Response};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{EventStream, ProviderError, SynthesisEvent};
+use super::{EventStream, ProviderError, SynthesisEvent, TimeoutPhase};
+use crate::config::Timeouts;
 
-/// The shared HTTP client and timeouts every adapter instance gets.
+/// One provider instance's HTTP client and deadlines.
 #[derive(Clone)]
 pub struct Transport {
     pub http: reqwest::Client,
-    /// Longest wait for a response head.
-    pub timeout: Duration,
-    /// Longest gap between two chunks of a streamed body.
-    pub idle: Duration,
-    /// Longest a streamed body may last in all.
-    pub total: Duration,
+    pub timeouts: Timeouts,
 }
 
 impl Transport {
-    /// The client every vendor call uses. It never follows a redirect: a vendor's 3xx is an
-    /// invalid answer, so the credential headers never travel to another host.
-    pub fn new(timeout: Duration, idle: Duration, total: Duration) -> Result<Self, reqwest::Error> {
+    /// The client a provider instance's calls use (its own: the connect timeout is the client's).
+    /// It never follows a redirect: a vendor's 3xx is an invalid answer, so the credential
+    /// headers never travel to another host.
+    pub fn new(timeouts: Timeouts) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
+            .connect_timeout(timeouts.connect)
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        Ok(Self { http, timeout, idle, total })
+        Ok(Self { http, timeouts })
     }
 }
+
+/// When a request was sent, kept on its response so that the body's first-byte and total
+/// deadlines count from there.
+#[derive(Clone, Copy)]
+struct SentAt(Instant);
 
 /// What a successful reply must carry, by its `Content-Type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,14 +93,14 @@ impl Api {
 
     /// Sends a request built with [`Api::post`]/[`Api::get`] (see [`send`]).
     pub async fn send(&self, request: RequestBuilder, parse_error: ErrorParser) -> Result<Response, ProviderError> {
-        send(&self.provider, request, self.transport.timeout, parse_error, self.key()).await
+        send(&self.provider, request, self.transport.timeouts, parse_error, self.key()).await
     }
 
     /// A successful reply's body as raw events (see [`audio_stream`]), once its Content-Type
     /// says it is what the adapter asked for: an HTML page from a CDN is not audio.
     pub fn stream(&self, response: Response, expect: Expect) -> Result<EventStream, ProviderError> {
         self.check_type(&response, expect)?;
-        Ok(audio_stream(&self.provider, response, self.transport.idle, self.transport.total))
+        Ok(audio_stream(&self.provider, response, self.transport.timeouts))
     }
 
     /// A reply's JSON body (at most [`MAX_JSON_BODY`] bytes), or `Invalid` when it is not the
@@ -104,7 +108,7 @@ impl Api {
     pub async fn json<T: serde::de::DeserializeOwned>(&self, response: Response) -> Result<T, ProviderError> {
         self.check_type(&response, Expect::Structured)?;
         let invalid = |detail: String| ProviderError::Invalid { provider: self.provider.clone(), detail };
-        let (body, complete) = read_bounded(response, MAX_JSON_BODY, self.transport.timeout).await;
+        let (body, complete) = read_bounded(response, MAX_JSON_BODY, self.transport.timeouts.first_byte).await;
         if !complete {
             return Err(invalid(format!("the reply was not read in full (over {MAX_JSON_BODY} bytes, or too slow)")));
         }
@@ -157,21 +161,26 @@ const MAX_RETRY_AFTER_SECS: f64 = 3600.0;
 /// A vendor's error body, parsed: its machine code (if any) and its message.
 pub type ErrorParser = fn(&[u8]) -> (Option<String>, Option<String>);
 
-/// Sends `request`; waits at most `timeout` for the response head. A non-2xx answer becomes
-/// the matching `ProviderError`, with the vendor's code and a sanitised message from which
-/// `secret` (the credential the request carried) is removed wherever the vendor echoed it.
+/// Sends `request`; waits for the response head at most `timeouts.first_byte` (which includes
+/// connecting, itself bounded by `timeouts.connect`). A non-2xx answer becomes the matching
+/// `ProviderError`, with the vendor's code and a sanitised message from which `secret` (the
+/// credential the request carried) is removed wherever the vendor echoed it.
 pub async fn send(
     provider: &str,
     request: RequestBuilder,
-    timeout: Duration,
+    timeouts: Timeouts,
     parse_error: ErrorParser,
     secret: Option<&str>,
 ) -> Result<Response, ProviderError> {
-    let response = match tokio::time::timeout(timeout, request.send()).await {
-        Err(_) => return Err(ProviderError::Timeout { provider: provider.to_owned(), timeout }),
-        Ok(Err(err)) if err.is_timeout() => {
-            return Err(ProviderError::Timeout { provider: provider.to_owned(), timeout });
+    let sent_at = Instant::now();
+    let timeout = timeouts.first_byte.min(timeouts.total);
+    let timed_out = |phase, timeout| ProviderError::Timeout { provider: provider.to_owned(), phase, timeout };
+    let mut response = match tokio::time::timeout(timeout, request.send()).await {
+        Err(_) => return Err(timed_out(TimeoutPhase::FirstByte, timeout)),
+        Ok(Err(err)) if err.is_timeout() && err.is_connect() => {
+            return Err(timed_out(TimeoutPhase::Connect, timeouts.connect));
         }
+        Ok(Err(err)) if err.is_timeout() => return Err(timed_out(TimeoutPhase::FirstByte, timeout)),
         Ok(Err(err)) => {
             return Err(ProviderError::Unavailable {
                 provider: provider.to_owned(),
@@ -184,6 +193,7 @@ pub async fn send(
     };
     let status = response.status();
     if status.is_success() {
+        response.extensions_mut().insert(SentAt(sent_at));
         return Ok(response);
     }
     if status.is_redirection() || status.is_informational() {
@@ -263,32 +273,35 @@ async fn read_bounded(response: Response, limit: usize, timeout: Duration) -> (V
     (body, complete)
 }
 
-/// The body of a successful reply as audio events. A gap longer than `idle` between chunks, a
-/// body that lasts longer than `total`, or a transport error ends the stream with `Interrupted`.
-pub fn audio_stream(provider: &str, response: Response, idle: Duration, total: Duration) -> EventStream {
+/// The body of a successful reply as audio events, under the provider's deadlines counted from
+/// when the request was sent: the first chunk within `first_byte`, each next one within `idle`
+/// of the last, all within `total`. A deadline passing ends the stream with a `Timeout` of its
+/// phase; a transport error with `Interrupted`.
+pub fn audio_stream(provider: &str, response: Response, timeouts: Timeouts) -> EventStream {
     let provider = provider.to_owned();
+    let sent_at = response.extensions().get::<SentAt>().map_or_else(Instant::now, |sent| sent.0);
     let chunks = response.bytes_stream();
-    let deadline = tokio::time::Instant::now() + total;
-    Box::pin(futures::stream::unfold(Some(chunks), move |state| {
+    let end = sent_at + timeouts.total;
+    let first_byte = sent_at + timeouts.first_byte;
+    // `None` once the stream has ended; otherwise the chunks and whether one has arrived.
+    Box::pin(futures::stream::unfold(Some((chunks, false)), move |state| {
         let provider = provider.clone();
         async move {
-            let mut chunks = state?;
-            let wait = idle.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
-            match tokio::time::timeout(wait, chunks.next()).await {
-                Ok(Some(Ok(bytes))) => Some((Ok(SynthesisEvent::Audio(bytes)), Some(chunks))),
+            let (mut chunks, started) = state?;
+            let (phase, timeout, until) = if started {
+                (TimeoutPhase::Idle, timeouts.idle, Instant::now() + timeouts.idle)
+            } else {
+                (TimeoutPhase::FirstByte, timeouts.first_byte, first_byte)
+            };
+            let (phase, timeout) = if until >= end { (TimeoutPhase::Total, timeouts.total) } else { (phase, timeout) };
+            match tokio::time::timeout_at(until.min(end), chunks.next()).await {
+                Ok(Some(Ok(bytes))) => Some((Ok(SynthesisEvent::Audio(bytes)), Some((chunks, true)))),
                 Ok(None) => None,
                 Ok(Some(Err(err))) => {
                     let detail = sanitize(&without_url(&err).to_string());
                     Some((Err(ProviderError::Interrupted { provider, detail }), None))
                 }
-                Err(_) if tokio::time::Instant::now() >= deadline => {
-                    let detail = format!("the stream lasted longer than {} s", total.as_secs());
-                    Some((Err(ProviderError::Interrupted { provider, detail }), None))
-                }
-                Err(_) => {
-                    let detail = format!("no data for {} s", idle.as_secs());
-                    Some((Err(ProviderError::Interrupted { provider, detail }), None))
-                }
+                Err(_) => Some((Err(ProviderError::Timeout { provider, phase, timeout }), None)),
             }
         }
     }))

@@ -298,6 +298,42 @@ pub trait SpeechProvider: Send + Sync + 'static {
     }
 }
 
+/// Which of a provider call's deadlines passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutPhase {
+    /// No connection within `connect_timeout_secs`.
+    Connect,
+    /// Connected (or still connecting), but no first byte within `timeout_secs`.
+    FirstByte,
+    /// The stream had started, then went silent for `idle_timeout_secs`.
+    Idle,
+    /// The call lasted `max_stream_secs` in all.
+    Total,
+}
+
+impl TimeoutPhase {
+    /// The failure's code: `provider_timeout` for a provider that sent nothing in time (as
+    /// before there were several deadlines), one of its own for each other deadline.
+    pub fn code(self) -> &'static str {
+        match self {
+            TimeoutPhase::Connect => "provider_connect_timeout",
+            TimeoutPhase::FirstByte => "provider_timeout",
+            TimeoutPhase::Idle => "provider_idle_timeout",
+            TimeoutPhase::Total => "provider_total_timeout",
+        }
+    }
+
+    fn describe(self, timeout: Duration) -> String {
+        let secs = timeout.as_secs();
+        match self {
+            TimeoutPhase::Connect => format!("could not be connected to within {secs} s"),
+            TimeoutPhase::FirstByte => format!("did not answer within {secs} s"),
+            TimeoutPhase::Idle => format!("sent nothing more for {secs} s"),
+            TimeoutPhase::Total => format!("was still sending after {secs} s"),
+        }
+    }
+}
+
 /// Why a provider call failed. `detail` is already sanitised: it never carries credentials.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ProviderError {
@@ -312,8 +348,9 @@ pub enum ProviderError {
     /// The vendor failed (5xx), or answered something that is not its protocol.
     #[error("{provider} is unavailable: {detail}")]
     Unavailable { provider: String, status: Option<u16>, code: Option<String>, detail: String },
-    #[error("{provider} did not answer within {}s", .timeout.as_secs())]
-    Timeout { provider: String, timeout: Duration },
+    /// A deadline of `[providers]` (or the provider's own `timeouts`) passed.
+    #[error("{provider} {}", .phase.describe(*.timeout))]
+    Timeout { provider: String, phase: TimeoutPhase, timeout: Duration },
     /// The audio stream broke off after it had started.
     #[error("{provider}'s audio stream broke off: {detail}")]
     Interrupted { provider: String, detail: String },
@@ -344,7 +381,7 @@ impl ProviderError {
             ProviderError::Unauthorized { .. } => "provider_auth_failed",
             ProviderError::RateLimited { .. } => "upstream_rate_limited",
             ProviderError::Unavailable { .. } => "provider_unavailable",
-            ProviderError::Timeout { .. } => "provider_timeout",
+            ProviderError::Timeout { phase, .. } => phase.code(),
             ProviderError::Interrupted { .. } => "upstream_stream_failed",
             ProviderError::Invalid { .. } => "upstream_invalid_response",
         }

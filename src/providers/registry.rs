@@ -48,15 +48,17 @@ impl Kind {
         }
     }
 
-    /// The provider, when the configuration enables it.
-    fn build(&self, config: &ProvidersConfig, transport: &Transport) -> Option<Arc<dyn SpeechProvider>> {
+    /// The provider, when the configuration enables it; a vendor gets its own transport, with
+    /// its section's timeouts.
+    fn build(&self, config: &ProvidersConfig) -> Result<Option<Arc<dyn SpeechProvider>>, reqwest::Error> {
         match &self.source {
             Source::Vendor(vendor) => {
                 let section = (vendor.section)(config);
-                let key = section.api_key.clone()?;
-                Some((vendor.new)(section.base_url.as_deref(), key, transport.clone()))
+                let Some(key) = section.api_key.clone() else { return Ok(None) };
+                let transport = Transport::new(config.timeouts(&section.timeouts))?;
+                Ok(Some((vendor.new)(section.base_url.as_deref(), key, transport)))
             }
-            Source::Builtin(build) => build(config),
+            Source::Builtin(build) => Ok(build(config)),
         }
     }
 }
@@ -177,15 +179,13 @@ pub enum ResolveError {
 impl Registry {
     /// Every provider whose credential is configured, plus `local` where built in and enabled.
     pub fn from_config(config: &ProvidersConfig) -> Result<Self, reqwest::Error> {
-        let transport = Transport::new(
-            Duration::from_secs(config.timeout_secs),
-            Duration::from_secs(config.idle_timeout_secs),
-            Duration::from_secs(config.max_stream_secs),
-        )?;
-        let mut providers: Vec<Arc<dyn SpeechProvider>> =
-            KINDS.iter().filter_map(|kind| kind.build(config, &transport)).collect();
+        let mut providers = Vec::new();
+        for kind in KINDS {
+            providers.extend(kind.build(config)?);
+        }
         for (id, instance) in &config.compatible {
-            providers.push(Arc::new(OpenAi::compatible(id, instance, transport.clone())));
+            let transport = Transport::new(config.timeouts(&instance.timeouts))?;
+            providers.push(Arc::new(OpenAi::compatible(id, instance, transport)) as Arc<dyn SpeechProvider>);
         }
         let mut aliases: BTreeMap<String, String> =
             DEFAULT_ALIASES.iter().map(|(a, t)| ((*a).to_owned(), (*t).to_owned())).collect();

@@ -70,6 +70,9 @@ pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> Backend;
     /// Applies pending migrations for this backend.
     async fn migrate(&self) -> Result<(), StoreError>;
+    /// The migrations this build has that the database has not applied (successfully), as
+    /// `<version> <description>`, oldest first. Reads only: a replica that must not migrate asks.
+    async fn pending_migrations(&self) -> Result<Vec<String>, StoreError>;
     /// A cheap round trip, for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;
     async fn close(&self);

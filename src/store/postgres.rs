@@ -17,6 +17,9 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
+    /// Whether sqlx's migration bookkeeping table exists (a boolean), in the connection's schema.
+    const MIGRATIONS_TABLE_EXISTS: &str = "SELECT to_regclass('_sqlx_migrations') IS NOT NULL";
+
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)

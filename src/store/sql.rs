@@ -22,6 +22,9 @@ pub(super) const GET_JOB: &str = "SELECT id, request, media_type, duration_ms, C
 
 pub(super) const COUNT_JOBS_SINCE: &str = "SELECT COUNT(*) FROM tts_jobs WHERE owner_key_id = $1 AND created_at >= $2";
 
+/// The versions of the migrations applied successfully (sqlx's bookkeeping table).
+pub(super) const APPLIED_MIGRATIONS: &str = "SELECT version FROM _sqlx_migrations WHERE success";
+
 pub(super) const DELETE_JOBS_BEFORE: &str = "DELETE FROM tts_jobs WHERE created_at < $1";
 
 #[derive(sqlx::FromRow)]
@@ -339,6 +342,21 @@ macro_rules! impl_store {
             async fn migrate(&self) -> Result<(), $crate::store::StoreError> {
                 $migrator.run(&self.pool).await?;
                 Ok(())
+            }
+
+            async fn pending_migrations(&self) -> Result<Vec<String>, $crate::store::StoreError> {
+                // Before the first migration there is no bookkeeping table to read.
+                let bookkept: bool = sqlx::query_scalar(Self::MIGRATIONS_TABLE_EXISTS).fetch_one(&self.pool).await?;
+                let applied: Vec<i64> = if bookkept {
+                    sqlx::query_scalar($crate::store::sql::APPLIED_MIGRATIONS).fetch_all(&self.pool).await?
+                } else {
+                    Vec::new()
+                };
+                Ok($migrator
+                    .iter()
+                    .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))
+                    .map(|m| format!("{} {}", m.version, m.description))
+                    .collect())
             }
 
             async fn ping(&self) -> Result<(), $crate::store::StoreError> {

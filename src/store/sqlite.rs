@@ -20,6 +20,10 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// Whether sqlx's migration bookkeeping table exists (a boolean).
+    const MIGRATIONS_TABLE_EXISTS: &str =
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')";
+
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)

@@ -363,8 +363,11 @@ impl TestApp {
         Self::spawn_with(db, move |c| {
             c.providers.local.enabled = false;
             c.providers.timeout_secs = 2;
-            c.providers.openai =
-                speechgate::config::VendorConfig { api_key: Some(key.into()), base_url: Some(base_url) };
+            c.providers.openai = speechgate::config::VendorConfig {
+                api_key: Some(key.into()),
+                base_url: Some(base_url),
+                ..Default::default()
+            };
         })
         .await
     }

@@ -42,19 +42,24 @@ pub struct ProviderHealth {
     circuit: &'static str,
 }
 
-/// Readiness: the database answers. Load balancers should route only to ready replicas. Each
-/// provider's circuit breaker is reported too; an open circuit does not make the replica
-/// unready (the others may serve).
+/// Readiness: the database answers and the gateway is not shutting down. Load balancers should
+/// route only to ready replicas: on SIGTERM this turns 503 `draining` first (for
+/// `server.drain_delay_secs`, while requests are still served), then the listener closes and
+/// in-flight requests finish. Each provider's circuit breaker is reported too; an open circuit
+/// does not make the replica unready (the others may serve).
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "operations",
     responses(
         (status = 200, description = "Ready", body = Readiness),
-        (status = 503, description = "The database does not answer", body = Problem, content_type = "application/problem+json")
+        (status = 503, description = "The database does not answer (`database_unavailable`), or the gateway is shutting down (`draining`)", body = Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn get_readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
+    if state.draining.is_cancelled() {
+        return Err(ApiError::Draining);
+    }
     state.store.ping().await.map_err(|e| ApiError::DatabaseUnavailable(e.to_string()))?;
     let providers = state
         .registry
