@@ -15,7 +15,7 @@ use crate::{
     http::{self, extract::BodyLimit, AppState},
     metrics::Metrics,
     providers::Registry,
-    service::usage,
+    service::{moderation::Moderator, usage},
     store::{self, Store},
 };
 
@@ -35,11 +35,17 @@ impl App {
             store.migrate().await.context("applying database migrations")?;
         }
         let registry = Registry::from_config(&config.providers).context("building the provider registry")?;
-        Ok(Self::with_parts(config, store, Arc::new(registry)))
+        Self::with_parts(config, store, Arc::new(registry))
     }
 
-    pub fn with_parts(config: &Config, store: Arc<dyn Store>, registry: Arc<Registry>) -> Self {
+    pub fn with_parts(config: &Config, store: Arc<dyn Store>, registry: Arc<Registry>) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::new());
+        let moderation = match &config.moderation {
+            Some(moderation) => Some(Arc::new(
+                Moderator::new(moderation, &config.providers, metrics.clone()).context("setting up moderation")?,
+            )),
+            None => None,
+        };
         let tracker = TaskTracker::new();
         let stop_background = CancellationToken::new();
         let usage = usage::spawn_writer(
@@ -82,19 +88,20 @@ impl App {
             facades: Arc::new(config.facades.clone()),
             public_url: config.server.public_url.as_deref().map(Arc::from),
             sockets: Arc::new(http::ws::Sockets::new(config.server.max_websockets)),
+            moderation,
         };
         let connection_limits = http::server::ConnectionLimits {
             header_read_timeout: Duration::from_secs(config.server.header_read_timeout_secs),
             write_timeout: Duration::from_secs(config.server.write_timeout_secs),
             max_connections: config.server.max_connections,
         };
-        Self {
+        Ok(Self {
             state,
             tracker,
             stop_background,
             shutdown_grace: Duration::from_secs(config.server.shutdown_grace_secs),
             connection_limits,
-        }
+        })
     }
 
     pub fn backend(&self) -> store::Backend {

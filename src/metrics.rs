@@ -44,6 +44,11 @@ struct ReasonLabels {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    pub outcome: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
@@ -64,6 +69,12 @@ pub struct Metrics {
     pub provider_errors: Family<ProviderErrorLabels, Counter>,
     /// Each provider's circuit breaker, set when metrics are scraped.
     pub provider_circuit: Family<CircuitLabels, Gauge>,
+    /// Content moderation of requests, by outcome: `clean`, `flagged`, `failed_closed`,
+    /// `failed_open`, `exempt`.
+    moderation_checks: Family<OutcomeLabels, Counter>,
+    /// Moderation calls that failed, by reason: `timeout`, `unreachable`, `status`, `invalid_answer`.
+    moderation_errors: Family<ReasonLabels, Counter>,
+    pub moderation_duration: Histogram,
 }
 
 fn latency_buckets() -> Histogram {
@@ -133,7 +144,24 @@ impl Metrics {
             "Each provider's circuit breaker: 1 for its current state",
             provider_circuit.clone(),
         );
+        let moderation_checks = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "moderation_checks",
+            "Requests checked by content moderation, by outcome",
+            moderation_checks.clone(),
+        );
+        let moderation_errors = Family::<ReasonLabels, Counter>::default();
+        registry.register("moderation_errors", "Failed content moderation calls, by reason", moderation_errors.clone());
+        let moderation_duration = latency_buckets();
+        registry.register(
+            "moderation_duration_seconds",
+            "Time to check a request's texts with the moderation service",
+            moderation_duration.clone(),
+        );
         Self {
+            moderation_checks,
+            moderation_errors,
+            moderation_duration,
             provider_circuit,
             registry,
             usage_rejected,
@@ -154,6 +182,16 @@ impl Metrics {
     /// Counts a request turned away before any work.
     pub fn shed(&self, reason: &str) {
         self.shed.get_or_create(&ReasonLabels { reason: reason.to_owned() }).inc();
+    }
+
+    /// Counts a request's content moderation outcome.
+    pub fn moderation(&self, outcome: &str) {
+        self.moderation_checks.get_or_create(&OutcomeLabels { outcome: outcome.to_owned() }).inc();
+    }
+
+    /// Counts a failed moderation call.
+    pub fn moderation_error(&self, reason: &str) {
+        self.moderation_errors.get_or_create(&ReasonLabels { reason: reason.to_owned() }).inc();
     }
 
     /// Records a provider's circuit state.

@@ -350,6 +350,7 @@ mod tests {
             name: "n".into(),
             scopes: vec![Scope::Speech],
             rate_limit_per_minute: None,
+            moderation_exempt: false,
             created_at: chrono::Utc::now(),
             expires_at: None,
             revoked_at: revoked.then(chrono::Utc::now),

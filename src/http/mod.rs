@@ -33,7 +33,15 @@ use utoipa_axum::{
 
 use self::{extract::BodyLimit, handlers::*, problem::ApiError};
 use crate::{
-    auth::Authenticator, domain::Scope, metrics::Metrics, providers::Registry, service::usage::UsageSink, store::Store,
+    auth::Authenticator,
+    domain::{ApiKey, Scope},
+    metrics::Metrics,
+    providers::Registry,
+    service::{
+        moderation::{Moderator, Screen},
+        usage::UsageSink,
+    },
+    store::Store,
 };
 
 /// What every handler can reach. Cheap to clone.
@@ -59,6 +67,15 @@ pub struct AppState {
     pub public_url: Option<Arc<str>>,
     /// The open WebSockets (`server.max_websockets`).
     pub sockets: Arc<ws::Sockets>,
+    /// `[moderation]`, when configured.
+    pub moderation: Option<Arc<Moderator>>,
+}
+
+impl AppState {
+    /// Content moderation as it applies to `key`'s requests.
+    pub fn screen(&self, key: &ApiKey) -> Screen {
+        Screen::for_key(self.moderation.as_ref(), key)
+    }
 }
 
 impl FromRef<AppState> for BodyLimit {
@@ -260,6 +277,7 @@ mod tests {
                 scopes: vec![Scope::Speech],
                 expires_at: None,
                 rate_limit_per_minute: None,
+                moderation_exempt: false,
             },
         )
         .await

@@ -23,6 +23,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::{
+    moderation::Screen,
     synthesis::{self, call, OutputRequest, Plan, SegmentInput, Target},
     timestamps::{Alignment, Mode, TimedClip, Timestamp},
     usage::UsageDetails,
@@ -124,14 +125,16 @@ enum Voicing {
     Native { from: u32 },
 }
 
-/// Validates and resolves every turn. Fails before any provider is called; field problems of
-/// all turns are reported together, at `turns[i].<field>`.
+/// Validates and resolves every turn, then has all turns moderated in one check (one flagged
+/// turn refuses the conversation). Fails before any provider is called; field problems of all
+/// turns are reported together, at `turns[i].<field>`.
 pub async fn prepare(
     registry: &Registry,
     store: &dyn Store,
     owner: &str,
     input: ConversationInput,
     limits: &ConversationConfig,
+    screen: &Screen,
 ) -> Result<Prepared, ServiceError> {
     // The size limits first, before any work proportional to the turns.
     if input.turns.is_empty() || input.turns.len() > limits.max_turns {
@@ -248,6 +251,7 @@ pub async fn prepare(
         }
     };
     let timing = input.timestamps.map(|mode| (mode, originals));
+    screen.admit_turns(&turns.iter().map(|t| t.spoken.text.as_str()).collect::<Vec<_>>()).await?;
     Ok(Prepared { turns, pauses, output, volume_dbfs: input.volume_dbfs, voicing, timing })
 }
 

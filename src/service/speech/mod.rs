@@ -16,6 +16,7 @@ use futures::stream::BoxStream;
 pub(crate) use body::body;
 
 use super::{
+    moderation::Screen,
     synthesis::{self, OutputRequest, Plan, SegmentInput, Target},
     usage::UsageDetails,
     ServiceError,
@@ -49,12 +50,14 @@ pub struct Prepared {
     pub plan: Plan,
 }
 
-/// Validates and resolves a request. Fails before any provider is called.
+/// Validates and resolves a request, and has its text moderated. Fails before any provider is
+/// called.
 pub async fn prepare(
     registry: &Registry,
     store: &dyn Store,
     owner: &str,
     input: SpeechInput,
+    screen: &Screen,
 ) -> Result<Prepared, ServiceError> {
     // Rules are checked before they run on the text.
     let rules = input.pronunciations.check();
@@ -85,6 +88,7 @@ pub async fn prepare(
         other => other,
     };
     let plan = plan.map_err(|problem| ServiceError::Validation(vec![problem]))?;
+    screen.admit(&target.spoken.text).await?;
     Ok(Prepared { target, plan })
 }
 

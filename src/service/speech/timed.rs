@@ -11,6 +11,7 @@ use futures::{stream::BoxStream, StreamExt};
 use serde_json::json;
 
 use super::SpeechInput;
+use crate::service::moderation::Screen;
 use crate::{
     audio::{self, AudioFormat, AudioSpec, PcmTranscoder},
     domain::{pronounce::Spoken, FieldError},
@@ -66,6 +67,7 @@ pub async fn prepare(
     owner: &str,
     input: SpeechInput,
     mode: Mode,
+    screen: &Screen,
 ) -> Result<TimedPrepared, ServiceError> {
     let rules = input.pronunciations.check();
     if !rules.is_empty() {
@@ -87,6 +89,7 @@ pub async fn prepare(
     if mode == Mode::Native && !caps.times_pcm() {
         return Err(ServiceError::TimestampsUnavailable(target.provider_id().to_owned()));
     }
+    screen.admit(&target.spoken.text).await?;
     Ok(TimedPrepared { target, original, from, output, volume_dbfs: input.volume_dbfs, mode })
 }
 
