@@ -66,6 +66,7 @@ impl App {
                 cache_ttl: Duration::from_secs(config.auth.cache_ttl_secs),
                 max_concurrent_per_key: config.auth.max_concurrent_per_key,
                 max_failures_per_minute: config.auth.max_failures_per_minute,
+                outage_grace: Duration::from_secs(config.auth.outage_grace_secs),
             },
             config.auth.url_signing_secret.as_ref(),
         ));

@@ -195,6 +195,9 @@ pub struct AuthConfig {
     pub max_concurrent_per_key: usize,
     /// Failed authentications one client address may make per minute before it gets 429.
     pub max_failures_per_minute: u32,
+    /// While the database cannot be reached, keys it confirmed within this many seconds keep
+    /// working from this replica's cache; other keys get 503 `database_unavailable`. 0: none.
+    pub outage_grace_secs: u64,
     /// Signs the short-lived URL tokens of WebSocket and PlayHT inference URLs. Replicas behind
     /// one load balancer must share it; when unset, each process makes up its own, and a token
     /// works only on the replica that issued it.
@@ -366,6 +369,7 @@ impl Default for AuthConfig {
             cache_ttl_secs: 5,
             max_concurrent_per_key: 256,
             max_failures_per_minute: 30,
+            outage_grace_secs: 300,
             url_signing_secret: None,
         }
     }
@@ -520,6 +524,7 @@ impl Config {
             ("server.body_read_timeout_secs", self.server.body_read_timeout_secs, 1),
             ("server.write_timeout_secs", self.server.write_timeout_secs, 1),
             ("server.shutdown_grace_secs", self.server.shutdown_grace_secs, 0),
+            ("auth.outage_grace_secs", self.auth.outage_grace_secs, 0),
             ("providers.timeout_secs", self.providers.timeout_secs, 1),
             ("providers.idle_timeout_secs", self.providers.idle_timeout_secs, 1),
             ("providers.max_stream_secs", self.providers.max_stream_secs, 1),

@@ -464,9 +464,7 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Conflict(what) => ApiError::Conflict(format!("a resource with this {what} already exists")),
-            StoreError::Database(
-                e @ (sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_)),
-            ) => ApiError::DatabaseUnavailable(e.to_string()),
+            unavailable if unavailable.is_unavailable() => ApiError::DatabaseUnavailable(unavailable.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -500,6 +498,7 @@ impl From<AuthError> for ApiError {
             AuthError::AdminDisabled => ApiError::AdminDisabled,
             AuthError::Throttled(wait) => ApiError::AuthThrottled(wait),
             AuthError::Store(e) => e.into(),
+            AuthError::Unavailable => ApiError::DatabaseUnavailable(err.to_string()),
         }
     }
 }
