@@ -60,6 +60,8 @@ pub struct Metrics {
     pub usage_write_failures: Counter,
     /// Events a database refused for good (set aside and logged, never retried).
     pub usage_rejected: Counter,
+    /// Events not written because the database was unreachable at shutdown (each logged).
+    pub usage_unwritten: Counter,
     /// Requests turned away before any work: usage backlog, overload, concurrency per key,
     /// failed-authentication throttling.
     shed: Family<ReasonLabels, Counter>,
@@ -122,6 +124,12 @@ impl Metrics {
             "Usage events the database refused for good; each is logged in full",
             usage_rejected.clone(),
         );
+        let usage_unwritten = Counter::default();
+        registry.register(
+            "usage_events_unwritten",
+            "Usage events not written because the database was unreachable at shutdown; each is logged in full",
+            usage_unwritten.clone(),
+        );
         let shed = Family::<ReasonLabels, Counter>::default();
         registry.register("requests_shed", "Requests turned away before any work, by reason", shed.clone());
         let provider_ttfb = Family::<ProviderLabels, Histogram>::new_with_constructor(latency_buckets);
@@ -165,6 +173,7 @@ impl Metrics {
             provider_circuit,
             registry,
             usage_rejected,
+            usage_unwritten,
             shed,
             provider_ttfb,
             provider_duration,
