@@ -15,7 +15,7 @@ use crate::{
     http::{self, extract::BodyLimit, AppState},
     metrics::Metrics,
     providers::Registry,
-    service::usage,
+    service::{moderation::Moderator, usage},
     store::{self, Store},
 };
 
@@ -37,11 +37,17 @@ impl App {
             .context("building the provider registry")?
             .with_routes(&config.routes)
             .context("checking [routes]")?;
-        Ok(Self::with_parts(config, store, Arc::new(registry)))
+        Self::with_parts(config, store, Arc::new(registry))
     }
 
-    pub fn with_parts(config: &Config, store: Arc<dyn Store>, registry: Arc<Registry>) -> Self {
+    pub fn with_parts(config: &Config, store: Arc<dyn Store>, registry: Arc<Registry>) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::new());
+        let moderation = match &config.moderation {
+            Some(moderation) => Some(Arc::new(
+                Moderator::new(moderation, &config.providers, metrics.clone()).context("setting up moderation")?,
+            )),
+            None => None,
+        };
         let tracker = TaskTracker::new();
         let stop_background = CancellationToken::new();
         let usage = usage::spawn_writer(
@@ -62,6 +68,7 @@ impl App {
                 cache_ttl: Duration::from_secs(config.auth.cache_ttl_secs),
                 max_concurrent_per_key: config.auth.max_concurrent_per_key,
                 max_failures_per_minute: config.auth.max_failures_per_minute,
+                outage_grace: Duration::from_secs(config.auth.outage_grace_secs),
             },
             config.auth.url_signing_secret.as_ref(),
         ));
@@ -85,20 +92,21 @@ impl App {
             public_url: config.server.public_url.as_deref().map(Arc::from),
             sockets: Arc::new(http::ws::Sockets::new(config.server.max_websockets)),
             draining: CancellationToken::new(),
+            moderation,
         };
         let connection_limits = http::server::ConnectionLimits {
             header_read_timeout: Duration::from_secs(config.server.header_read_timeout_secs),
             write_timeout: Duration::from_secs(config.server.write_timeout_secs),
             max_connections: config.server.max_connections,
         };
-        Self {
+        Ok(Self {
             state,
             tracker,
             stop_background,
             shutdown_grace: Duration::from_secs(config.server.shutdown_grace_secs),
             drain_delay: Duration::from_secs(config.server.drain_delay_secs),
             connection_limits,
-        }
+        })
     }
 
     pub fn backend(&self) -> store::Backend {

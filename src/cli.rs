@@ -60,6 +60,9 @@ enum KeysCommand {
         /// Requests per minute per replica.
         #[arg(long)]
         rate_limit_per_minute: Option<u32>,
+        /// The key's requests skip content moderation (`[moderation]`).
+        #[arg(long)]
+        moderation_exempt: bool,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -119,11 +122,9 @@ async fn keys_command(config: &Config, command: KeysCommand) -> anyhow::Result<(
     app::prepare_schema(store.as_ref(), config).await?;
     let mut out = std::io::stdout().lock();
     match command {
-        KeysCommand::Create { name, scopes, expires_at, rate_limit_per_minute, json } => {
-            let created =
-                keys::create(store.as_ref(), keys::CreateKey { name, scopes, expires_at, rate_limit_per_minute })
-                    .await
-                    .map_err(describe)?;
+        KeysCommand::Create { name, scopes, expires_at, rate_limit_per_minute, moderation_exempt, json } => {
+            let request = keys::CreateKey { name, scopes, expires_at, rate_limit_per_minute, moderation_exempt };
+            let created = keys::create(store.as_ref(), request).await.map_err(describe)?;
             let token = created.token.expose_secret();
             if json {
                 let mut value = serde_json::to_value(&created.key)?;

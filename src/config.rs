@@ -33,6 +33,8 @@ pub struct Config {
     pub facades: FacadesConfig,
     /// Fallback routes: a name callers use as a `model`, tried target by target (`[routes.<name>]`).
     pub routes: BTreeMap<String, RouteConfig>,
+    /// Content moderation of every text before it is synthesised; off when absent.
+    pub moderation: Option<ModerationConfig>,
 }
 
 /// `[routes.<name>]`: the targets a route tries, in order, until one serves.
@@ -60,6 +62,40 @@ impl RouteTargetConfig {
     /// else its own voice, else the one requested.
     pub fn voice_for<'a>(&'a self, requested: &'a str) -> &'a str {
         self.voices.get(requested).or(self.voice.as_ref()).map_or(requested, String::as_str)
+    }
+}
+
+/// `[moderation]`: an endpoint with OpenAI's moderation API (`POST /moderations`) that every text
+/// is checked with before any provider is called.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModerationConfig {
+    /// `openai`: OpenAI's endpoint, with the `openai` provider's key and base URL. Give either
+    /// this or `url`.
+    pub provider: Option<String>,
+    /// The full address of another endpoint with that API, e.g. `http://guard:8000/v1/moderations`.
+    pub url: Option<String>,
+    /// The key sent (as `Authorization: Bearer`) to `url`.
+    #[serde(serialize_with = "serialize_redacted")]
+    pub api_key: Option<SecretString>,
+    pub model: String,
+    /// How long one check may take, connection included.
+    pub timeout_ms: u64,
+    /// When the moderation service fails or times out: `false` (default) refuses the request
+    /// (503, nothing synthesised); `true` lets it through unchecked, logged and counted.
+    pub fail_open: bool,
+}
+
+impl Default for ModerationConfig {
+    fn default() -> Self {
+        Self {
+            provider: None,
+            url: None,
+            api_key: None,
+            model: "omni-moderation-latest".to_owned(),
+            timeout_ms: 2_000,
+            fail_open: false,
+        }
     }
 }
 
@@ -193,6 +229,9 @@ pub struct AuthConfig {
     pub max_concurrent_per_key: usize,
     /// Failed authentications one client address may make per minute before it gets 429.
     pub max_failures_per_minute: u32,
+    /// While the database cannot be reached, keys it confirmed within this many seconds keep
+    /// working from this replica's cache; other keys get 503 `database_unavailable`. 0: none.
+    pub outage_grace_secs: u64,
     /// Signs the short-lived URL tokens of WebSocket and PlayHT inference URLs. Replicas behind
     /// one load balancer must share it; when unset, each process makes up its own, and a token
     /// works only on the replica that issued it.
@@ -421,6 +460,7 @@ impl Default for AuthConfig {
             cache_ttl_secs: 5,
             max_concurrent_per_key: 256,
             max_failures_per_minute: 30,
+            outage_grace_secs: 300,
             url_signing_secret: None,
         }
     }
@@ -435,6 +475,47 @@ impl Default for UsageConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         Self { format: LogFormat::Json, filter: "info".into() }
+    }
+}
+
+impl ModerationConfig {
+    /// The endpoint's address and key, as configured: `(field, message)` when they are not.
+    pub fn endpoint(
+        &self,
+        providers: &ProvidersConfig,
+    ) -> Result<(String, Option<SecretString>), (&'static str, String)> {
+        match (self.provider.as_deref(), &self.url) {
+            (Some("openai"), None) => {
+                let openai = &providers.openai;
+                let Some(key) = openai.api_key.clone() else {
+                    return Err(("provider", "`openai` needs the openai provider's key (OPENAI_API_KEY)".to_owned()));
+                };
+                let base = openai.base_url.as_deref().unwrap_or(crate::providers::openai::DEFAULT_BASE_URL);
+                Ok((format!("{}/moderations", base.trim_end_matches('/')), Some(key)))
+            }
+            (Some(other), None) => Err((
+                "provider",
+                format!(
+                    "{:?} is not a moderation provider; use \"openai\" or `url`",
+                    text::for_record(other.to_owned())
+                ),
+            )),
+            (None, Some(url)) if is_http_url(url) => Ok((url.clone(), self.api_key.clone())),
+            (None, Some(_)) => Err(("url", "must be an http:// or https:// URL".to_owned())),
+            (Some(_), Some(_)) => Err(("url", "give `provider` or `url`, not both".to_owned())),
+            (None, None) => Err(("provider", "give `provider = \"openai\"` or a `url`".to_owned())),
+        }
+    }
+
+    fn check(&self, providers: &ProvidersConfig) -> Result<(), (&'static str, String)> {
+        self.endpoint(providers)?;
+        if self.model.trim().is_empty() || self.model.len() > 128 || self.model.chars().any(char::is_control) {
+            return Err(("model", "must be a model name (1 to 128 characters)".to_owned()));
+        }
+        if !(1..=60_000).contains(&self.timeout_ms) {
+            return Err(("timeout_ms", "must be 1 to 60000 milliseconds".to_owned()));
+        }
+        Ok(())
     }
 }
 
@@ -564,6 +645,7 @@ impl Config {
             ("server.shutdown_grace_secs", self.server.shutdown_grace_secs, 0),
             ("server.drain_delay_secs", self.server.drain_delay_secs, 0),
             ("providers.connect_timeout_secs", self.providers.connect_timeout_secs, 1),
+            ("auth.outage_grace_secs", self.auth.outage_grace_secs, 0),
             ("providers.timeout_secs", self.providers.timeout_secs, 1),
             ("providers.idle_timeout_secs", self.providers.idle_timeout_secs, 1),
             ("providers.max_stream_secs", self.providers.max_stream_secs, 1),
@@ -677,6 +759,11 @@ impl Config {
                 }
             }
         }
+        if let Some(moderation) = &self.moderation {
+            if let Err((field, message)) = moderation.check(&self.providers) {
+                return invalid(&format!("moderation.{field}"), &message);
+            }
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {
             return invalid("log.filter", "is not a valid tracing filter directive");
         }
@@ -756,6 +843,33 @@ mod tests {
             let err = config.validate().err().map(|e| e.to_string()).unwrap_or_default();
             assert!(err.contains(&format!("providers.compatible.{name}")) && err.contains(expected), "{name}: {err}");
         }
+    }
+
+    #[test]
+    fn moderation_needs_one_usable_endpoint() {
+        let check = |moderation: ModerationConfig, providers: &ProvidersConfig| {
+            let config = Config { moderation: Some(moderation), providers: providers.clone(), ..Config::default() };
+            config.validate().err().map(|e| e.to_string()).unwrap_or_default()
+        };
+        let mut providers = ProvidersConfig::default();
+        let openai = || ModerationConfig { provider: Some("openai".into()), ..ModerationConfig::default() };
+        assert!(check(openai(), &providers).contains("moderation.provider"), "no OpenAI key to use");
+        providers.openai.api_key = Some("sk-x".to_owned().into());
+        providers.openai.base_url = Some("http://127.0.0.1:9/v1/".into());
+        assert_eq!(check(openai(), &providers), "");
+        let endpoint = openai().endpoint(&providers).map(|(url, _)| url);
+        assert_eq!(endpoint, Ok("http://127.0.0.1:9/v1/moderations".to_owned()));
+        let elsewhere = |url: &str| ModerationConfig { url: Some(url.into()), ..ModerationConfig::default() };
+        assert!(check(elsewhere("ftp://x/m"), &providers).contains("moderation.url"));
+        assert!(check(ModerationConfig { provider: Some("acme".into()), ..elsewhere("http://x/m") }, &providers)
+            .contains("not both"));
+        assert!(check(ModerationConfig { provider: Some("acme".into()), ..ModerationConfig::default() }, &providers)
+            .contains("not a moderation provider"));
+        assert!(check(ModerationConfig::default(), &providers).contains("moderation.provider"));
+        assert!(check(ModerationConfig { timeout_ms: 0, ..elsewhere("http://x/m") }, &providers)
+            .contains("moderation.timeout_ms"));
+        assert!(check(ModerationConfig { model: String::new(), ..elsewhere("http://x/m") }, &providers)
+            .contains("moderation.model"));
     }
 
     #[test]

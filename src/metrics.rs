@@ -44,6 +44,11 @@ struct ReasonLabels {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    pub outcome: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
@@ -55,6 +60,8 @@ pub struct Metrics {
     pub usage_write_failures: Counter,
     /// Events a database refused for good (set aside and logged, never retried).
     pub usage_rejected: Counter,
+    /// Events not written because the database was unreachable at shutdown (each logged).
+    pub usage_unwritten: Counter,
     /// Requests turned away before any work: usage backlog, overload, concurrency per key,
     /// failed-authentication throttling.
     shed: Family<ReasonLabels, Counter>,
@@ -66,6 +73,12 @@ pub struct Metrics {
     pub provider_circuit: Family<CircuitLabels, Gauge>,
     /// Route targets that failed before their first audio, so the next target was tried.
     fallbacks: Family<ProviderErrorLabels, Counter>,
+    /// Content moderation of requests, by outcome: `clean`, `flagged`, `failed_closed`,
+    /// `failed_open`, `exempt`.
+    moderation_checks: Family<OutcomeLabels, Counter>,
+    /// Moderation calls that failed, by reason: `timeout`, `unreachable`, `status`, `invalid_answer`.
+    moderation_errors: Family<ReasonLabels, Counter>,
+    pub moderation_duration: Histogram,
 }
 
 fn latency_buckets() -> Histogram {
@@ -113,6 +126,12 @@ impl Metrics {
             "Usage events the database refused for good; each is logged in full",
             usage_rejected.clone(),
         );
+        let usage_unwritten = Counter::default();
+        registry.register(
+            "usage_events_unwritten",
+            "Usage events not written because the database was unreachable at shutdown; each is logged in full",
+            usage_unwritten.clone(),
+        );
         let shed = Family::<ReasonLabels, Counter>::default();
         registry.register("requests_shed", "Requests turned away before any work, by reason", shed.clone());
         let provider_ttfb = Family::<ProviderLabels, Histogram>::new_with_constructor(latency_buckets);
@@ -141,11 +160,29 @@ impl Metrics {
             "Route targets that failed before their first audio, so the next target was tried, by failing provider and code",
             fallbacks.clone(),
         );
+        let moderation_checks = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "moderation_checks",
+            "Requests checked by content moderation, by outcome",
+            moderation_checks.clone(),
+        );
+        let moderation_errors = Family::<ReasonLabels, Counter>::default();
+        registry.register("moderation_errors", "Failed content moderation calls, by reason", moderation_errors.clone());
+        let moderation_duration = latency_buckets();
+        registry.register(
+            "moderation_duration_seconds",
+            "Time to check a request's texts with the moderation service",
+            moderation_duration.clone(),
+        );
         Self {
+            moderation_checks,
+            moderation_errors,
+            moderation_duration,
             provider_circuit,
             fallbacks,
             registry,
             usage_rejected,
+            usage_unwritten,
             shed,
             provider_ttfb,
             provider_duration,
@@ -170,6 +207,16 @@ impl Metrics {
         self.fallbacks
             .get_or_create(&ProviderErrorLabels { provider: provider.to_owned(), code: code.to_owned() })
             .inc();
+    }
+
+    /// Counts a request's content moderation outcome.
+    pub fn moderation(&self, outcome: &str) {
+        self.moderation_checks.get_or_create(&OutcomeLabels { outcome: outcome.to_owned() }).inc();
+    }
+
+    /// Counts a failed moderation call.
+    pub fn moderation_error(&self, reason: &str) {
+        self.moderation_errors.get_or_create(&ReasonLabels { reason: reason.to_owned() }).inc();
     }
 
     /// Records a provider's circuit state.

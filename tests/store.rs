@@ -20,6 +20,7 @@ fn new_key(id: &str) -> NewApiKey {
         name: format!("key {id}"),
         scopes: vec![Scope::Speech, Scope::Admin],
         rate_limit_per_minute: Some(60),
+        moderation_exempt: true,
         expires_at: Some(Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap()),
         secret_sha256: [7; 32],
         created_at: Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
@@ -53,6 +54,7 @@ async fn keys_round_trip(db: Db) {
     assert_eq!(key.id, "aaaaaaaaaaaa");
     assert_eq!(key.scopes, vec![Scope::Speech, Scope::Admin]);
     assert_eq!(key.rate_limit_per_minute, Some(60));
+    assert!(key.moderation_exempt, "the exemption is stored and read back");
     assert_eq!(key.created_at, Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap());
     assert!(key.revoked_at.is_none() && key.last_used_at.is_none());
 

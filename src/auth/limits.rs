@@ -191,6 +191,7 @@ mod tests {
             name: "n".to_owned(),
             scopes: Vec::new(),
             rate_limit_per_minute: None,
+            moderation_exempt: false,
             created_at: chrono::Utc::now(),
             expires_at: None,
             revoked_at: None,

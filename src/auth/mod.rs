@@ -65,6 +65,10 @@ pub enum AuthError {
     AdminDisabled,
     #[error("too many failed authentications from this address")]
     Throttled(Duration),
+    /// The database cannot be reached and the key is not one this replica may serve from its
+    /// cache ([`AuthLimits::outage_grace`]).
+    #[error("the database is unreachable and this key is not in this replica's cache")]
+    Unavailable,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -79,6 +83,7 @@ pub struct Authenticator {
     in_flight: InFlight,
     limits: AuthLimits,
     signer: UrlSigner,
+    outage: Outage,
 }
 
 /// The limits the authenticator applies (from `[auth]`).
@@ -89,6 +94,9 @@ pub struct AuthLimits {
     pub max_concurrent_per_key: usize,
     /// Failed authentications per client address per minute before it is throttled.
     pub max_failures_per_minute: u32,
+    /// While the database cannot be reached, a key it confirmed within this long (beyond
+    /// `cache_ttl`) is still accepted from the cache; other keys get 503. Zero: no grace.
+    pub outage_grace: Duration,
 }
 
 impl Authenticator {
@@ -102,11 +110,12 @@ impl Authenticator {
             signer: UrlSigner::new(url_signing_secret),
             store,
             admin_token,
-            cache: KeyCache::new(limits.cache_ttl),
+            cache: KeyCache::new(limits.cache_ttl, limits.outage_grace),
             limiter: RateLimiter::default(),
             failures: RateLimiter::default(),
             in_flight: InFlight::default(),
             limits,
+            outage: Outage::default(),
         }
     }
 
@@ -256,14 +265,73 @@ impl Authenticator {
         self.cache.remove(key_id);
     }
 
-    async fn lookup(&self, id: &str) -> Result<Option<Arc<KeyCredential>>, StoreError> {
-        if let Some(hit) = self.cache.get(id, Instant::now()) {
+    /// The key with this id: from the cache while fresh, else from the database. While the
+    /// database is unreachable, a key it confirmed within the outage grace is served from the
+    /// cache, and the database is asked again (probed) at most once per [`Outage::PROBE`]; any
+    /// other id fails with `Unavailable` (503: the key may well be valid).
+    async fn lookup(&self, id: &str) -> Result<Option<Arc<KeyCredential>>, AuthError> {
+        let now = Instant::now();
+        if let Some(hit) = self.cache.get(id, now) {
             return Ok(hit);
         }
+        let stale = self.cache.get_stale(id, now);
+        if self.outage.known(now) {
+            return stale.map(Some).ok_or(AuthError::Unavailable);
+        }
         let generation = self.cache.generation();
-        let found = self.store.get_key_credential(id).await?.map(Arc::new);
-        self.cache.insert(id, found.clone(), generation, Instant::now());
-        Ok(found)
+        match self.store.get_key_credential(id).await {
+            Ok(found) => {
+                self.outage.ended();
+                let found = found.map(Arc::new);
+                self.cache.insert(id, found.clone(), generation, Instant::now());
+                Ok(found)
+            }
+            Err(err) if err.is_unavailable() => {
+                self.outage.observed(Instant::now(), &err);
+                match stale {
+                    Some(stale) => Ok(Some(stale)),
+                    None => Err(AuthError::Store(err)),
+                }
+            }
+            Err(err) => Err(AuthError::Store(err)),
+        }
+    }
+}
+
+/// When the database was last found unreachable by a key lookup.
+#[derive(Default)]
+struct Outage(Mutex<Option<Instant>>);
+
+impl Outage {
+    /// How long after a failed lookup the next one asks the database again.
+    const PROBE: Duration = Duration::from_secs(1);
+    /// A failure this long after the last one is logged as a new outage.
+    const QUIET: Duration = Duration::from_secs(60);
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether a lookup failed for want of the database within the last [`Self::PROBE`].
+    fn known(&self, now: Instant) -> bool {
+        self.lock().is_some_and(|at| now.saturating_duration_since(at) < Self::PROBE)
+    }
+
+    fn observed(&self, now: Instant, error: &StoreError) {
+        let previous = self.lock().replace(now);
+        if previous.is_none_or(|at| now.saturating_duration_since(at) > Self::QUIET) {
+            tracing::warn!(
+                target: "speechgate::auth",
+                %error,
+                "the database is unreachable; keys confirmed within auth.outage_grace_secs are served from the cache, others get 503"
+            );
+        }
+    }
+
+    fn ended(&self) {
+        if self.lock().take().is_some() {
+            tracing::info!(target: "speechgate::auth", "the database is reachable again");
+        }
     }
 }
 
@@ -279,6 +347,8 @@ type Lookup = Option<Arc<KeyCredential>>;
 /// read a key just before it was revoked cannot put it back into the cache just after.
 struct KeyCache {
     ttl: Duration,
+    /// How long past `ttl` a found key may still be served while the database is unreachable.
+    grace: Duration,
     entries: Mutex<Entries>,
 }
 
@@ -294,8 +364,8 @@ impl KeyCache {
     const PRUNE_ABOVE: usize = 10_000;
     const NEGATIVE_TTL: Duration = Duration::from_secs(1);
 
-    fn new(ttl: Duration) -> Self {
-        Self { ttl, entries: Mutex::default() }
+    fn new(ttl: Duration, grace: Duration) -> Self {
+        Self { ttl, grace, entries: Mutex::default() }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
@@ -316,6 +386,22 @@ impl KeyCache {
         (now.saturating_duration_since(*stored_at) < self.ttl_of(value)).then(|| value.clone())
     }
 
+    /// A found key stored within `ttl + grace`, for when the database cannot be asked.
+    fn get_stale(&self, id: &str, now: Instant) -> Option<Arc<KeyCredential>> {
+        let entries = self.lock();
+        let (stored_at, value) = entries.keys.get(id)?;
+        let value = value.as_ref()?;
+        (now.saturating_duration_since(*stored_at) < self.ttl + self.grace).then(|| value.clone())
+    }
+
+    /// How long an entry is kept: found keys for their grace too.
+    fn kept_for(&self, lookup: &Lookup) -> Duration {
+        match lookup {
+            Some(_) => self.ttl + self.grace,
+            None => self.ttl_of(lookup),
+        }
+    }
+
     fn generation(&self) -> u64 {
         self.lock().generation
     }
@@ -327,7 +413,7 @@ impl KeyCache {
             return;
         }
         if entries.keys.len() >= entries.prune_at.max(Self::PRUNE_ABOVE) {
-            entries.keys.retain(|_, (at, value)| now.saturating_duration_since(*at) < self.ttl_of(value));
+            entries.keys.retain(|_, (at, value)| now.saturating_duration_since(*at) < self.kept_for(value));
             entries.prune_at = entries.keys.len() * 2;
         }
         entries.keys.insert(id.to_owned(), (now, value));
@@ -350,6 +436,7 @@ mod tests {
             name: "n".into(),
             scopes: vec![Scope::Speech],
             rate_limit_per_minute: None,
+            moderation_exempt: false,
             created_at: chrono::Utc::now(),
             expires_at: None,
             revoked_at: revoked.then(chrono::Utc::now),
@@ -360,7 +447,7 @@ mod tests {
 
     #[test]
     fn a_lookup_that_began_before_a_revocation_is_not_cached() {
-        let cache = KeyCache::new(Duration::from_secs(5));
+        let cache = KeyCache::new(Duration::from_secs(5), Duration::ZERO);
         let now = Instant::now();
         let began = cache.generation();
         // The key is revoked (and forgotten) while the lookup reads the old row.
@@ -373,8 +460,23 @@ mod tests {
     }
 
     #[test]
+    fn found_keys_outlive_their_ttl_only_as_a_grace_for_outages() {
+        let cache = KeyCache::new(Duration::from_secs(5), Duration::from_secs(60));
+        let now = Instant::now();
+        cache.insert("k", credential(false), cache.generation(), now);
+        cache.insert("nobody", None, cache.generation(), now);
+        let later = now + Duration::from_secs(30);
+        assert!(cache.get("k", later).is_none(), "past its TTL the database is asked again");
+        assert!(cache.get_stale("k", later).is_some(), "but within the grace it can stand in");
+        assert!(cache.get_stale("k", now + Duration::from_secs(66)).is_none(), "not beyond it");
+        assert!(cache.get_stale("nobody", now).is_none(), "an unknown id is never vouched for");
+        cache.remove("k");
+        assert!(cache.get_stale("k", later).is_none(), "a forgotten (revoked) key has no grace");
+    }
+
+    #[test]
     fn unknown_ids_are_cached_briefly() {
-        let cache = KeyCache::new(Duration::from_secs(5));
+        let cache = KeyCache::new(Duration::from_secs(5), Duration::ZERO);
         let now = Instant::now();
         cache.insert("nobody", None, cache.generation(), now);
         assert!(matches!(cache.get("nobody", now + Duration::from_millis(500)), Some(None)));

@@ -65,6 +65,8 @@ pub struct ApiKey {
     pub scopes: Vec<Scope>,
     /// Requests per minute this key may make on one replica; `null` means unlimited.
     pub rate_limit_per_minute: Option<u32>,
+    /// Requests with this key skip content moderation (`[moderation]`).
+    pub moderation_exempt: bool,
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
@@ -88,6 +90,7 @@ pub struct NewApiKey {
     pub name: String,
     pub scopes: Vec<Scope>,
     pub rate_limit_per_minute: Option<u32>,
+    pub moderation_exempt: bool,
     pub expires_at: Option<DateTime<Utc>>,
     pub secret_sha256: [u8; 32],
     pub created_at: DateTime<Utc>,

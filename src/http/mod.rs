@@ -33,7 +33,15 @@ use utoipa_axum::{
 
 use self::{extract::BodyLimit, handlers::*, problem::ApiError};
 use crate::{
-    auth::Authenticator, domain::Scope, metrics::Metrics, providers::Registry, service::usage::UsageSink, store::Store,
+    auth::Authenticator,
+    domain::{ApiKey, Scope},
+    metrics::Metrics,
+    providers::Registry,
+    service::{
+        moderation::{Moderator, Screen},
+        usage::UsageSink,
+    },
+    store::Store,
 };
 
 /// What every handler can reach. Cheap to clone.
@@ -61,6 +69,15 @@ pub struct AppState {
     pub sockets: Arc<ws::Sockets>,
     /// Cancelled when shutdown begins: `/readyz` answers 503 from then on.
     pub draining: tokio_util::sync::CancellationToken,
+    /// `[moderation]`, when configured.
+    pub moderation: Option<Arc<Moderator>>,
+}
+
+impl AppState {
+    /// Content moderation as it applies to `key`'s requests.
+    pub fn screen(&self, key: &ApiKey) -> Screen {
+        Screen::for_key(self.moderation.as_ref(), key)
+    }
 }
 
 impl FromRef<AppState> for BodyLimit {
@@ -262,6 +279,7 @@ mod tests {
                 scopes: vec![Scope::Speech],
                 expires_at: None,
                 rate_limit_per_minute: None,
+                moderation_exempt: false,
             },
         )
         .await

@@ -11,6 +11,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
+use serde_json::json;
 use utoipa::ToSchema;
 
 use super::dialect::Failure;
@@ -18,7 +19,7 @@ use crate::{
     auth::AuthError,
     domain::{FieldError, PathSegment, Scope},
     providers::ProviderError,
-    service::ServiceError,
+    service::{moderation::Blocked, ServiceError},
     store::StoreError,
 };
 
@@ -85,6 +86,10 @@ pub enum ApiError {
     /// Native word timing was asked for and the provider has none.
     #[error("{0} reports no word timing; ask with \"timestamps\": \"auto\" for estimated times")]
     TimestampsUnavailable(String),
+    /// Content moderation refused the text (400), or could not check it and the gateway fails
+    /// closed (503).
+    #[error("{0}")]
+    ContentModeration(Blocked),
     /// One turn of a conversation failed: the problem is the turn's, with its `turn_index`.
     #[error("turn {index}: {error}")]
     Turn { index: usize, error: Box<ApiError> },
@@ -146,6 +151,11 @@ impl ApiError {
                 ProviderError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             },
             ApiError::TimestampsUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            // A failed check says nothing about the text: the gateway's dependency is down, and
+            // the same request may pass once it is back (Speechbase answers 403, which clients
+            // take as final).
+            ApiError::ContentModeration(Blocked::FailedClosed(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::ContentModeration(Blocked::Flagged { .. }) => StatusCode::BAD_REQUEST,
             ApiError::Turn { error, .. } => error.status(),
             ApiError::Http { status, .. } => *status,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -179,6 +189,7 @@ impl ApiError {
             ApiError::UnknownModel(_) => "unknown_model",
             ApiError::Provider(e) => e.code(),
             ApiError::TimestampsUnavailable(_) => "timestamps_unavailable",
+            ApiError::ContentModeration(_) => "content_moderation_blocked",
             ApiError::Turn { error, .. } => error.code(),
             ApiError::Http { .. } => "http_error",
             ApiError::Internal(_) => "internal_error",
@@ -207,6 +218,7 @@ impl ApiError {
             ApiError::UnknownModel(_) => "Unknown model",
             ApiError::Provider(_) => "Provider error",
             ApiError::TimestampsUnavailable(_) => "Timestamps unavailable",
+            ApiError::ContentModeration(_) => "Content moderation blocked",
             ApiError::Turn { error, .. } => error.title(),
             ApiError::Http { status, .. } => status.canonical_reason().unwrap_or("HTTP error"),
             ApiError::Internal(_) => "Internal error",
@@ -246,7 +258,8 @@ impl ApiError {
             | ApiError::UsageBacklog
             | ApiError::Draining
             | ApiError::DatabaseUnavailable(_)
-            | ApiError::BodyTimeout(_) => true,
+            | ApiError::BodyTimeout(_)
+            | ApiError::ContentModeration(Blocked::FailedClosed(_)) => true,
             ApiError::Provider(e) => matches!(
                 e,
                 ProviderError::RateLimited { .. }
@@ -299,6 +312,15 @@ impl ApiError {
             _ => Vec::new(),
         };
         let status = self.status();
+        let reason = match self {
+            ApiError::ContentModeration(blocked @ Blocked::Flagged { categories }) => {
+                Some(json!({"type": blocked.reason_type(), "categories": categories}))
+            }
+            ApiError::ContentModeration(blocked @ Blocked::FailedClosed(failure)) => {
+                Some(json!({"type": blocked.reason_type(), "detail": failure.to_string()}))
+            }
+            _ => None,
+        };
         let error = OpenAiError {
             message: self.to_string(),
             kind: match status.as_u16() {
@@ -310,6 +332,7 @@ impl ApiError {
             },
             param: validation.first().map(|f| dotted(&f.path)),
             code,
+            reason,
         };
         Problem {
             type_: format!("urn:speechgate:problem:{code}"),
@@ -381,6 +404,12 @@ pub struct OpenAiError {
     /// The first invalid field, dotted (`voice`, `output.sampleRate`).
     pub param: Option<String>,
     pub code: &'static str,
+    /// Why content moderation refused the request (`content_moderation_blocked` only), as
+    /// Speechbase sends it: `{"type": "flagged", "categories": [...]}` or
+    /// `{"type": "error_fail_closed", "detail"}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub reason: Option<serde_json::Value>,
 }
 
 /// `scopes[1]`, `output.sampleRate`.
@@ -417,9 +446,10 @@ impl IntoResponse for ApiError {
         }
         let wait = match &self {
             ApiError::RateLimited(wait) | ApiError::AuthThrottled(wait) => Some(*wait),
-            ApiError::TooManyConcurrent(_) | ApiError::Overloaded | ApiError::UsageBacklog => {
-                Some(Duration::from_secs(1))
-            }
+            ApiError::TooManyConcurrent(_)
+            | ApiError::Overloaded
+            | ApiError::UsageBacklog
+            | ApiError::ContentModeration(Blocked::FailedClosed(_)) => Some(Duration::from_secs(1)),
             ApiError::Provider(ProviderError::RateLimited { retry_after, .. }) => *retry_after,
             _ => None,
         };
@@ -439,9 +469,7 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Conflict(what) => ApiError::Conflict(format!("a resource with this {what} already exists")),
-            StoreError::Database(
-                e @ (sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_)),
-            ) => ApiError::DatabaseUnavailable(e.to_string()),
+            unavailable if unavailable.is_unavailable() => ApiError::DatabaseUnavailable(unavailable.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -457,6 +485,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::UnknownModel(detail) => ApiError::UnknownModel(detail),
             ServiceError::Provider(e) => ApiError::Provider(e),
             ServiceError::TimestampsUnavailable(provider) => ApiError::TimestampsUnavailable(provider),
+            ServiceError::Moderation(blocked) => ApiError::ContentModeration(blocked),
             ServiceError::Turn { index, error } => ApiError::Turn { index, error: Box::new((*error).into()) },
             ServiceError::Internal(cause) => ApiError::Internal(cause),
         }
@@ -474,6 +503,7 @@ impl From<AuthError> for ApiError {
             AuthError::AdminDisabled => ApiError::AdminDisabled,
             AuthError::Throttled(wait) => ApiError::AuthThrottled(wait),
             AuthError::Store(e) => e.into(),
+            AuthError::Unavailable => ApiError::DatabaseUnavailable(err.to_string()),
         }
     }
 }

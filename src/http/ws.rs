@@ -167,7 +167,8 @@ async fn refusal(session: &mut Session, opened: Instant) -> Option<&'static str>
             session.key = key;
             None
         }
-        Err(AuthError::Store(error)) => {
+        // The database cannot say: the key is not known to be invalid.
+        Err(error @ (AuthError::Store(_) | AuthError::Unavailable)) => {
             tracing::warn!(%error, "could not check a WebSocket's key; checking again later");
             None
         }

@@ -251,7 +251,7 @@ fn scrub_code(code: &str) -> String {
 }
 
 /// Reads at most `limit` bytes of a body within `timeout`; says whether it read all of it.
-async fn read_bounded(response: Response, limit: usize, timeout: Duration) -> (Vec<u8>, bool) {
+pub async fn read_bounded(response: Response, limit: usize, timeout: Duration) -> (Vec<u8>, bool) {
     let mut body = Vec::new();
     let mut stream = response.bytes_stream();
     let read = async {

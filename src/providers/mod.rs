@@ -27,6 +27,7 @@ use crate::domain::{
 };
 
 pub use circuit::{Circuit, CircuitState};
+pub use http::read_bounded;
 pub use registry::Registry;
 pub use retry::RetryPolicy;
 

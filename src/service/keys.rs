@@ -15,6 +15,8 @@ pub struct CreateKey {
     pub scopes: Vec<Scope>,
     pub expires_at: Option<DateTime<Utc>>,
     pub rate_limit_per_minute: Option<u32>,
+    /// Skip content moderation for this key's requests.
+    pub moderation_exempt: bool,
 }
 
 /// A stored key and its full key string, which exists only here and is shown once.
@@ -57,6 +59,7 @@ pub async fn create(store: &dyn Store, request: CreateKey) -> Result<CreatedKey,
             name: name.to_owned(),
             scopes,
             rate_limit_per_minute: request.rate_limit_per_minute,
+            moderation_exempt: request.moderation_exempt,
             expires_at: request.expires_at,
             secret_sha256: minted.secret_sha256,
             created_at: now,

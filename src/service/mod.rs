@@ -2,6 +2,7 @@
 
 pub mod conversation;
 pub mod keys;
+pub mod moderation;
 pub mod speech;
 pub mod synthesis;
 pub mod timestamps;
@@ -32,6 +33,9 @@ pub enum ServiceError {
     /// One turn of a conversation failed; `error` says how.
     #[error("turn {index}: {error}")]
     Turn { index: usize, error: Box<ServiceError> },
+    /// Content moderation refused the request's text, or could not check it.
+    #[error(transparent)]
+    Moderation(#[from] moderation::Blocked),
     /// A bug: something the service checked earlier failed later.
     #[error("{0}")]
     Internal(String),

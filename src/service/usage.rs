@@ -105,6 +105,10 @@ async fn run_writer(
     shutdown: CancellationToken,
 ) {
     let mut batch = Vec::with_capacity(policy.size);
+    // Events the database could not take at shutdown. Once one batch has failed that way, the
+    // rest are set aside without trying: the database is down, and waiting would only delay the
+    // stop.
+    let mut unwritten = 0u64;
     loop {
         let received = tokio::select! {
             n = rx.recv_many(&mut batch, policy.size) => n,
@@ -127,17 +131,50 @@ async fn run_writer(
                 () = shutdown.cancelled() => break,
             }
         }
-        write_batch(store.as_ref(), &metrics, std::mem::take(&mut batch), &shutdown).await;
+        let batch = std::mem::take(&mut batch);
+        if unwritten > 0 {
+            unwritten += set_aside(&metrics, batch);
+        } else {
+            unwritten += write_batch(store.as_ref(), &metrics, batch, &shutdown).await;
+        }
     }
-    tracing::info!(target: "speechgate::usage", "usage writer drained");
+    if unwritten > 0 {
+        tracing::error!(
+            target: "speechgate::usage",
+            unwritten,
+            "usage writer stopped with events the database could not take; each is logged in full as `unwritten usage event`"
+        );
+    } else {
+        tracing::info!(target: "speechgate::usage", "usage writer drained");
+    }
+}
+
+/// Gives up on events the database could not take at shutdown: each is logged in full (for
+/// the operator to replay) and counted. Returns how many.
+fn set_aside(metrics: &Metrics, events: Vec<UsageEvent>) -> u64 {
+    let n = events.len() as u64;
+    for event in events {
+        let event = serde_json::to_string(&event).unwrap_or_default();
+        tracing::error!(target: "speechgate::usage", %event, "unwritten usage event");
+    }
+    metrics.usage_unwritten.inc_by(n);
+    metrics.usage_queue_depth.dec_by(n as i64);
+    n
 }
 
 /// Writes one batch. While the database is unavailable it retries with backoff (after shutdown
-/// has begun, a bounded number of times, then reports the loss). When the database refuses the
-/// batch for good, the batch is split in halves until the refused events are alone: those are
-/// set aside — logged in full and counted — and every other event is written.
-pub async fn write_batch(store: &dyn Store, metrics: &Metrics, batch: Vec<UsageEvent>, shutdown: &CancellationToken) {
+/// has begun, a bounded number of times, then sets the batch aside: logged in full, counted,
+/// and returned as the number unwritten). When the database refuses the batch for good, the
+/// batch is split in halves until the refused events are alone: those are set aside — logged in
+/// full and counted — and every other event is written.
+pub async fn write_batch(
+    store: &dyn Store,
+    metrics: &Metrics,
+    batch: Vec<UsageEvent>,
+    shutdown: &CancellationToken,
+) -> u64 {
     let mut pending = vec![batch];
+    let mut unwritten = 0;
     while let Some(chunk) = pending.pop() {
         let n = chunk.len() as i64;
         match insert_retrying(store, metrics, &chunk, shutdown).await {
@@ -145,7 +182,10 @@ pub async fn write_batch(store: &dyn Store, metrics: &Metrics, batch: Vec<UsageE
                 metrics.usage_written.inc_by(n as u64);
             }
             Err(err) if !err.is_data_error() => {
-                tracing::error!(target: "speechgate::usage", error = %err, lost = n, "giving up on usage batch at shutdown");
+                tracing::error!(target: "speechgate::usage", error = %err, events = n, "the database is unreachable at shutdown; giving up on usage events");
+                unwritten += set_aside(metrics, chunk);
+                unwritten += pending.drain(..).map(|rest| set_aside(metrics, rest)).sum::<u64>();
+                continue;
             }
             Err(_) if chunk.len() > 1 => {
                 let mut first = chunk;
@@ -163,6 +203,7 @@ pub async fn write_batch(store: &dyn Store, metrics: &Metrics, batch: Vec<UsageE
         }
         metrics.usage_queue_depth.dec_by(n);
     }
+    unwritten
 }
 
 /// One insert, retried while the failure is transient (bounded once shutdown has begun).

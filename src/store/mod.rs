@@ -59,6 +59,32 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// Whether the database could not be reached or could not serve at all (connection refused
+    /// or lost, pool exhausted or closed, server shutting down or out of connections), as
+    /// opposed to a query that failed: the same call may succeed once the database is back.
+    pub fn is_unavailable(&self) -> bool {
+        let StoreError::Database(error) = self else {
+            return false;
+        };
+        match error {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(db) if db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() => {
+                // SQLSTATE 08 (connection exception), 53 (insufficient resources: too many
+                // connections) and 57P (operator intervention: shutdown, restart).
+                let code = db.code().unwrap_or_default();
+                code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
+            }
+            _ => false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,

@@ -53,9 +53,10 @@ impl JobRow {
 }
 
 pub(super) const KEY_COLUMNS: &str =
-    "id, name, scopes, secret_sha256, rate_limit_per_minute, created_at, expires_at, revoked_at, last_used_at";
+    "id, name, scopes, secret_sha256, rate_limit_per_minute, moderation_exempt, created_at, \
+     expires_at, revoked_at, last_used_at";
 
-pub(super) const INSERT_KEY: &str = "INSERT INTO api_keys (id, name, scopes, secret_sha256, rate_limit_per_minute, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+pub(super) const INSERT_KEY: &str = "INSERT INTO api_keys (id, name, scopes, secret_sha256, rate_limit_per_minute, created_at, expires_at, moderation_exempt) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
 pub(super) const TOUCH_KEY: &str =
     "UPDATE api_keys SET last_used_at = $2 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)";
@@ -144,6 +145,7 @@ pub(super) struct KeyRow {
     scopes: String,
     secret_sha256: Vec<u8>,
     rate_limit_per_minute: Option<i64>,
+    moderation_exempt: bool,
     created_at: i64,
     expires_at: Option<i64>,
     revoked_at: Option<i64>,
@@ -169,6 +171,7 @@ impl KeyRow {
                 name: self.name,
                 scopes,
                 rate_limit_per_minute,
+                moderation_exempt: self.moderation_exempt,
                 created_at: from_ms(self.created_at)?,
                 expires_at: opt_from_ms(self.expires_at)?,
                 revoked_at: opt_from_ms(self.revoked_at)?,
@@ -381,6 +384,7 @@ macro_rules! impl_store {
                     .bind(key.rate_limit_per_minute.map(i64::from))
                     .bind(sql::to_ms(key.created_at))
                     .bind(key.expires_at.map(sql::to_ms))
+                    .bind(key.moderation_exempt)
                     .execute(&self.pool)
                     .await
                     .map_err(|e| sql::map_unique(e, "key id"))?;

@@ -37,6 +37,9 @@ pub struct CreateKeyRequest {
     expires_at: Option<DateTime<Utc>>,
     /// Requests per minute per replica; unlimited when absent.
     rate_limit_per_minute: Option<u32>,
+    /// The key's requests skip content moderation (`[moderation]`). Default `false`.
+    #[serde(default)]
+    moderation_exempt: bool,
 }
 
 /// A new key. `key` is the secret: it is shown here once and never again.
@@ -73,6 +76,7 @@ pub async fn create_key(
             scopes: body.scopes,
             expires_at: body.expires_at,
             rate_limit_per_minute: body.rate_limit_per_minute,
+            moderation_exempt: body.moderation_exempt,
         },
     )
     .await?;

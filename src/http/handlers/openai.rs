@@ -53,7 +53,7 @@ pub async fn create_speech(
 ) -> Result<Response, ApiError> {
     let (mut input, sse) = body.into_input()?;
     route_openai_voice(&state, &key.id, &mut input.segment).await?;
-    respond_with_speech(&state, &key.id, &details, input, sse).await
+    respond_with_speech(&state, &key, &details, input, sse).await
 }
 
 /// OpenAI's `Model`.

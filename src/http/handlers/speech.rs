@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 
 use crate::{
-    domain::{audio::AudioFormat, pronounce::Pronunciations, FieldError},
+    domain::{audio::AudioFormat, pronounce::Pronunciations, ApiKey, FieldError},
     facades as facade,
     facades::openai::{StreamFormat, VoiceField},
     http::{
@@ -203,7 +203,7 @@ pub async fn create_speech(
     Extension(details): Extension<UsageDetails>,
     ApiJson(body): ApiJson<SpeechBody>,
 ) -> Result<Response, ApiError> {
-    speak(&state, &key.id, &details, body, false).await
+    speak(&state, &key, &details, body, false).await
 }
 
 /// The provider's own stream with the least latency: bytes are passed on as they arrive and
@@ -232,19 +232,19 @@ pub async fn create_speech_stream(
     Extension(details): Extension<UsageDetails>,
     ApiJson(body): ApiJson<SpeechBody>,
 ) -> Result<Response, ApiError> {
-    speak(&state, &key.id, &details, body, true).await
+    speak(&state, &key, &details, body, true).await
 }
 
 async fn speak(
     state: &AppState,
-    owner: &str,
+    key: &ApiKey,
     details: &UsageDetails,
     body: SpeechBody,
     native_only: bool,
 ) -> Result<Response, ApiError> {
-    let (mut input, sse) = read_speech(state, owner, body).await?;
+    let (mut input, sse) = read_speech(state, &key.id, body).await?;
     input.native_only = native_only;
-    respond_with_speech(state, owner, details, input, sse).await
+    respond_with_speech(state, key, details, input, sse).await
 }
 
 /// A body of the audio routes (not `/with-timestamps`) as a service input, and whether it asks
@@ -285,15 +285,16 @@ pub(super) async fn route_openai_voice(
     Ok(())
 }
 
-/// Synthesises `input` and answers with the audio as it streams (or OpenAI's SSE events).
+/// Synthesises `input` for `key` and answers with the audio as it streams (or OpenAI's SSE
+/// events).
 pub(super) async fn respond_with_speech(
     state: &AppState,
-    owner: &str,
+    key: &ApiKey,
     details: &UsageDetails,
     input: SpeechInput,
     sse: bool,
 ) -> Result<Response, ApiError> {
-    let prepared = speech::prepare(&state.registry, state.store.as_ref(), owner, input).await?;
+    let prepared = speech::prepare(&state.registry, state.store.as_ref(), &key.id, input, &state.screen(key)).await?;
     let output = speech::synthesize(prepared, details, &state.metrics).await?;
     let media_type = if sse { "text/event-stream" } else { output.output.format.media_type() };
     let body = if sse { Body::from_stream(sse_events(output.body)) } else { Body::from_stream(output.body) };
@@ -352,7 +353,7 @@ pub async fn create_speech_with_timestamps(
     ApiJson(body): ApiJson<SpeechBody>,
 ) -> Result<Response, ApiError> {
     let sse = "timestamps come as JSON; for a stream use /v1/audio/speech/with-timestamps/stream";
-    let prepared = prepare_timed(&state, &key.id, body, sse).await?;
+    let prepared = prepare_timed(&state, &key, body, sse).await?;
     let spoken = timed::synthesize(prepared, &details, &state.metrics).await?;
     Ok(TimedAudio::respond(spoken.clip, [("x-speech-provider", spoken.provider), ("x-speech-model", spoken.model)]))
 }
@@ -386,7 +387,7 @@ pub async fn create_speech_with_timestamps_stream(
     ApiJson(body): ApiJson<SpeechBody>,
 ) -> Result<Response, ApiError> {
     let prepared =
-        prepare_timed(&state, &key.id, body, "this route streams NDJSON lines; leave out stream_format").await?;
+        prepare_timed(&state, &key, body, "this route streams NDJSON lines; leave out stream_format").await?;
     let timed::TimedStream { provider, model, chunks } = timed::stream(prepared, &details, &state.metrics).await?;
     let lines = chunks.map(|chunk| Ok::<_, std::io::Error>(chunk.ndjson_line()));
     Ok(audio_response(
@@ -400,7 +401,7 @@ pub async fn create_speech_with_timestamps_stream(
 /// `stream_format: sse` is refused there.
 async fn prepare_timed(
     state: &AppState,
-    owner: &str,
+    key: &ApiKey,
     body: SpeechBody,
     sse: &'static str,
 ) -> Result<timed::TimedPrepared, ApiError> {
@@ -409,7 +410,7 @@ async fn prepare_timed(
     if wants_sse {
         return Err(ApiError::Validation(vec![FieldError::new("stream_format", sse)]));
     }
-    Ok(timed::prepare(&state.registry, state.store.as_ref(), owner, input, mode).await?)
+    Ok(timed::prepare(&state.registry, state.store.as_ref(), &key.id, input, mode, &state.screen(key)).await?)
 }
 
 impl TimedAudio {

@@ -23,6 +23,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::{
+    moderation::Screen,
     synthesis::{self, call, Candidates, OutputRequest, Plan, SegmentInput, Target},
     timestamps::{Alignment, Mode, TimedClip, Timestamp},
     usage::UsageDetails,
@@ -125,14 +126,16 @@ enum Voicing {
     Native { turns: Vec<Target>, from: u32 },
 }
 
-/// Validates and resolves every turn. Fails before any provider is called; field problems of
-/// all turns are reported together, at `turns[i].<field>`.
+/// Validates and resolves every turn, then has all turns moderated in one check (one flagged
+/// turn refuses the conversation). Fails before any provider is called; field problems of all
+/// turns are reported together, at `turns[i].<field>`.
 pub async fn prepare(
     registry: &Registry,
     store: &dyn Store,
     owner: &str,
     input: ConversationInput,
     limits: &ConversationConfig,
+    screen: &Screen,
 ) -> Result<Prepared, ServiceError> {
     // The size limits first, before any work proportional to the turns.
     if input.turns.is_empty() || input.turns.len() > limits.max_turns {
@@ -209,6 +212,7 @@ pub async fn prepare(
     if spoken > limits.max_characters {
         return Err(too_many_characters(spoken));
     }
+    screen.admit_turns(&turns.iter().map(|t| t.first().spoken.text.as_str()).collect::<Vec<_>>()).await?;
 
     // The gateway times words turn by turn; a native dialogue would need the dialogue's own
     // timing, which it does not read yet. A route's turn may fall back to another provider, so

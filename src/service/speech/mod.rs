@@ -16,6 +16,7 @@ use futures::stream::BoxStream;
 pub(crate) use body::body;
 
 use super::{
+    moderation::Screen,
     synthesis::{self, Candidates, OutputRequest, Plan, SegmentInput},
     usage::UsageDetails,
     ServiceError,
@@ -49,12 +50,14 @@ pub struct Prepared {
     pub candidates: Candidates<Plan>,
 }
 
-/// Validates and resolves a request. Fails before any provider is called.
+/// Validates and resolves a request, and has its text moderated. Fails before any provider is
+/// called.
 pub async fn prepare(
     registry: &Registry,
     store: &dyn Store,
     owner: &str,
     input: SpeechInput,
+    screen: &Screen,
 ) -> Result<Prepared, ServiceError> {
     // Rules are checked before they run on the text.
     let rules = input.pronunciations.check();
@@ -89,6 +92,7 @@ pub async fn prepare(
         };
         plan.map_err(|problem| ServiceError::Validation(vec![problem]))
     })?;
+    screen.admit(&candidates.first().spoken.text).await?;
     Ok(Prepared { candidates })
 }
 

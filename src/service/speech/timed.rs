@@ -11,6 +11,7 @@ use futures::{stream::BoxStream, StreamExt};
 use serde_json::json;
 
 use super::SpeechInput;
+use crate::service::moderation::Screen;
 use crate::{
     audio::{self, AudioFormat, AudioSpec, PcmTranscoder},
     domain::{pronounce::Spoken, FieldError},
@@ -55,6 +56,7 @@ pub async fn prepare(
     owner: &str,
     input: SpeechInput,
     mode: Mode,
+    screen: &Screen,
 ) -> Result<TimedPrepared, ServiceError> {
     let rules = input.pronunciations.check();
     if !rules.is_empty() {
@@ -78,6 +80,7 @@ pub async fn prepare(
             ServiceError::Validation(vec![FieldError::new("model", message)])
         })
     })?;
+    screen.admit(&candidates.first().spoken.text).await?;
     Ok(TimedPrepared { candidates, original, output, volume_dbfs: input.volume_dbfs, mode })
 }
 

@@ -9,6 +9,8 @@
 mod catalog;
 mod dialogue;
 
+use std::sync::Arc;
+
 use axum::{
     body::Body,
     extract::{FromRequestParts, Path},
@@ -25,7 +27,7 @@ use utoipa::ToSchema;
 pub use self::{catalog::*, dialogue::*};
 use super::speech::{audio_response, respond_with_speech};
 use crate::{
-    domain::{FieldError, PathSegment},
+    domain::{ApiKey, FieldError, PathSegment},
     facades::{
         self as facade,
         elevenlabs::{
@@ -40,6 +42,7 @@ use crate::{
         AppState,
     },
     service::{
+        moderation::Screen,
         speech::{timed, timed::TimedChunk, SpeechInput},
         synthesis::SegmentInput,
         timestamps::Mode,
@@ -90,6 +93,7 @@ pub struct ElevenLabsFieldError {
 /// A facade request's context: the state, the calling key, its usage line and request id.
 pub struct Call {
     state: AppState,
+    key: Arc<ApiKey>,
     owner: String,
     details: UsageDetails,
     request_id: RequestId,
@@ -103,11 +107,16 @@ impl FromRequestParts<AppState> for Call {
         let missing = |what: &str| ApiError::Internal(format!("no {what} on the request"));
         let details = parts.extensions.get::<UsageDetails>().cloned().ok_or_else(|| missing("usage details"))?;
         let request_id = parts.extensions.get::<RequestId>().cloned().ok_or_else(|| missing("request id"))?;
-        Ok(Call { state: state.clone(), owner: key.id.clone(), details, request_id })
+        Ok(Call { state: state.clone(), owner: key.id.clone(), key, details, request_id })
     }
 }
 
 impl Call {
+    /// Content moderation as it applies to the caller.
+    fn screen(&self) -> Screen {
+        self.state.screen(&self.key)
+    }
+
     /// What every successful answer carries: the gateway's request id and the characters
     /// billed.
     fn answer(&self, mut response: Response, characters: usize) -> Response {
@@ -277,17 +286,21 @@ async fn speak(
         let characters = input.segment.text.chars().count();
         let (state, owner, details) = (&call.state, call.owner.as_str(), &call.details);
         let response = match answer {
-            Answer::Audio { .. } => respond_with_speech(state, owner, details, input, false).await?,
+            Answer::Audio { .. } => respond_with_speech(state, &call.key, details, input, false).await?,
             Answer::Timed => {
                 let original = input.segment.text.clone();
-                let prepared = timed::prepare(&state.registry, state.store.as_ref(), owner, input, Mode::Auto).await?;
+                let prepared =
+                    timed::prepare(&state.registry, state.store.as_ref(), owner, input, Mode::Auto, &call.screen())
+                        .await?;
                 let clip = timed::synthesize(prepared, details, &state.metrics).await?.clip;
                 let alignment = align(&original, &clip.timestamps, clip.duration_ms as f64 / 1000.0);
                 Json(ElevenLabsTimedAudio::new(&clip.audio, Some(alignment))).into_response()
             }
             Answer::TimedStream => {
                 let mut aligner = Aligner::new(&input.segment.text);
-                let prepared = timed::prepare(&state.registry, state.store.as_ref(), owner, input, Mode::Auto).await?;
+                let prepared =
+                    timed::prepare(&state.registry, state.store.as_ref(), owner, input, Mode::Auto, &call.screen())
+                        .await?;
                 let chunks = timed::stream(prepared, details, &state.metrics).await?.chunks;
                 let lines = chunks.filter_map(move |chunk| {
                     let line = match chunk {

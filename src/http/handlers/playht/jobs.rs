@@ -142,7 +142,7 @@ pub async fn create_job(
         );
         return Err(ApiError::QuotaExceeded(message));
     }
-    let voiced = voice(&state, &key.id, &details, request, PLAYHT_V2).await?;
+    let voiced = voice(&state, &key, &details, request, PLAYHT_V2).await?;
     let mut counter = crate::audio::DurationCounter::new(voiced.output);
     let mut audio = Vec::new();
     let mut chunks = voiced.body;

@@ -31,7 +31,7 @@ use crate::facades::playht::{dialogue_turns, language_code, output, Surface, DEF
 use crate::{
     domain::{
         audio::{AudioFormat, AudioSpec},
-        FieldError,
+        ApiKey, FieldError,
     },
     facades as facade,
     http::{
@@ -65,11 +65,12 @@ struct Voiced {
 /// a provider before every field has been checked.
 async fn voice(
     state: &AppState,
-    owner: &str,
+    key: &ApiKey,
     details: &UsageDetails,
     request: PlayRequest,
     surface: Surface<'_>,
 ) -> Result<Voiced, ApiError> {
+    let (owner, screen) = (key.id.as_str(), state.screen(key));
     let mut problems = Vec::new();
     let output = output(&request, surface).map_err(|p| problems.push(p)).ok();
     let language = match request.language.as_deref() {
@@ -118,7 +119,7 @@ async fn voice(
     let Some(voice_2) = request.voice_2.as_deref().filter(|_| dialogue_engine) else {
         let segment = speaking(&route(voice.to_owned(), "voice").await?, text);
         let input = SpeechInput { segment, output, ..SpeechInput::default() };
-        let prepared = speech::prepare(&state.registry, state.store.as_ref(), owner, input).await?;
+        let prepared = speech::prepare(&state.registry, state.store.as_ref(), owner, input, &screen).await?;
         let spoken = speech::synthesize(prepared, details, &state.metrics).await?;
         return Ok(Voiced { body: spoken.body, output: spoken.output });
     };
@@ -139,7 +140,7 @@ async fn voice(
         .map(|(speaker, text)| TurnInput { segment: speaking(&speakers[speaker], text), pause_before_ms: None })
         .collect();
     let input = ConversationInput { turns, output, ..ConversationInput::default() };
-    let prepared = conversation::prepare(&state.registry, state.store.as_ref(), owner, input, limits).await?;
+    let prepared = conversation::prepare(&state.registry, state.store.as_ref(), owner, input, limits, &screen).await?;
     match conversation::start(prepared, details, &state.metrics, limits).await? {
         ConversationOutput::Audio { output, body, .. } => Ok(Voiced { body, output }),
         ConversationOutput::Split(_) | ConversationOutput::Timed(_) => {
@@ -150,12 +151,12 @@ async fn voice(
 
 async fn stream(
     state: AppState,
-    owner: &str,
+    key: &ApiKey,
     details: &UsageDetails,
     request: PlayRequest,
     surface: Surface<'_>,
 ) -> Result<Response, ApiError> {
-    let voiced = voice(&state, owner, details, request, surface).await?;
+    let voiced = voice(&state, key, details, request, surface).await?;
     Ok(audio_response(Body::from_stream(voiced.body), voiced.output.format.media_type(), []))
 }
 
@@ -180,7 +181,7 @@ pub async fn create_stream(
     Extension(details): Extension<UsageDetails>,
     ApiJson(request): ApiJson<PlayRequest>,
 ) -> Result<Response, ApiError> {
-    stream(state, &key.id, &details, request, PLAYHT_V2).await
+    stream(state, &key, &details, request, PLAYHT_V2).await
 }
 
 /// Play.ai v1: text (or a PlayDialog two-speaker script) to a stream of audio, camelCase body.
@@ -203,7 +204,7 @@ pub async fn create_playai_stream(
     Extension(details): Extension<UsageDetails>,
     ApiJson(request): ApiJson<PlayRequest>,
 ) -> Result<Response, ApiError> {
-    stream(state, &key.id, &details, request, PLAYAI_V1).await
+    stream(state, &key, &details, request, PLAYAI_V1).await
 }
 
 /// An inference URL `sdk-auth` handed out (authenticated by its `token`): the body of a
@@ -230,7 +231,7 @@ pub async fn inference_stream(
     Path(model): Path<String>,
     ApiJson(request): ApiJson<PlayRequest>,
 ) -> Result<Response, ApiError> {
-    stream(state, &key.id, &details, request, Surface { engine: Some(&model), ..PLAYHT_V2 }).await
+    stream(state, &key, &details, request, Surface { engine: Some(&model), ..PLAYHT_V2 }).await
 }
 
 /// `pyht`'s CORS preflight of the streaming URL, answered so that it need not log a failure.
@@ -304,14 +305,13 @@ pub async fn inference_socket(
     Path(model): Path<String>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let voicer_state = state.clone();
-    let owner = key.id.clone();
+    let (voicer_state, caller) = (state.clone(), key.clone());
     let voicer: ws::Voicer = Box::new(move |command, details| {
-        let (state, owner, model) = (voicer_state.clone(), owner.clone(), model.clone());
+        let (state, caller, model) = (voicer_state.clone(), caller.clone(), model.clone());
         async move {
             let request: PlayRequest = from_document(command)?;
             let surface = Surface { format: AudioFormat::Mp3, engine: Some(&model) };
-            voice(&state, &owner, &details, request, surface).await.map(|voiced| voiced.body)
+            voice(&state, &caller, &details, request, surface).await.map(|voiced| voiced.body)
         }
         .boxed()
     });

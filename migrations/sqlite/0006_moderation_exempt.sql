@@ -1,0 +1,3 @@
+-- Keys whose requests skip content moderation (`[moderation]`): trusted internal callers, or
+-- texts already checked upstream. Set when the key is created (`moderationExempt`).
+ALTER TABLE api_keys ADD COLUMN moderation_exempt INTEGER NOT NULL DEFAULT 0;
