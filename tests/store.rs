@@ -8,8 +8,8 @@ use common::{test_store, Db};
 use serde_json::json;
 use speechgate::{
     domain::{
-        Gender, LogPage, NewApiKey, Scope, TtsJob, UsageEvent, UsageFilter, UsageSegment, Voice, VoiceCursor,
-        VoicePage, VoicePatch,
+        Gender, KeyLimits, LogPage, NewApiKey, Scope, TtsJob, UsageEvent, UsageFilter, UsageSegment, Voice,
+        VoiceCursor, VoicePage, VoicePatch,
     },
     store::{Store, StoreError},
 };
@@ -19,7 +19,11 @@ fn new_key(id: &str) -> NewApiKey {
         id: id.to_owned(),
         name: format!("key {id}"),
         scopes: vec![Scope::Speech, Scope::Admin],
-        rate_limit_per_minute: Some(60),
+        limits: KeyLimits {
+            rate_limit_per_minute: Some(60),
+            monthly_spend_limit_usd: Some(12.5),
+            ..KeyLimits::default()
+        },
         expires_at: Some(Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap()),
         secret_sha256: [7; 32],
         created_at: Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
@@ -37,6 +41,7 @@ fn event(request_id: &str, key_id: Option<&str>, model: &str, at: chrono::DateTi
         voice: Some("alloy".into()),
         characters: 10,
         audio_ms: 1500,
+        spend_nanos: 0,
         bytes_out: 2048,
         status,
         error_code: (status >= 400).then(|| "validation_failed".to_owned()),
@@ -52,7 +57,9 @@ async fn keys_round_trip(db: Db) {
     let key = store.insert_key(&new_key("aaaaaaaaaaaa")).await.unwrap();
     assert_eq!(key.id, "aaaaaaaaaaaa");
     assert_eq!(key.scopes, vec![Scope::Speech, Scope::Admin]);
-    assert_eq!(key.rate_limit_per_minute, Some(60));
+    assert_eq!(key.limits.rate_limit_per_minute, Some(60));
+    assert_eq!(key.limits.monthly_spend_limit_usd, Some(12.5));
+    assert_eq!(key.limits.characters_per_minute, None);
     assert_eq!(key.created_at, Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap());
     assert!(key.revoked_at.is_none() && key.last_used_at.is_none());
 
@@ -144,6 +151,7 @@ fn segment(index: u32, provider: &str, model: &str, characters: i64, audio_ms: i
         voice: format!("voice {index}"),
         characters,
         audio_ms,
+        spend_nanos: 0,
         error_code: None,
     }
 }

@@ -2,6 +2,7 @@
 //! (looked up by its public id, cached briefly, secret compared by hash) or the admin token.
 
 mod limits;
+pub mod quota;
 pub mod signed;
 pub mod token;
 
@@ -14,8 +15,8 @@ use std::{
 
 use secrecy::SecretString;
 
-use limits::InFlight;
 pub use limits::{InFlightSlot, RateLimiter};
+pub use quota::{Charge, Gate, Limits, Quota, Refusal, Slot};
 pub use signed::Purpose;
 use signed::{TokenError, UrlSigner};
 pub use token::{mint, MintedKey, PresentedKey};
@@ -73,10 +74,8 @@ pub struct Authenticator {
     store: Arc<dyn Store>,
     admin_token: Option<SecretString>,
     cache: KeyCache,
-    limiter: RateLimiter,
     /// Failed authentications by client address (see `http::client::throttle_key`).
     failures: RateLimiter<IpAddr>,
-    in_flight: InFlight,
     limits: AuthLimits,
     signer: UrlSigner,
 }
@@ -85,8 +84,6 @@ pub struct Authenticator {
 #[derive(Debug, Clone, Copy)]
 pub struct AuthLimits {
     pub cache_ttl: Duration,
-    /// Requests one key may have in progress at once.
-    pub max_concurrent_per_key: usize,
     /// Failed authentications per client address per minute before it is throttled.
     pub max_failures_per_minute: u32,
 }
@@ -103,17 +100,9 @@ impl Authenticator {
             store,
             admin_token,
             cache: KeyCache::new(limits.cache_ttl),
-            limiter: RateLimiter::default(),
             failures: RateLimiter::default(),
-            in_flight: InFlight::default(),
             limits,
         }
-    }
-
-    /// A slot for one more request of `key`, or `Err(limit)` when it has that many in progress.
-    pub fn enter(&self, key: &Arc<ApiKey>) -> Result<InFlightSlot, usize> {
-        let max = self.limits.max_concurrent_per_key;
-        self.in_flight.enter(key, max).ok_or(max)
     }
 
     pub fn admin_enabled(&self) -> bool {
@@ -242,14 +231,6 @@ impl Authenticator {
         Self::usable(&stored)
     }
 
-    /// Applies the key's request rate limit; `Err` carries how long to wait.
-    pub fn check_rate(&self, key: &ApiKey) -> Result<(), Duration> {
-        match key.rate_limit_per_minute {
-            Some(limit) => self.limiter.acquire(&key.id, limit, Instant::now()),
-            None => Ok(()),
-        }
-    }
-
     /// Drops a cached key at once (this replica); other replicas notice within the cache TTL.
     /// A lookup already in flight cannot put the old key back (see [`KeyCache`]).
     pub fn forget(&self, key_id: &str) {
@@ -349,7 +330,7 @@ mod tests {
             id: "k".into(),
             name: "n".into(),
             scopes: vec![Scope::Speech],
-            rate_limit_per_minute: None,
+            limits: crate::domain::KeyLimits::default(),
             created_at: chrono::Utc::now(),
             expires_at: None,
             revoked_at: revoked.then(chrono::Utc::now),

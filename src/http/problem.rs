@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 
 use super::dialect::Failure;
 use crate::{
-    auth::AuthError,
+    auth::{AuthError, Refusal},
     domain::{FieldError, PathSegment, Scope},
     providers::ProviderError,
     service::ServiceError,
@@ -62,6 +62,12 @@ pub enum ApiError {
     RateLimited(Duration),
     #[error("this API key already has {0} requests in flight, its limit; retry when one ends")]
     TooManyConcurrent(usize),
+    /// One request larger than a per-minute limit of its key: it can never pass as it is.
+    #[error("{0}")]
+    OverLimit(String),
+    /// The request would cross a monthly budget of its key.
+    #[error("{0}")]
+    BudgetExceeded(String),
     /// A quota of stored things (not of requests) is used up.
     #[error("{0}")]
     QuotaExceeded(String),
@@ -127,8 +133,10 @@ impl ApiError {
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::RateLimited(_)
             | ApiError::TooManyConcurrent(_)
+            | ApiError::OverLimit(_)
             | ApiError::AuthThrottled(_)
             | ApiError::QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::BudgetExceeded(_) => StatusCode::PAYMENT_REQUIRED,
             ApiError::Overloaded | ApiError::UsageBacklog => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::UnknownModel(_) => StatusCode::NOT_FOUND,
@@ -165,7 +173,8 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::BodyTimeout(_) => "request_timeout",
-            ApiError::RateLimited(_) => "rate_limited",
+            ApiError::RateLimited(_) | ApiError::OverLimit(_) => "rate_limited",
+            ApiError::BudgetExceeded(_) => "budget_exceeded",
             ApiError::TooManyConcurrent(_) => "too_many_concurrent_requests",
             ApiError::QuotaExceeded(_) => "quota_exceeded",
             ApiError::AuthThrottled(_) => "auth_throttled",
@@ -196,7 +205,11 @@ impl ApiError {
             ApiError::Conflict(_) => "Conflict",
             ApiError::PayloadTooLarge(_) => "Payload too large",
             ApiError::BodyTimeout(_) => "Request timeout",
-            ApiError::RateLimited(_) | ApiError::TooManyConcurrent(_) | ApiError::AuthThrottled(_) => "Rate limited",
+            ApiError::RateLimited(_)
+            | ApiError::TooManyConcurrent(_)
+            | ApiError::OverLimit(_)
+            | ApiError::AuthThrottled(_) => "Rate limited",
+            ApiError::BudgetExceeded(_) => "Budget exceeded",
             ApiError::QuotaExceeded(_) => "Quota exceeded",
             ApiError::Overloaded | ApiError::UsageBacklog => "Service unavailable",
             ApiError::DatabaseUnavailable(_) => "Service unavailable",
@@ -298,6 +311,7 @@ impl ApiError {
             message: self.to_string(),
             kind: match status.as_u16() {
                 401 => "authentication_error",
+                402 => "insufficient_quota",
                 403 => "permission_error",
                 429 => "rate_limit_error",
                 500..=599 => "server_error",
@@ -454,6 +468,18 @@ impl From<ServiceError> for ApiError {
             ServiceError::TimestampsUnavailable(provider) => ApiError::TimestampsUnavailable(provider),
             ServiceError::Turn { index, error } => ApiError::Turn { index, error: Box::new((*error).into()) },
             ServiceError::Internal(cause) => ApiError::Internal(cause),
+        }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::RateLimited { wait, .. } => ApiError::RateLimited(wait),
+            Refusal::LargerThanLimit { .. } => ApiError::OverLimit(refusal.to_string()),
+            Refusal::TooManyConcurrent(max) => ApiError::TooManyConcurrent(max),
+            Refusal::Budget(detail) => ApiError::BudgetExceeded(detail),
+            Refusal::Store(e) => e.into(),
         }
     }
 }

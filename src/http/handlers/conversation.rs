@@ -207,6 +207,7 @@ async fn converse(
     let turns = input.turns.len();
     let limits = &state.conversation;
     let prepared = conversation::prepare(&state.registry, state.store.as_ref(), owner, input, limits).await?;
+    crate::http::admission::admit(details, &prepared).await?;
     Ok(match conversation::start(prepared, details, &state.metrics, limits).await? {
         ConversationOutput::Split(split) => Json(split).into_response(),
         ConversationOutput::Timed(clip) => TimedAudio::respond(clip, [("x-speech-turns", turns.to_string())]),

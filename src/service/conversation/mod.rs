@@ -117,6 +117,13 @@ pub struct Prepared {
     timing: Option<(Mode, Vec<String>)>,
 }
 
+impl Prepared {
+    /// Each turn's target, in order.
+    pub fn targets(&self) -> &[Target] {
+        &self.turns
+    }
+}
+
 enum Voicing {
     /// Each turn asks its provider for PCM at this rate.
     Stitch { sources: Vec<u32>, split: bool },

@@ -42,6 +42,10 @@ pub struct TimedPrepared {
 }
 
 impl TimedPrepared {
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
     pub fn provider(&self) -> &str {
         self.target.provider_id()
     }

@@ -279,6 +279,7 @@ async fn speak(
             Answer::Timed => {
                 let original = input.segment.text.clone();
                 let prepared = timed::prepare(&state.registry, state.store.as_ref(), owner, input, Mode::Auto).await?;
+                crate::http::admission::admit(details, &prepared).await?;
                 let clip = timed::synthesize(prepared, details, &state.metrics).await?.clip;
                 let alignment = align(&original, &clip.timestamps, clip.duration_ms as f64 / 1000.0);
                 Json(ElevenLabsTimedAudio::new(&clip.audio, Some(alignment))).into_response()
@@ -286,6 +287,7 @@ async fn speak(
             Answer::TimedStream => {
                 let mut aligner = Aligner::new(&input.segment.text);
                 let prepared = timed::prepare(&state.registry, state.store.as_ref(), owner, input, Mode::Auto).await?;
+                crate::http::admission::admit(details, &prepared).await?;
                 let chunks = timed::stream(prepared, details, &state.metrics).await?;
                 let lines = chunks.filter_map(move |chunk| {
                     let line = match chunk {
