@@ -453,7 +453,56 @@ async fn migrations_are_idempotent_and_ping_works(db: Db) {
     store.ping().await.unwrap();
 }
 
+/// A patch sets and clears only what it names; a key's month counts what its events billed —
+/// served requests, and the segments that did not fail — and sums their spend.
+async fn key_patches_and_billed_months(db: Db) {
+    use speechgate::domain::{limits::KeyChange, KeyPatch};
+    let (store, _db) = test_store(db).await;
+    store.insert_key(&new_key("aaaaaaaaaaaa")).await.unwrap();
+    let patch = KeyPatch {
+        changes: vec![
+            KeyChange::Count("rate_limit_per_minute", None),
+            KeyChange::Count("max_concurrent", Some(4)),
+            KeyChange::Usd("monthly_spend_limit_usd", Some(3.25)),
+        ],
+    };
+    let key = store.update_key("aaaaaaaaaaaa", &patch).await.unwrap().unwrap();
+    assert_eq!(
+        key.limits,
+        KeyLimits { max_concurrent: Some(4), monthly_spend_limit_usd: Some(3.25), ..KeyLimits::default() }
+    );
+    assert!(store.update_key("nosuchkey000", &patch).await.unwrap().is_none());
+    assert_eq!(store.update_key("aaaaaaaaaaaa", &KeyPatch::default()).await.unwrap().unwrap(), key);
+
+    let march = Utc.with_ymd_and_hms(2026, 3, 31, 23, 59, 0).unwrap();
+    let april = Utc.with_ymd_and_hms(2026, 4, 1, 0, 0, 1).unwrap();
+    let priced = |e: UsageEvent, nanos: i64| UsageEvent { spend_nanos: nanos, ..e };
+    let mut failed_turn = segment(1, "openai", "tts-1", 7, 0);
+    failed_turn.error_code = Some("provider_unavailable".into());
+    let mut served_turn = segment(0, "openai", "tts-1", 4, 900);
+    served_turn.spend_nanos = 60_000;
+    store
+        .insert_usage(&[
+            priced(event("r1", Some("aaaaaaaaaaaa"), "tts-1", march, 200), 150_000),
+            priced(event("r2", Some("aaaaaaaaaaaa"), "tts-1", april, 200), 150_000),
+            event("r3", Some("aaaaaaaaaaaa"), "tts-1", april, 502),
+            priced(conversation("r4", "aaaaaaaaaaaa", april, vec![served_turn, failed_turn]), 60_000),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(store.month_usage("aaaaaaaaaaaa", "2026-03").await.unwrap(), (10, 150_000));
+    assert_eq!(store.month_usage("aaaaaaaaaaaa", "2026-04").await.unwrap(), (14, 210_000), "10 + the 4 served");
+    assert_eq!(store.month_usage("aaaaaaaaaaaa", "2026-05").await.unwrap(), (0, 0));
+    let filter = UsageFilter { key_id: None, from: march - Duration::days(1), to: april + Duration::days(1) };
+    let report = store.usage_summary(&filter).await.unwrap();
+    assert_eq!(report.totals.spend_nanos, 360_000);
+    let april_tts: i64 =
+        report.buckets.iter().filter(|b| b.day.to_string() == "2026-04-01").map(|b| b.spend_nanos).sum();
+    assert_eq!(april_tts, 210_000, "segments carry their own spend");
+}
+
 both_databases!(
+    key_patches_and_billed_months,
     keys_round_trip,
     revoking_is_idempotent,
     usage_is_written_summed_and_paged,
