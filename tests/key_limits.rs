@@ -210,6 +210,7 @@ async fn budgets_refuse_before_any_upstream_call(db: Db) {
     let (status, body) = problem(speak(&app, &key, "Hello").await).await;
     assert_eq!((status, body["code"].as_str()), (402, Some("budget_exceeded")));
     assert!(body["detail"].as_str().unwrap().contains("monthly budget of 4 characters"), "{body}");
+    assert_eq!(body["error"]["type"], "insufficient_quota", "OpenAI SDKs on /v1 read this");
     let turns =
         json!({"model": "openai/tts-1", "turns": [{"voice": "alloy", "text": "Hi"}, {"voice": "echo", "text": "Yo!"}]});
     let (status, body) = problem(app.post("/v1/audio/conversation", &key, turns).await).await;
@@ -431,4 +432,34 @@ async fn racing_replicas_admit_exactly_the_limit() {
     }
     a.stop().await;
     b.stop().await;
+}
+
+/// A rate-limited key on the drop-in routes: each vendor's error shape, with `Retry-After` and
+/// the RateLimit headers, and no `x-should-retry: false` (waiting helps).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn facades_answer_a_rate_limit_in_their_dialect_with_the_headers() {
+    let app = TestApp::spawn(Db::Sqlite).await;
+    let (_, key) = app.create_key(json!({"name": "one a minute", "rateLimitPerMinute": 1})).await;
+    let first = app.get("/openai/v1/models", Some(&key)).await;
+    assert_eq!(first.status(), 200);
+    assert_eq!((header(&first, "ratelimit-limit"), header(&first, "ratelimit-remaining")), (Some(1), Some(0)));
+    for path in ["/openai/v1/models", "/elevenlabs/v1/models", "/playht/api/v2/voices", "/v1/models"] {
+        let response = app.get(path, Some(&key)).await;
+        assert_eq!(response.status(), 429, "{path}");
+        assert!(header(&response, "retry-after").is_some_and(|wait| (1..=120).contains(&wait)), "{path}");
+        assert_eq!(
+            (header(&response, "ratelimit-limit"), header(&response, "ratelimit-remaining")),
+            (Some(1), Some(0))
+        );
+        assert!(response.headers().get("x-should-retry").is_none(), "{path}");
+        let body: Value = response.json().await.unwrap();
+        let code = match path {
+            "/openai/v1/models" => &body["error"]["code"],
+            "/elevenlabs/v1/models" => &body["detail"]["status"],
+            "/playht/api/v2/voices" => &body["error_id"],
+            _ => &body["code"],
+        };
+        assert_eq!(code, "rate_limited", "{path}: {body}");
+    }
+    app.stop().await;
 }
