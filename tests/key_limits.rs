@@ -463,3 +463,47 @@ async fn facades_answer_a_rate_limit_in_their_dialect_with_the_headers() {
     }
     app.stop().await;
 }
+
+/// Each WebSocket command is admitted like a request: its characters count against the key's
+/// characters per minute and its budget before it is voiced, and a refusal is that command's
+/// error, on both databases.
+async fn websocket_commands_are_admitted_one_by_one(db: Db) {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let app = TestApp::spawn(db).await;
+    let (_, key) =
+        app.create_key(json!({"name": "socket", "charactersPerMinute": 8, "monthlyCharacterBudget": 100})).await;
+    let auth: Value =
+        app.client.post(app.url("/v1/websocket-auth")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+    let url = auth["webSocketUrls"]["local/espeak-ng"].as_str().unwrap();
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    for (id, text) in [(1, "Hello"), (2, "Hello"), (3, "Hey")] {
+        let command = json!({"voice": "en-us", "text": text, "output": "mp3", "request_id": id});
+        socket.send(Message::text(command.to_string())).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    while seen.iter().filter(|s: &&String| s.starts_with("end")).count() < 3 {
+        let message = tokio::time::timeout(Duration::from_secs(30), socket.next()).await.unwrap().unwrap().unwrap();
+        if let Message::Text(text) = message {
+            let event: Value = serde_json::from_str(&text).unwrap();
+            seen.push(format!("{}:{}:{}", event["type"].as_str().unwrap(), event["request_id"], event["error_id"]));
+        }
+    }
+    socket.close(None).await.unwrap();
+    // 5 characters, then 5 more would make 10 of 8 a minute; then 3 make exactly 8.
+    assert_eq!(
+        seen,
+        [
+            "start:1:null",
+            "end:1:null",
+            "start:2:null",
+            "error:2:\"rate_limited\"",
+            "end:2:null",
+            "start:3:null",
+            "end:3:null"
+        ]
+    );
+    app.stop().await;
+}
+
+both_databases!(websocket_commands_are_admitted_one_by_one);
