@@ -5,11 +5,10 @@
 use std::{
     net::SocketAddr,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
     time::Instant,
 };
-
-use std::sync::Arc;
 
 use axum::{
     body::{Body, Bytes},

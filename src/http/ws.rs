@@ -181,7 +181,9 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
 }
 
 /// A command is admitted like a request: the usage backlog, the gateway's requests in progress,
-/// the key's request rate and requests in progress. The guards are held until it is answered.
+/// the key's request rate and requests in progress; and its characters, once known, count against
+/// the key's limits through `details` (see `http::admission`). The guards are held until it is
+/// answered.
 async fn admit_command(session: &Session, details: &UsageDetails) -> Result<impl Sized, ApiError> {
     let state = &session.state;
     if state.usage.is_full() {
