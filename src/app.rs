@@ -10,8 +10,9 @@ use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    auth::{AuthLimits, Authenticator},
+    auth::{AuthLimits, Authenticator, Limits},
     config::Config,
+    domain::PriceTable,
     http::{self, extract::BodyLimit, AppState},
     metrics::Metrics,
     providers::Registry,
@@ -50,9 +51,11 @@ impl App {
         };
         let tracker = TaskTracker::new();
         let stop_background = CancellationToken::new();
+        let prices = Arc::new(PriceTable::new(config.prices.clone()));
         let usage = usage::spawn_writer(
             store.clone(),
             metrics.clone(),
+            prices.clone(),
             usage::BatchPolicy {
                 size: config.usage.batch_size,
                 linger: Duration::from_millis(config.usage.flush_interval_ms),
@@ -66,17 +69,24 @@ impl App {
             config.auth.admin_token.clone(),
             AuthLimits {
                 cache_ttl: Duration::from_secs(config.auth.cache_ttl_secs),
-                max_concurrent_per_key: config.auth.max_concurrent_per_key,
                 max_failures_per_minute: config.auth.max_failures_per_minute,
                 outage_grace: Duration::from_secs(config.auth.outage_grace_secs),
             },
             config.auth.url_signing_secret.as_ref(),
+        ));
+        let limits = Arc::new(Limits::new(
+            store.clone(),
+            prices,
+            config.auth.max_concurrent_per_key,
+            Duration::from_secs(config.auth.lease_secs),
+            tracker.clone(),
         ));
         let openapi_json = serde_json::to_vec(&http::openapi()).unwrap_or_default().into();
         let state = AppState {
             store,
             registry,
             auth,
+            limits,
             usage,
             metrics,
             body_limit: BodyLimit {

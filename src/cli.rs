@@ -10,7 +10,7 @@ use secrecy::ExposeSecret;
 use crate::{
     app::{self, App},
     config::Config,
-    domain::{ApiKey, Scope},
+    domain::{ApiKey, KeyLimits, Scope},
     http,
     service::keys,
     telemetry,
@@ -57,12 +57,24 @@ enum KeysCommand {
         /// Expiry time, RFC 3339 (e.g. 2027-01-01T00:00:00Z).
         #[arg(long)]
         expires_at: Option<DateTime<Utc>>,
-        /// Requests per minute per replica.
+        /// Requests per minute (shared by replicas on PostgreSQL).
         #[arg(long)]
         rate_limit_per_minute: Option<u32>,
         /// The key's requests skip content moderation (`[moderation]`).
         #[arg(long)]
         moderation_exempt: bool,
+        /// Characters to synthesise per minute (shared by replicas on PostgreSQL).
+        #[arg(long)]
+        characters_per_minute: Option<u32>,
+        /// Requests in progress at once (shared by replicas on PostgreSQL).
+        #[arg(long)]
+        max_concurrent: Option<u32>,
+        /// Characters per UTC calendar month.
+        #[arg(long)]
+        monthly_character_budget: Option<u64>,
+        /// US dollars per UTC calendar month, priced by `[prices]`.
+        #[arg(long)]
+        monthly_spend_limit_usd: Option<f64>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -122,9 +134,29 @@ async fn keys_command(config: &Config, command: KeysCommand) -> anyhow::Result<(
     app::prepare_schema(store.as_ref(), config).await?;
     let mut out = std::io::stdout().lock();
     match command {
-        KeysCommand::Create { name, scopes, expires_at, rate_limit_per_minute, moderation_exempt, json } => {
-            let request = keys::CreateKey { name, scopes, expires_at, rate_limit_per_minute, moderation_exempt };
-            let created = keys::create(store.as_ref(), request).await.map_err(describe)?;
+        KeysCommand::Create {
+            name,
+            scopes,
+            expires_at,
+            rate_limit_per_minute,
+            characters_per_minute,
+            max_concurrent,
+            monthly_character_budget,
+            monthly_spend_limit_usd,
+            moderation_exempt,
+            json,
+        } => {
+            let limits = KeyLimits {
+                rate_limit_per_minute,
+                characters_per_minute,
+                max_concurrent,
+                monthly_character_budget,
+                monthly_spend_limit_usd,
+            };
+            let created =
+                keys::create(store.as_ref(), keys::CreateKey { name, scopes, expires_at, limits, moderation_exempt })
+                    .await
+                    .map_err(describe)?;
             let token = created.token.expose_secret();
             if json {
                 let mut value = serde_json::to_value(&created.key)?;

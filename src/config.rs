@@ -35,6 +35,10 @@ pub struct Config {
     pub routes: BTreeMap<String, RouteConfig>,
     /// Content moderation of every text before it is synthesised; off when absent.
     pub moderation: Option<ModerationConfig>,
+    /// USD per million characters, by `provider/model` or by provider (the default for its
+    /// models): spend in usage, and what `monthlySpendLimitUsd` is checked against. What no
+    /// entry prices costs nothing.
+    pub prices: BTreeMap<String, f64>,
 }
 
 /// `[routes.<name>]`: the targets a route tries, in order, until one serves.
@@ -232,6 +236,10 @@ pub struct AuthConfig {
     /// While the database cannot be reached, keys it confirmed within this many seconds keep
     /// working from this replica's cache; other keys get 503 `database_unavailable`. 0: none.
     pub outage_grace_secs: u64,
+    /// On PostgreSQL, how long a key's concurrency lease (`maxConcurrent`) outlives its
+    /// replica: leases are renewed every third of this while their request runs, so those of a
+    /// replica that died free their slots within this many seconds.
+    pub lease_secs: u64,
     /// Signs the short-lived URL tokens of WebSocket and PlayHT inference URLs. Replicas behind
     /// one load balancer must share it; when unset, each process makes up its own, and a token
     /// works only on the replica that issued it.
@@ -447,6 +455,9 @@ impl Default for ServerConfig {
     }
 }
 
+/// The highest price accepted, USD per million characters (dearer than any vendor by far).
+const MAX_PRICE_PER_MILLION: f64 = 1_000_000.0;
+
 impl Default for DatabaseConfig {
     fn default() -> Self {
         Self { url: "sqlite://speechgate.db".into(), max_connections: 10, migrate_on_start: true }
@@ -461,6 +472,7 @@ impl Default for AuthConfig {
             max_concurrent_per_key: 256,
             max_failures_per_minute: 30,
             outage_grace_secs: 300,
+            lease_secs: 30,
             url_signing_secret: None,
         }
     }
@@ -651,6 +663,7 @@ impl Config {
             ("providers.max_stream_secs", self.providers.max_stream_secs, 1),
             ("providers.retry_max_wait_secs", self.providers.retry_max_wait_secs, 0),
             ("providers.circuit_cooldown_secs", self.providers.circuit_cooldown_secs, 1),
+            ("auth.lease_secs", self.auth.lease_secs, 3),
         ];
         for (field, secs, min) in deadlines {
             if !(min..=MAX_DURATION_SECS).contains(&secs) {
@@ -671,6 +684,14 @@ impl Config {
                     &format!("{section}.timeouts.{name}"),
                     &format!("must be 1 to {MAX_DURATION_SECS} seconds (a day)"),
                 );
+            }
+        }
+        for (name, price) in &self.prices {
+            if name.is_empty() || name.chars().any(char::is_control) {
+                return invalid("prices", "names must be a provider id or provider/model");
+            }
+            if !(price.is_finite() && (0.0..=MAX_PRICE_PER_MILLION).contains(price)) {
+                return invalid(&format!("prices.{name}"), "must be 0 to 1000000 USD per million characters");
             }
         }
         if let Err(message) = self.trusted_proxies() {

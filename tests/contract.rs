@@ -101,7 +101,7 @@ async fn problem_bodies() {
             let detail = body["detail"].as_str().unwrap();
             assert!(detail.starts_with("rate limit exceeded; retry in ") && detail.ends_with(" s"), "{detail}");
         }
-        insta::assert_json_snapshot!(name, body, { ".requestId" => "[request id]", ".detail" => insta::dynamic_redaction(move |value, _| if name == "rate_limited" { "[retry in N s]".into() } else { value }) });
+        insta::assert_json_snapshot!(name, body, { ".requestId" => "[request id]", ".detail" => insta::dynamic_redaction(move |value, _| if name == "rate_limited" { "[retry in N s]".into() } else { value }), ".error.message" => insta::dynamic_redaction(move |value, _| if name == "rate_limited" { "[retry in N s]".into() } else { value }) });
     }
     app.stop().await;
 

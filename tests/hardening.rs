@@ -221,6 +221,7 @@ async fn a_refused_event_is_set_aside_and_the_rest_written(db: Db) {
         voice: Some(voice.into()),
         characters: 5,
         audio_ms: 0,
+        spend_nanos: 0,
         bytes_out: 0,
         status: 200,
         error_code: None,

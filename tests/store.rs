@@ -8,8 +8,8 @@ use common::{test_store, Db};
 use serde_json::json;
 use speechgate::{
     domain::{
-        Gender, LogPage, NewApiKey, Scope, TtsJob, UsageEvent, UsageFilter, UsageSegment, Voice, VoiceCursor,
-        VoicePage, VoicePatch,
+        Gender, KeyLimits, LogPage, NewApiKey, Scope, TtsJob, UsageEvent, UsageFilter, UsageSegment, Voice,
+        VoiceCursor, VoicePage, VoicePatch,
     },
     store::{Store, StoreError},
 };
@@ -19,7 +19,11 @@ fn new_key(id: &str) -> NewApiKey {
         id: id.to_owned(),
         name: format!("key {id}"),
         scopes: vec![Scope::Speech, Scope::Admin],
-        rate_limit_per_minute: Some(60),
+        limits: KeyLimits {
+            rate_limit_per_minute: Some(60),
+            monthly_spend_limit_usd: Some(12.5),
+            ..KeyLimits::default()
+        },
         moderation_exempt: true,
         expires_at: Some(Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap()),
         secret_sha256: [7; 32],
@@ -38,6 +42,7 @@ fn event(request_id: &str, key_id: Option<&str>, model: &str, at: chrono::DateTi
         voice: Some("alloy".into()),
         characters: 10,
         audio_ms: 1500,
+        spend_nanos: 0,
         bytes_out: 2048,
         status,
         error_code: (status >= 400).then(|| "validation_failed".to_owned()),
@@ -53,7 +58,9 @@ async fn keys_round_trip(db: Db) {
     let key = store.insert_key(&new_key("aaaaaaaaaaaa")).await.unwrap();
     assert_eq!(key.id, "aaaaaaaaaaaa");
     assert_eq!(key.scopes, vec![Scope::Speech, Scope::Admin]);
-    assert_eq!(key.rate_limit_per_minute, Some(60));
+    assert_eq!(key.limits.rate_limit_per_minute, Some(60));
+    assert_eq!(key.limits.monthly_spend_limit_usd, Some(12.5));
+    assert_eq!(key.limits.characters_per_minute, None);
     assert!(key.moderation_exempt, "the exemption is stored and read back");
     assert_eq!(key.created_at, Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap());
     assert!(key.revoked_at.is_none() && key.last_used_at.is_none());
@@ -146,6 +153,7 @@ fn segment(index: u32, provider: &str, model: &str, characters: i64, audio_ms: i
         voice: format!("voice {index}"),
         characters,
         audio_ms,
+        spend_nanos: 0,
         error_code: None,
     }
 }
@@ -447,7 +455,56 @@ async fn migrations_are_idempotent_and_ping_works(db: Db) {
     store.ping().await.unwrap();
 }
 
+/// A patch sets and clears only what it names; a key's month counts what its events billed —
+/// served requests, and the segments that did not fail — and sums their spend.
+async fn key_patches_and_billed_months(db: Db) {
+    use speechgate::domain::{limits::KeyChange, KeyPatch};
+    let (store, _db) = test_store(db).await;
+    store.insert_key(&new_key("aaaaaaaaaaaa")).await.unwrap();
+    let patch = KeyPatch {
+        changes: vec![
+            KeyChange::Count("rate_limit_per_minute", None),
+            KeyChange::Count("max_concurrent", Some(4)),
+            KeyChange::Usd("monthly_spend_limit_usd", Some(3.25)),
+        ],
+    };
+    let key = store.update_key("aaaaaaaaaaaa", &patch).await.unwrap().unwrap();
+    assert_eq!(
+        key.limits,
+        KeyLimits { max_concurrent: Some(4), monthly_spend_limit_usd: Some(3.25), ..KeyLimits::default() }
+    );
+    assert!(store.update_key("nosuchkey000", &patch).await.unwrap().is_none());
+    assert_eq!(store.update_key("aaaaaaaaaaaa", &KeyPatch::default()).await.unwrap().unwrap(), key);
+
+    let march = Utc.with_ymd_and_hms(2026, 3, 31, 23, 59, 0).unwrap();
+    let april = Utc.with_ymd_and_hms(2026, 4, 1, 0, 0, 1).unwrap();
+    let priced = |e: UsageEvent, nanos: i64| UsageEvent { spend_nanos: nanos, ..e };
+    let mut failed_turn = segment(1, "openai", "tts-1", 7, 0);
+    failed_turn.error_code = Some("provider_unavailable".into());
+    let mut served_turn = segment(0, "openai", "tts-1", 4, 900);
+    served_turn.spend_nanos = 60_000;
+    store
+        .insert_usage(&[
+            priced(event("r1", Some("aaaaaaaaaaaa"), "tts-1", march, 200), 150_000),
+            priced(event("r2", Some("aaaaaaaaaaaa"), "tts-1", april, 200), 150_000),
+            event("r3", Some("aaaaaaaaaaaa"), "tts-1", april, 502),
+            priced(conversation("r4", "aaaaaaaaaaaa", april, vec![served_turn, failed_turn]), 60_000),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(store.month_usage("aaaaaaaaaaaa", "2026-03").await.unwrap(), (10, 150_000));
+    assert_eq!(store.month_usage("aaaaaaaaaaaa", "2026-04").await.unwrap(), (14, 210_000), "10 + the 4 served");
+    assert_eq!(store.month_usage("aaaaaaaaaaaa", "2026-05").await.unwrap(), (0, 0));
+    let filter = UsageFilter { key_id: None, from: march - Duration::days(1), to: april + Duration::days(1) };
+    let report = store.usage_summary(&filter).await.unwrap();
+    assert_eq!(report.totals.spend_nanos, 360_000);
+    let april_tts: i64 =
+        report.buckets.iter().filter(|b| b.day.to_string() == "2026-04-01").map(|b| b.spend_nanos).sum();
+    assert_eq!(april_tts, 210_000, "segments carry their own spend");
+}
+
 both_databases!(
+    key_patches_and_billed_months,
     keys_round_trip,
     revoking_is_idempotent,
     usage_is_written_summed_and_paged,

@@ -1,8 +1,6 @@
-//! Per-replica limits: token buckets (a key's `rate_limit_per_minute`, and failed
-//! authentications per client address) and in-flight request counts per key. State lives in
-//! this replica's memory, so with N replicas behind a round-robin balancer a key gets up to N
-//! times its limit; shared limits and budgets belong in the database and come with the budgets
-//! work.
+//! Per-replica limits: token buckets (failed authentications per client address) and in-flight
+//! request counts per key (keys without their own `maxConcurrent`, and every key on SQLite).
+//! State lives in this replica's memory; the limits shared by replicas are in `quota`.
 
 use std::{
     borrow::Borrow,
@@ -190,7 +188,7 @@ mod tests {
             id: id.to_owned(),
             name: "n".to_owned(),
             scopes: Vec::new(),
-            rate_limit_per_minute: None,
+            limits: crate::domain::KeyLimits::default(),
             moderation_exempt: false,
             created_at: chrono::Utc::now(),
             expires_at: None,

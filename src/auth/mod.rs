@@ -2,6 +2,7 @@
 //! (looked up by its public id, cached briefly, secret compared by hash) or the admin token.
 
 mod limits;
+pub mod quota;
 pub mod signed;
 pub mod token;
 
@@ -14,8 +15,8 @@ use std::{
 
 use secrecy::SecretString;
 
-use limits::InFlight;
 pub use limits::{InFlightSlot, RateLimiter};
+pub use quota::{Charge, Gate, Limits, Quota, Refusal, Slot};
 pub use signed::Purpose;
 use signed::{TokenError, UrlSigner};
 pub use token::{mint, MintedKey, PresentedKey};
@@ -77,10 +78,8 @@ pub struct Authenticator {
     store: Arc<dyn Store>,
     admin_token: Option<SecretString>,
     cache: KeyCache,
-    limiter: RateLimiter,
     /// Failed authentications by client address (see `http::client::throttle_key`).
     failures: RateLimiter<IpAddr>,
-    in_flight: InFlight,
     limits: AuthLimits,
     signer: UrlSigner,
     outage: Outage,
@@ -90,8 +89,6 @@ pub struct Authenticator {
 #[derive(Debug, Clone, Copy)]
 pub struct AuthLimits {
     pub cache_ttl: Duration,
-    /// Requests one key may have in progress at once.
-    pub max_concurrent_per_key: usize,
     /// Failed authentications per client address per minute before it is throttled.
     pub max_failures_per_minute: u32,
     /// While the database cannot be reached, a key it confirmed within this long (beyond
@@ -111,18 +108,10 @@ impl Authenticator {
             store,
             admin_token,
             cache: KeyCache::new(limits.cache_ttl, limits.outage_grace),
-            limiter: RateLimiter::default(),
             failures: RateLimiter::default(),
-            in_flight: InFlight::default(),
             limits,
             outage: Outage::default(),
         }
-    }
-
-    /// A slot for one more request of `key`, or `Err(limit)` when it has that many in progress.
-    pub fn enter(&self, key: &Arc<ApiKey>) -> Result<InFlightSlot, usize> {
-        let max = self.limits.max_concurrent_per_key;
-        self.in_flight.enter(key, max).ok_or(max)
     }
 
     pub fn admin_enabled(&self) -> bool {
@@ -249,14 +238,6 @@ impl Authenticator {
     pub async fn current_key(&self, key_id: &str) -> Result<Principal, AuthError> {
         let stored = self.lookup(key_id).await?.ok_or(AuthError::Invalid)?;
         Self::usable(&stored)
-    }
-
-    /// Applies the key's request rate limit; `Err` carries how long to wait.
-    pub fn check_rate(&self, key: &ApiKey) -> Result<(), Duration> {
-        match key.rate_limit_per_minute {
-            Some(limit) => self.limiter.acquire(&key.id, limit, Instant::now()),
-            None => Ok(()),
-        }
     }
 
     /// Drops a cached key at once (this replica); other replicas notice within the cache TTL.
@@ -435,7 +416,7 @@ mod tests {
             id: "k".into(),
             name: "n".into(),
             scopes: vec![Scope::Speech],
-            rate_limit_per_minute: None,
+            limits: crate::domain::KeyLimits::default(),
             moderation_exempt: false,
             created_at: chrono::Utc::now(),
             expires_at: None,

@@ -1,6 +1,7 @@
 //! Plain domain types shared by every layer. Nothing here knows about HTTP, SQL or vendors.
 
 pub mod audio;
+pub mod limits;
 pub mod pronounce;
 pub mod text;
 pub mod voice;
@@ -25,6 +26,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+pub use limits::{KeyLimits, KeyPatch, MonthToDate, PriceTable};
 pub use voice::{Gender, Voice, VoiceCursor, VoicePage, VoicePatch};
 
 /// What an API key may do. Routes declare the scope they need in the router table.
@@ -63,8 +65,8 @@ pub struct ApiKey {
     pub id: String,
     pub name: String,
     pub scopes: Vec<Scope>,
-    /// Requests per minute this key may make on one replica; `null` means unlimited.
-    pub rate_limit_per_minute: Option<u32>,
+    #[serde(flatten)]
+    pub limits: KeyLimits,
     /// Requests with this key skip content moderation (`[moderation]`).
     pub moderation_exempt: bool,
     pub created_at: DateTime<Utc>,
@@ -89,7 +91,7 @@ pub struct NewApiKey {
     pub id: String,
     pub name: String,
     pub scopes: Vec<Scope>,
-    pub rate_limit_per_minute: Option<u32>,
+    pub limits: KeyLimits,
     pub moderation_exempt: bool,
     pub expires_at: Option<DateTime<Utc>>,
     pub secret_sha256: [u8; 32],
@@ -118,6 +120,11 @@ pub struct UsageEvent {
     pub voice: Option<String>,
     pub characters: i64,
     pub audio_ms: i64,
+    /// What the provider calls cost, priced by `[prices]` (the sum of the segments' when there
+    /// are segments).
+    #[serde(rename = "spendUsd", serialize_with = "limits::serialize_usd")]
+    #[schema(value_type = f64)]
+    pub spend_nanos: i64,
     pub bytes_out: i64,
     /// HTTP status sent, or 499 when the client went away before a response was sent.
     pub status: u16,
@@ -136,6 +143,18 @@ pub struct UsageEvent {
     pub segments: Vec<UsageSegment>,
 }
 
+impl UsageEvent {
+    /// The characters of the provider calls that produced audio — what vendors bill and what
+    /// budgets count: each segment that did not fail, or, without segments, the request's own
+    /// characters unless it failed before its response began.
+    pub fn billed_characters(&self) -> i64 {
+        if self.segments.is_empty() {
+            return if self.status < 400 { self.characters } else { 0 };
+        }
+        self.segments.iter().filter(|s| s.error_code.is_none()).fold(0i64, |n, s| n.saturating_add(s.characters))
+    }
+}
+
 /// One provider call within a request: a conversation turn, or one native dialogue request.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -148,6 +167,10 @@ pub struct UsageSegment {
     pub voice: String,
     pub characters: i64,
     pub audio_ms: i64,
+    /// What this call cost, priced by `[prices]`; nothing when it failed before its audio.
+    #[serde(rename = "spendUsd", serialize_with = "limits::serialize_usd")]
+    #[schema(value_type = f64)]
+    pub spend_nanos: i64,
     /// Why this call failed, when it did.
     pub error_code: Option<String>,
 }
@@ -182,6 +205,9 @@ pub struct UsageBucket {
     pub errors: i64,
     pub characters: i64,
     pub audio_ms: i64,
+    #[serde(rename = "spendUsd", serialize_with = "limits::serialize_usd")]
+    #[schema(value_type = f64)]
+    pub spend_nanos: i64,
     pub bytes_out: i64,
 }
 
@@ -240,6 +266,9 @@ pub struct UsageTotals {
     pub errors: i64,
     pub characters: i64,
     pub audio_ms: i64,
+    #[serde(rename = "spendUsd", serialize_with = "limits::serialize_usd")]
+    #[schema(value_type = f64)]
+    pub spend_nanos: i64,
     pub bytes_out: i64,
 }
 
@@ -251,4 +280,7 @@ pub struct UsageReport {
     pub to: DateTime<Utc>,
     pub totals: UsageTotals,
     pub buckets: Vec<UsageBucket>,
+    /// For one key: its use of the current UTC month against its budgets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub month: Option<MonthToDate>,
 }

@@ -64,6 +64,12 @@ impl Dialect {
         match self {
             Dialect::Problem => (status, PROBLEM_JSON, json!(error.to_problem())),
             Dialect::OpenAi => {
+                // A spent budget is what OpenAI calls `insufficient_quota`: a 429 its SDKs surface
+                // as a rate-limit error (not retried: see `render_errors`).
+                if let ApiError::BudgetExceeded(message) = error {
+                    let body = json!({"error": {"message": message, "type": "insufficient_quota", "param": null, "code": "insufficient_quota"}});
+                    return (StatusCode::TOO_MANY_REQUESTS, "application/json", body);
+                }
                 // The SDKs retry 409 whatever the header says; nothing here is a retryable conflict.
                 let status = if status == StatusCode::CONFLICT { StatusCode::BAD_REQUEST } else { status };
                 (status, "application/json", json!({ "error": error.to_problem().error }))
@@ -90,6 +96,11 @@ impl Dialect {
                     }
                     let slug = code.unwrap_or_else(|| error.code());
                     return (upstream, "application/json", json!({"detail": {"status": slug, "message": message}}));
+                }
+                // ElevenLabs answers a spent quota with 401 `quota_exceeded`, which its clients know.
+                if let ApiError::BudgetExceeded(message) = error {
+                    let detail = json!({"detail": {"status": "quota_exceeded", "message": message}});
+                    return (StatusCode::UNAUTHORIZED, "application/json", detail);
                 }
                 let slug = match error {
                     ApiError::Unauthorized(_) => "invalid_api_key",
@@ -136,9 +147,9 @@ pub async fn render_errors(req: Request, next: Next) -> Response {
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    if status.is_server_error() && !error.retryable() {
-        // The OpenAI SDKs retry every 5xx unless told not to, on `/v1` as well as on their
-        // drop-in; other clients ignore the header.
+    if (status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS) && !error.retryable() {
+        // The OpenAI SDKs retry every 5xx and 429 unless told not to, on `/v1` as well as on
+        // their drop-in; other clients ignore the header.
         headers.insert("x-should-retry", HeaderValue::from_static("false"));
     }
     *response.body_mut() = Body::from(serde_json::to_vec(&body).unwrap_or_default());

@@ -5,6 +5,7 @@
 use std::{
     net::SocketAddr,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
     time::Instant,
 };
@@ -26,8 +27,8 @@ use super::{
     AppState,
 };
 use crate::{
-    auth::{AuthError, Principal, Purpose},
-    domain::{FieldError, Scope},
+    auth::{AuthError, Gate, Principal, Purpose, Quota, Refusal, Slot},
+    domain::{ApiKey, FieldError, Scope},
     metrics::{ErrorLabels, RequestLabels},
     service::usage::{Meter, MeterStart, UsageDetails},
 };
@@ -301,15 +302,58 @@ impl http_body::Body for MeteredBody {
     }
 }
 
-/// The key's per-minute request limit and its limit of requests in progress. Inside `meter`, so
-/// a limited request is still metered.
-pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
-    let Some(Principal::Key(key)) = req.extensions().get::<Principal>() else {
-        return Ok(next.run(req).await);
+/// The key's per-minute request limit and its limit of requests in progress; then the request
+/// carries its key's limits (a [`Gate`]) to the handler that learns its characters, and the
+/// response the `RateLimit-*` headers of the limit closest to exhaustion, when the key has one.
+/// Inside `meter`, so a limited request is still metered.
+pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(Principal::Key(key)) = req.extensions().get::<Principal>().cloned() else {
+        return next.run(req).await;
     };
-    state.auth.check_rate(key).map_err(ApiError::RateLimited)?;
-    let slot = state.auth.enter(key).map_err(ApiError::TooManyConcurrent)?;
-    Ok(hold_until_body_ends(next.run(req).await, slot))
+    let (slot, gate) = match enter_limits(&state, &key).await {
+        Ok(entered) => entered,
+        Err((error, quota)) => {
+            let mut response = error.into_response();
+            if let Some(quota) = quota {
+                quota_headers(response.headers_mut(), quota);
+            }
+            return response;
+        }
+    };
+    if let Some(details) = req.extensions().get::<UsageDetails>() {
+        details.set_gate(gate.clone());
+    }
+    let mut response = next.run(req).await;
+    if let Some(quota) = gate.quota() {
+        quota_headers(response.headers_mut(), quota);
+    }
+    hold_until_body_ends(response, slot)
+}
+
+/// Counts one request of `key` against its rate limit and takes its place among the key's
+/// requests in progress. A refusal comes with the quota that refused it, when there is one.
+pub(super) async fn enter_limits(
+    state: &AppState,
+    key: &Arc<ApiKey>,
+) -> Result<(Slot, Arc<Gate>), (ApiError, Option<Quota>)> {
+    let quota = state.limits.check_rate(key).await.map_err(|refusal| {
+        let quota = match &refusal {
+            Refusal::RateLimited { quota, .. } => Some(*quota),
+            _ => None,
+        };
+        (ApiError::from(refusal), quota)
+    })?;
+    let slot = state.limits.enter(key).await.map_err(|refusal| (ApiError::from(refusal), quota))?;
+    Ok((slot, Arc::new(Gate::new(state.limits.clone(), key.clone(), quota))))
+}
+
+/// `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` (seconds until the current
+/// window ends), as the IETF draft on rate-limit headers defines them.
+fn quota_headers(headers: &mut HeaderMap, quota: Quota) {
+    let reset = quota.reset.as_secs() + u64::from(quota.reset.subsec_nanos() > 0);
+    headers.insert("ratelimit-limit", HeaderValue::from(quota.limit));
+    headers.insert("ratelimit-remaining", HeaderValue::from(quota.remaining));
+    headers.insert("ratelimit-reset", HeaderValue::from(reset));
 }
 
 /// Keeps `guard` alive until the response body has been sent or abandoned, so that a streamed

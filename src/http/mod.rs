@@ -1,6 +1,7 @@
 //! The HTTP boundary: the router table, the layer stack, extractors, thin handlers and the one
 //! problem+json error type.
 
+mod admission;
 pub mod client;
 pub mod dialect;
 pub mod extract;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub registry: Arc<Registry>,
     pub auth: Arc<Authenticator>,
+    /// Every key's limits and budgets.
+    pub limits: Arc<crate::auth::Limits>,
     pub usage: UsageSink,
     pub metrics: Arc<Metrics>,
     pub body_limit: BodyLimit,
@@ -137,7 +140,7 @@ fn route_table() -> Vec<(Option<Scope>, UtoipaMethodRouter<AppState>)> {
         (Some(Scope::Voices), routes!(voices::create_voice, voices::list_voices)),
         (Some(Scope::Voices), routes!(voices::get_voice, voices::update_voice, voices::delete_voice)),
         (Some(Scope::Admin), routes!(admin::create_key, admin::list_keys)),
-        (Some(Scope::Admin), routes!(admin::get_key, admin::delete_key)),
+        (Some(Scope::Admin), routes!(admin::get_key, admin::patch_key, admin::delete_key)),
         (Some(Scope::Admin), routes!(admin::get_admin_usage)),
     ]
 }
@@ -278,7 +281,7 @@ mod tests {
                 name: "t".into(),
                 scopes: vec![Scope::Speech],
                 expires_at: None,
-                rate_limit_per_minute: None,
+                limits: Default::default(),
                 moderation_exempt: false,
             },
         )

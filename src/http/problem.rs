@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 
 use super::dialect::Failure;
 use crate::{
-    auth::AuthError,
+    auth::{AuthError, Refusal},
     domain::{FieldError, PathSegment, Scope},
     providers::ProviderError,
     service::{moderation::Blocked, ServiceError},
@@ -63,6 +63,12 @@ pub enum ApiError {
     RateLimited(Duration),
     #[error("this API key already has {0} requests in flight, its limit; retry when one ends")]
     TooManyConcurrent(usize),
+    /// One request larger than a per-minute limit of its key: it can never pass as it is.
+    #[error("{0}")]
+    OverLimit(String),
+    /// The request would cross a monthly budget of its key.
+    #[error("{0}")]
+    BudgetExceeded(String),
     /// A quota of stored things (not of requests) is used up.
     #[error("{0}")]
     QuotaExceeded(String),
@@ -135,8 +141,10 @@ impl ApiError {
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::RateLimited(_)
             | ApiError::TooManyConcurrent(_)
+            | ApiError::OverLimit(_)
             | ApiError::AuthThrottled(_)
             | ApiError::QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::BudgetExceeded(_) => StatusCode::PAYMENT_REQUIRED,
             ApiError::Overloaded | ApiError::UsageBacklog | ApiError::Draining => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::UnknownModel(_) => StatusCode::NOT_FOUND,
@@ -178,7 +186,8 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::BodyTimeout(_) => "request_timeout",
-            ApiError::RateLimited(_) => "rate_limited",
+            ApiError::RateLimited(_) | ApiError::OverLimit(_) => "rate_limited",
+            ApiError::BudgetExceeded(_) => "budget_exceeded",
             ApiError::TooManyConcurrent(_) => "too_many_concurrent_requests",
             ApiError::QuotaExceeded(_) => "quota_exceeded",
             ApiError::AuthThrottled(_) => "auth_throttled",
@@ -211,7 +220,11 @@ impl ApiError {
             ApiError::Conflict(_) => "Conflict",
             ApiError::PayloadTooLarge(_) => "Payload too large",
             ApiError::BodyTimeout(_) => "Request timeout",
-            ApiError::RateLimited(_) | ApiError::TooManyConcurrent(_) | ApiError::AuthThrottled(_) => "Rate limited",
+            ApiError::RateLimited(_)
+            | ApiError::TooManyConcurrent(_)
+            | ApiError::OverLimit(_)
+            | ApiError::AuthThrottled(_) => "Rate limited",
+            ApiError::BudgetExceeded(_) => "Budget exceeded",
             ApiError::QuotaExceeded(_) => "Quota exceeded",
             ApiError::Overloaded | ApiError::UsageBacklog | ApiError::Draining => "Service unavailable",
             ApiError::DatabaseUnavailable(_) => "Service unavailable",
@@ -325,6 +338,7 @@ impl ApiError {
             message: self.to_string(),
             kind: match status.as_u16() {
                 401 => "authentication_error",
+                402 => "insufficient_quota",
                 403 => "permission_error",
                 429 => "rate_limit_error",
                 500..=599 => "server_error",
@@ -488,6 +502,18 @@ impl From<ServiceError> for ApiError {
             ServiceError::Moderation(blocked) => ApiError::ContentModeration(blocked),
             ServiceError::Turn { index, error } => ApiError::Turn { index, error: Box::new((*error).into()) },
             ServiceError::Internal(cause) => ApiError::Internal(cause),
+        }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::RateLimited { wait, .. } => ApiError::RateLimited(wait),
+            Refusal::LargerThanLimit { .. } => ApiError::OverLimit(refusal.to_string()),
+            Refusal::TooManyConcurrent(max) => ApiError::TooManyConcurrent(max),
+            Refusal::Budget(detail) => ApiError::BudgetExceeded(detail),
+            Refusal::Store(e) => e.into(),
         }
     }
 }

@@ -182,8 +182,10 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
 }
 
 /// A command is admitted like a request: the usage backlog, the gateway's requests in progress,
-/// the key's request rate and requests in progress. The guards are held until it is answered.
-fn admit_command(session: &Session) -> Result<impl Sized, ApiError> {
+/// the key's request rate and requests in progress; and its characters, once known, count against
+/// the key's limits through `details` (see `http::admission`). The guards are held until it is
+/// answered.
+async fn admit_command(session: &Session, details: &UsageDetails) -> Result<impl Sized, ApiError> {
     let state = &session.state;
     if state.usage.is_full() {
         state.metrics.shed("usage_backlog");
@@ -193,8 +195,8 @@ fn admit_command(session: &Session) -> Result<impl Sized, ApiError> {
         state.metrics.shed("overloaded");
         ApiError::Overloaded
     })?;
-    state.auth.check_rate(&session.key).map_err(ApiError::RateLimited)?;
-    let slot = state.auth.enter(&session.key).map_err(ApiError::TooManyConcurrent)?;
+    let (slot, gate) = super::middleware::enter_limits(state, &session.key).await.map_err(|(error, _)| error)?;
+    details.set_gate(gate);
     Ok((permit, slot))
 }
 
@@ -252,7 +254,10 @@ async fn command(socket: &mut WebSocket, session: &Session, text: &str) -> Resul
         details.clone(),
     );
     // The guards live until this command has been answered in full.
-    let admitted = parsed.and_then(|command| admit_command(session).map(|guards| (command, guards)));
+    let admitted = match parsed {
+        Ok(command) => admit_command(session, &details).await.map(|guards| (command, guards)),
+        Err(error) => Err(error),
+    };
     let (voiced, _guards) = match admitted {
         Err(error) => (Err(error), None),
         Ok((command, guards)) => ((session.voicer)(command, details).await, Some(guards)),

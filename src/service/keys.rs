@@ -6,7 +6,7 @@ use secrecy::SecretString;
 use super::ServiceError;
 use crate::{
     auth,
-    domain::{ApiKey, FieldError, NewApiKey, Scope},
+    domain::{ApiKey, FieldError, KeyLimits, KeyPatch, NewApiKey, Scope},
     store::Store,
 };
 
@@ -14,7 +14,7 @@ pub struct CreateKey {
     pub name: String,
     pub scopes: Vec<Scope>,
     pub expires_at: Option<DateTime<Utc>>,
-    pub rate_limit_per_minute: Option<u32>,
+    pub limits: KeyLimits,
     /// Skip content moderation for this key's requests.
     pub moderation_exempt: bool,
 }
@@ -43,9 +43,7 @@ pub async fn create(store: &dyn Store, request: CreateKey) -> Result<CreatedKey,
     if request.expires_at.is_some_and(|at| at <= now) {
         problems.push(FieldError::new("expiresAt", "must be in the future"));
     }
-    if request.rate_limit_per_minute == Some(0) {
-        problems.push(FieldError::new("rateLimitPerMinute", "must be at least 1, or null for no limit"));
-    }
+    problems.extend(request.limits.problems());
     if !problems.is_empty() {
         return Err(ServiceError::Validation(problems));
     }
@@ -58,7 +56,7 @@ pub async fn create(store: &dyn Store, request: CreateKey) -> Result<CreatedKey,
             id: minted.id,
             name: name.to_owned(),
             scopes,
-            rate_limit_per_minute: request.rate_limit_per_minute,
+            limits: request.limits,
             moderation_exempt: request.moderation_exempt,
             expires_at: request.expires_at,
             secret_sha256: minted.secret_sha256,
@@ -75,4 +73,10 @@ pub async fn get(store: &dyn Store, id: &str) -> Result<ApiKey, ServiceError> {
 /// Revokes a key; revoking twice is not an error and keeps the first revocation time.
 pub async fn revoke(store: &dyn Store, id: &str) -> Result<ApiKey, ServiceError> {
     store.revoke_key(id, Utc::now()).await?.ok_or_else(|| ServiceError::NotFound { what: "API key", id: id.to_owned() })
+}
+
+/// Changes a key's limits (a JSON merge patch, already read). Replicas other than the caller's
+/// see the change within the auth cache TTL.
+pub async fn update(store: &dyn Store, id: &str, patch: &KeyPatch) -> Result<ApiKey, ServiceError> {
+    store.update_key(id, patch).await?.ok_or_else(|| ServiceError::NotFound { what: "API key", id: id.to_owned() })
 }

@@ -14,7 +14,11 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::ServiceError;
 use crate::{
-    domain::{text, FieldError, LogPage, UsageEvent, UsageFilter, UsageRecord, UsageReport, UsageSegment},
+    auth::Gate,
+    domain::{
+        limits::month_of, text, FieldError, LogPage, MonthToDate, PriceTable, UsageEvent, UsageFilter, UsageRecord,
+        UsageReport, UsageSegment,
+    },
     metrics::Metrics,
     store::Store,
 };
@@ -30,13 +34,14 @@ pub struct UsageSink {
     tx: mpsc::UnboundedSender<UsageEvent>,
     metrics: Arc<Metrics>,
     capacity: usize,
+    prices: Arc<PriceTable>,
 }
 
 impl UsageSink {
     /// Queues an event, sanitised: caller-influenced text is made storable and bounded here,
     /// the one place every event passes, so no request can make a batch fail.
     pub fn record(&self, event: UsageEvent) {
-        if self.tx.send(sanitize(event)).is_ok() {
+        if self.tx.send(sanitize(price(event, &self.prices))).is_ok() {
             self.metrics.usage_queue_depth.inc();
         } else {
             tracing::error!(target: "speechgate::usage", "usage writer has stopped; event dropped");
@@ -47,6 +52,24 @@ impl UsageSink {
     pub fn is_full(&self) -> bool {
         usize::try_from(self.metrics.usage_queue_depth.get()).unwrap_or(0) >= self.capacity
     }
+}
+
+/// Prices what the event's provider calls billed (see [`UsageEvent::billed_characters`]): each
+/// segment that did not fail, or the request itself unless it failed before its response.
+fn price(mut event: UsageEvent, prices: &PriceTable) -> UsageEvent {
+    if event.segments.is_empty() {
+        event.spend_nanos = match (&event.provider, &event.model) {
+            (Some(provider), Some(model)) => prices.nanos(provider, model, event.billed_characters()),
+            _ => 0,
+        };
+        return event;
+    }
+    for segment in &mut event.segments {
+        let billed = if segment.error_code.is_none() { segment.characters } else { 0 };
+        segment.spend_nanos = prices.nanos(&segment.provider, &segment.model, billed);
+    }
+    event.spend_nanos = event.segments.iter().fold(0i64, |n, s| n.saturating_add(s.spend_nanos));
+    event
 }
 
 fn sanitize(mut event: UsageEvent) -> UsageEvent {
@@ -78,13 +101,14 @@ fn sanitize(mut event: UsageEvent) -> UsageEvent {
 pub fn spawn_writer(
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
+    prices: Arc<PriceTable>,
     batch: BatchPolicy,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
 ) -> UsageSink {
     let (tx, rx) = mpsc::unbounded_channel();
     tracker.spawn(run_writer(store, metrics.clone(), batch, rx, shutdown));
-    UsageSink { tx, metrics, capacity: batch.max_queue }
+    UsageSink { tx, metrics, capacity: batch.max_queue, prices }
 }
 
 /// How events are grouped into transactions: at most `size` per write, and after the first event
@@ -237,11 +261,15 @@ async fn insert_retrying(
 #[derive(Clone, Default)]
 pub struct UsageDetails(Arc<std::sync::Mutex<Details>>);
 
+/// The request's way to its key's limits (see [`UsageDetails::gate`]).
+type GateSlot = Option<Arc<Gate>>;
+
 #[derive(Default, Clone)]
 struct Details {
     /// By segment index, in the order calls started.
     segments: Vec<UsageSegment>,
     error_code: Option<&'static str>,
+    gate: GateSlot,
 }
 
 impl Details {
@@ -302,6 +330,7 @@ impl UsageDetails {
             voice: voice.to_owned(),
             characters: i64::try_from(characters).unwrap_or(i64::MAX),
             audio_ms: 0,
+            spend_nanos: 0,
             error_code: None,
         };
         let mut d = self.lock();
@@ -322,6 +351,16 @@ impl UsageDetails {
         if let Some(segment) = self.lock().segment(index) {
             segment.error_code = Some(code.to_owned());
         }
+    }
+
+    /// Hands the request its key's limits, for the admission of its characters once known.
+    pub fn set_gate(&self, gate: Arc<Gate>) {
+        self.lock().gate = Some(gate);
+    }
+
+    /// The key's limits, when the request has a key with any.
+    pub fn gate(&self) -> Option<Arc<Gate>> {
+        self.lock().gate.clone()
     }
 
     /// Marks the response as failed after its head was sent (e.g. the upstream stream broke).
@@ -408,6 +447,8 @@ impl Meter {
             voice: fields.voice,
             characters: fields.characters,
             audio_ms: fields.audio_ms,
+            // Priced by the sink.
+            spend_nanos: 0,
             bytes_out: i64::try_from(self.bytes_out).unwrap_or(i64::MAX),
             // 499: the client closed the request before any response was sent.
             status: self.status.unwrap_or(499),
@@ -465,6 +506,19 @@ pub async fn summary(
     Ok(store.usage_summary(&filter).await?)
 }
 
+/// `key`'s use of the current UTC month against its budgets.
+pub async fn month_to_date(store: &dyn Store, key: &crate::domain::ApiKey) -> Result<MonthToDate, ServiceError> {
+    let month = month_of(Utc::now());
+    let (characters, spend_usd) = store.month_usage(&key.id, &month).await?;
+    Ok(MonthToDate {
+        month,
+        characters,
+        spend_usd,
+        monthly_character_budget: key.limits.monthly_character_budget,
+        monthly_spend_limit_usd: key.limits.monthly_spend_limit_usd,
+    })
+}
+
 pub const MAX_LOG_PAGE: u32 = 200;
 
 /// One page of the usage log, newest first, with the cursor of the next page if there is one.
@@ -519,7 +573,7 @@ mod tests {
     #[test]
     fn the_sink_queues_only_storable_text() {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let sink = UsageSink { tx, metrics: Arc::new(Metrics::new()), capacity: 10 };
+        let sink = UsageSink { tx, metrics: Arc::new(Metrics::new()), capacity: 10, prices: Arc::default() };
         let segment = UsageSegment {
             index: 1,
             provider: "eleven\u{0}labs".into(),
@@ -527,6 +581,7 @@ mod tests {
             voice: "al\u{0}loy\n\u{1b}[2J".into(),
             characters: 7,
             audio_ms: 900,
+            spend_nanos: 0,
             error_code: Some("upstream\u{0}".into()),
         };
         sink.record(UsageEvent {
@@ -539,6 +594,7 @@ mod tests {
             voice: Some("al\u{0}loy\n\u{1b}[2J".into()),
             characters: 2,
             audio_ms: 0,
+            spend_nanos: 0,
             bytes_out: 0,
             status: 200,
             error_code: None,

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    ApiKey, KeyCredential, LogPage, NewApiKey, UsageEvent, UsageFilter, UsageRecord, UsageReport, Voice, VoicePage,
-    VoicePatch,
+    ApiKey, KeyCredential, KeyPatch, LogPage, NewApiKey, UsageEvent, UsageFilter, UsageRecord, UsageReport, Voice,
+    VoicePage, VoicePatch,
 };
 
 pub use postgres::PostgresStore;
@@ -111,7 +111,16 @@ pub trait Store: Send + Sync + 'static {
     /// Marks a key revoked. Returns `None` when no such key exists.
     async fn revoke_key(&self, id: &str, at: DateTime<Utc>) -> Result<Option<ApiKey>, StoreError>;
 
-    /// Writes a batch of usage events in one transaction and advances the keys' `last_used_at`.
+    /// Applies a patch to a key's limits in one statement. `None` when no such key exists.
+    async fn update_key(&self, id: &str, patch: &KeyPatch) -> Result<Option<ApiKey>, StoreError>;
+    /// What a key has billed in a UTC month (`YYYY-MM`): characters and nano-USD.
+    async fn month_usage(&self, key_id: &str, month: &str) -> Result<(i64, i64), StoreError>;
+    /// Counters every replica on this database shares (PostgreSQL); `None` when the database
+    /// belongs to one process (SQLite), whose limits are then kept in its memory.
+    fn shared_counters(&self) -> Option<Arc<dyn SharedCounters>>;
+
+    /// Writes a batch of usage events in one transaction, advances the keys' `last_used_at`,
+    /// and adds what they billed to their keys' months.
     async fn insert_usage(&self, events: &[UsageEvent]) -> Result<(), StoreError>;
     /// Sums usage per UTC day, key, provider and model, and in all.
     async fn usage_summary(&self, filter: &UsageFilter) -> Result<UsageReport, StoreError>;
@@ -145,6 +154,44 @@ pub trait Store: Send + Sync + 'static {
     async fn count_jobs_since(&self, owner: &str, at: DateTime<Utc>) -> Result<u64, StoreError>;
     /// Deletes every job created before `at`; returns how many.
     async fn delete_jobs_before(&self, at: DateTime<Utc>) -> Result<u64, StoreError>;
+}
+
+/// Rate-limit windows and concurrency leases in a database shared by replicas. Each method is
+/// one statement, atomic on its own.
+#[async_trait]
+pub trait SharedCounters: Send + Sync + 'static {
+    /// Adds `amount` to what the key used of `kind` in the minute starting at `window_start`
+    /// (Unix ms); returns the window's total after adding, and the previous minute's total.
+    async fn add_to_window(
+        &self,
+        key_id: &str,
+        kind: &str,
+        window_start: i64,
+        amount: i64,
+    ) -> Result<(i64, i64), StoreError>;
+    /// Takes `amount` back out of a window (a refused request's).
+    async fn take_from_window(
+        &self,
+        key_id: &str,
+        kind: &str,
+        window_start: i64,
+        amount: i64,
+    ) -> Result<(), StoreError>;
+    /// Deletes windows that started before `before` (Unix ms); returns how many.
+    async fn prune_windows(&self, before: i64) -> Result<u64, StoreError>;
+    /// Takes lease `lease_id`, lapsing at `expires` (Unix ms), unless the key already holds
+    /// `max` leases that lapse after `now`. Returns how many it holds with the new one.
+    async fn acquire_lease(
+        &self,
+        key_id: &str,
+        lease_id: &str,
+        now: i64,
+        expires: i64,
+        max: i64,
+    ) -> Result<Option<i64>, StoreError>;
+    /// Moves a held lease's lapse to `expires`.
+    async fn renew_lease(&self, key_id: &str, lease_id: &str, expires: i64) -> Result<(), StoreError>;
+    async fn release_lease(&self, key_id: &str, lease_id: &str) -> Result<(), StoreError>;
 }
 
 /// Opens the store a database URL names: `sqlite:` (file created if missing) or `postgres:`.

@@ -11,8 +11,8 @@ pub(super) use self::voices::{
 };
 use super::StoreError;
 use crate::domain::{
-    ApiKey, KeyCredential, Scope, UsageBucket, UsageEvent, UsageFilter, UsageRecord, UsageReport, UsageSegment,
-    UsageTotals,
+    limits::KeyChange, ApiKey, KeyCredential, KeyLimits, Scope, UsageBucket, UsageEvent, UsageFilter, UsageRecord,
+    UsageReport, UsageSegment, UsageTotals,
 };
 
 pub(super) const INSERT_JOB: &str = "INSERT INTO tts_jobs (id, owner_key_id, request, media_type, duration_ms, audio, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
@@ -52,11 +52,30 @@ impl JobRow {
     }
 }
 
-pub(super) const KEY_COLUMNS: &str =
-    "id, name, scopes, secret_sha256, rate_limit_per_minute, moderation_exempt, created_at, \
-     expires_at, revoked_at, last_used_at";
+pub(super) const KEY_COLUMNS: &str = "id, name, scopes, secret_sha256, rate_limit_per_minute, characters_per_minute, max_concurrent, monthly_character_budget, monthly_spend_limit_usd, moderation_exempt, created_at, expires_at, revoked_at, last_used_at";
 
-pub(super) const INSERT_KEY: &str = "INSERT INTO api_keys (id, name, scopes, secret_sha256, rate_limit_per_minute, created_at, expires_at, moderation_exempt) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+pub(super) const INSERT_KEY: &str = "INSERT INTO api_keys (id, name, scopes, secret_sha256, rate_limit_per_minute, characters_per_minute, max_concurrent, monthly_character_budget, monthly_spend_limit_usd, created_at, expires_at, moderation_exempt) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+
+/// `UPDATE api_keys SET <each change's column> = $2, ... WHERE id = $1 RETURNING <the key>`.
+/// The column names come from [`KeyPatch::MEMBERS`](crate::domain::KeyPatch), never from a caller.
+pub(super) fn update_key_sql(changes: &[KeyChange]) -> String {
+    let sets: Vec<String> = changes
+        .iter()
+        .enumerate()
+        .map(|(i, change)| {
+            let column = match change {
+                KeyChange::Count(column, _) | KeyChange::Usd(column, _) => column,
+            };
+            format!("{column} = ${}", i + 2)
+        })
+        .collect();
+    format!("UPDATE api_keys SET {} WHERE id = $1 RETURNING {KEY_COLUMNS}", sets.join(", "))
+}
+
+/// Advances a key's month by what an event billed.
+pub(super) const ADD_TO_MONTH: &str = "INSERT INTO key_months (key_id, month, characters, spend_nanos) VALUES ($1, $2, $3, $4) ON CONFLICT (key_id, month) DO UPDATE SET characters = key_months.characters + EXCLUDED.characters, spend_nanos = key_months.spend_nanos + EXCLUDED.spend_nanos";
+
+pub(super) const MONTH_USAGE: &str = "SELECT characters, spend_nanos FROM key_months WHERE key_id = $1 AND month = $2";
 
 pub(super) const TOUCH_KEY: &str =
     "UPDATE api_keys SET last_used_at = $2 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)";
@@ -64,7 +83,7 @@ pub(super) const TOUCH_KEY: &str =
 /// The event insert, as a macro so that the `RETURNING` variant below is the same text.
 macro_rules! insert_usage_sql {
     () => {
-        "INSERT INTO usage_events (request_id, key_id, route, method, provider, model, voice, characters, audio_ms, bytes_out, status, error_code, latency_ms, ttfb_ms, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+        "INSERT INTO usage_events (request_id, key_id, route, method, provider, model, voice, characters, audio_ms, bytes_out, status, error_code, latency_ms, ttfb_ms, created_at, spend_nanos) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
     };
 }
 
@@ -73,15 +92,15 @@ pub(super) const INSERT_USAGE: &str = insert_usage_sql!();
 /// The same insert for an event with segments, which need its sequence number.
 pub(super) const INSERT_USAGE_RETURNING_SEQ: &str = concat!(insert_usage_sql!(), " RETURNING seq");
 
-pub(super) const INSERT_SEGMENT: &str = "INSERT INTO usage_segments (event_seq, idx, provider, model, voice, characters, audio_ms, error_code) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+pub(super) const INSERT_SEGMENT: &str = "INSERT INTO usage_segments (event_seq, idx, provider, model, voice, characters, audio_ms, error_code, spend_nanos) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
-pub(super) const LIST_USAGE: &str = "SELECT seq, request_id, key_id, route, method, provider, model, voice, characters, audio_ms, bytes_out, status, error_code, latency_ms, ttfb_ms, created_at FROM usage_events WHERE ($1 IS NULL OR key_id = $1) AND ($2 IS NULL OR seq < $2) ORDER BY seq DESC LIMIT $3";
+pub(super) const LIST_USAGE: &str = "SELECT seq, request_id, key_id, route, method, provider, model, voice, characters, audio_ms, spend_nanos, bytes_out, status, error_code, latency_ms, ttfb_ms, created_at FROM usage_events WHERE ($1 IS NULL OR key_id = $1) AND ($2 IS NULL OR seq < $2) ORDER BY seq DESC LIMIT $3";
 
 /// The segments of the events with sequence numbers in `[$1, $2]`: one query for a whole page of
 /// the log, which may also return lines of events not on the page (another key's), to be skipped.
 /// The segments of a log page: its range of events, filtered by key like the page itself, so a
 /// page of one key never reads another's lines.
-pub(super) const LIST_SEGMENTS: &str = "SELECT s.event_seq, s.idx, s.provider, s.model, s.voice, s.characters, s.audio_ms, s.error_code FROM usage_segments s JOIN usage_events e ON e.seq = s.event_seq WHERE s.event_seq >= $1 AND s.event_seq <= $2 AND ($3 IS NULL OR e.key_id = $3) ORDER BY s.event_seq, s.idx";
+pub(super) const LIST_SEGMENTS: &str = "SELECT s.event_seq, s.idx, s.provider, s.model, s.voice, s.characters, s.audio_ms, s.spend_nanos, s.error_code FROM usage_segments s JOIN usage_events e ON e.seq = s.event_seq WHERE s.event_seq >= $1 AND s.event_seq <= $2 AND ($3 IS NULL OR e.key_id = $3) ORDER BY s.event_seq, s.idx";
 
 /// The usage aggregate; only the expression that turns a millisecond time into a UTC
 /// `YYYY-MM-DD` day differs between dialects (it reads `created_at`, a column only
@@ -103,6 +122,7 @@ macro_rules! usage_summary_sql {
             "COUNT(DISTINCT CASE WHEN e.status >= 400 OR e.error_code IS NOT NULL OR s.error_code IS NOT NULL THEN e.seq END) AS errors, ",
             "CAST(SUM(COALESCE(s.characters, e.characters)) AS BIGINT) AS characters, ",
             "CAST(SUM(COALESCE(s.audio_ms, e.audio_ms)) AS BIGINT) AS audio_ms, ",
+            "CAST(SUM(COALESCE(s.spend_nanos, e.spend_nanos)) AS BIGINT) AS spend_nanos, ",
             "CAST(SUM(CASE WHEN s.idx IS NULL OR s.idx = ",
             "(SELECT MIN(f.idx) FROM usage_segments f WHERE f.event_seq = e.seq) THEN e.bytes_out ELSE 0 END) AS BIGINT) AS bytes_out ",
             "FROM usage_events e LEFT JOIN usage_segments s ON s.event_seq = e.seq ",
@@ -114,6 +134,7 @@ macro_rules! usage_summary_sql {
             "UNION ALL SELECT NULL, NULL, NULL, NULL, COUNT(*), ",
             "CAST(COALESCE(SUM(CASE WHEN status >= 400 OR error_code IS NOT NULL THEN 1 ELSE 0 END), 0) AS BIGINT), ",
             "CAST(COALESCE(SUM(characters), 0) AS BIGINT), CAST(COALESCE(SUM(audio_ms), 0) AS BIGINT), ",
+            "CAST(COALESCE(SUM(spend_nanos), 0) AS BIGINT), ",
             "CAST(COALESCE(SUM(bytes_out), 0) AS BIGINT) ",
             "FROM usage_events WHERE created_at >= $1 AND created_at < $2 AND ($3 IS NULL OR key_id = $3) ",
             "ORDER BY 1, 2, 3, 4"
@@ -146,6 +167,10 @@ pub(super) struct KeyRow {
     secret_sha256: Vec<u8>,
     rate_limit_per_minute: Option<i64>,
     moderation_exempt: bool,
+    characters_per_minute: Option<i64>,
+    max_concurrent: Option<i64>,
+    monthly_character_budget: Option<i64>,
+    monthly_spend_limit_usd: Option<f64>,
     created_at: i64,
     expires_at: Option<i64>,
     revoked_at: Option<i64>,
@@ -160,17 +185,26 @@ impl KeyRow {
             .filter(|s| !s.is_empty())
             .map(|s| Scope::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown scope {s:?}"))))
             .collect::<Result<Vec<_>, _>>()?;
-        let rate_limit_per_minute = self
-            .rate_limit_per_minute
-            .map(u32::try_from)
-            .transpose()
-            .map_err(|_| StoreError::Corrupt("rate limit out of range".into()))?;
+        let small = |n: Option<i64>| {
+            n.map(u32::try_from).transpose().map_err(|_| StoreError::Corrupt("key limit out of range".into()))
+        };
+        let limits = KeyLimits {
+            rate_limit_per_minute: small(self.rate_limit_per_minute)?,
+            characters_per_minute: small(self.characters_per_minute)?,
+            max_concurrent: small(self.max_concurrent)?,
+            monthly_character_budget: self
+                .monthly_character_budget
+                .map(u64::try_from)
+                .transpose()
+                .map_err(|_| StoreError::Corrupt("key budget out of range".into()))?,
+            monthly_spend_limit_usd: self.monthly_spend_limit_usd,
+        };
         Ok(KeyCredential {
             key: std::sync::Arc::new(ApiKey {
                 id: self.id,
                 name: self.name,
                 scopes,
-                rate_limit_per_minute,
+                limits,
                 moderation_exempt: self.moderation_exempt,
                 created_at: from_ms(self.created_at)?,
                 expires_at: opt_from_ms(self.expires_at)?,
@@ -198,6 +232,7 @@ pub(super) struct UsageRow {
     voice: Option<String>,
     characters: i64,
     audio_ms: i64,
+    spend_nanos: i64,
     bytes_out: i64,
     status: i64,
     error_code: Option<String>,
@@ -220,6 +255,7 @@ impl UsageRow {
                 voice: self.voice,
                 characters: self.characters,
                 audio_ms: self.audio_ms,
+                spend_nanos: self.spend_nanos,
                 bytes_out: self.bytes_out,
                 status: u16::try_from(self.status).map_err(|_| StoreError::Corrupt("status out of range".into()))?,
                 error_code: self.error_code,
@@ -242,6 +278,7 @@ pub(super) struct SegmentRow {
     voice: String,
     characters: i64,
     audio_ms: i64,
+    spend_nanos: i64,
     error_code: Option<String>,
 }
 
@@ -254,6 +291,7 @@ impl SegmentRow {
             voice: self.voice,
             characters: self.characters,
             audio_ms: self.audio_ms,
+            spend_nanos: self.spend_nanos,
             error_code: self.error_code,
         })
     }
@@ -282,6 +320,7 @@ pub(super) struct BucketRow {
     errors: i64,
     characters: i64,
     audio_ms: i64,
+    spend_nanos: i64,
     bytes_out: i64,
 }
 
@@ -299,13 +338,14 @@ impl BucketRow {
                         errors: row.errors,
                         characters: row.characters,
                         audio_ms: row.audio_ms,
+                        spend_nanos: row.spend_nanos,
                         bytes_out: row.bytes_out,
                     })
                 }
             }
         }
         let totals = totals.ok_or_else(|| StoreError::Corrupt("the usage summary has no totals row".into()))?;
-        Ok(UsageReport { from: filter.from, to: filter.to, totals, buckets })
+        Ok(UsageReport { from: filter.from, to: filter.to, totals, buckets, month: None })
     }
 
     fn bucket(&self, day: &str) -> Result<UsageBucket, StoreError> {
@@ -319,6 +359,7 @@ impl BucketRow {
             errors: self.errors,
             characters: self.characters,
             audio_ms: self.audio_ms,
+            spend_nanos: self.spend_nanos,
             bytes_out: self.bytes_out,
         })
     }
@@ -381,7 +422,11 @@ macro_rules! impl_store {
                     .bind(&key.name)
                     .bind(sql::join_scopes(&key.scopes))
                     .bind(key.secret_sha256.as_slice())
-                    .bind(key.rate_limit_per_minute.map(i64::from))
+                    .bind(key.limits.rate_limit_per_minute.map(i64::from))
+                    .bind(key.limits.characters_per_minute.map(i64::from))
+                    .bind(key.limits.max_concurrent.map(i64::from))
+                    .bind(key.limits.monthly_character_budget.and_then(|n| i64::try_from(n).ok()))
+                    .bind(key.limits.monthly_spend_limit_usd)
                     .bind(sql::to_ms(key.created_at))
                     .bind(key.expires_at.map(sql::to_ms))
                     .bind(key.moderation_exempt)
@@ -441,12 +486,45 @@ macro_rules! impl_store {
                     .transpose()
             }
 
+            async fn update_key(
+                &self,
+                id: &str,
+                patch: &$crate::domain::KeyPatch,
+            ) -> Result<Option<$crate::domain::ApiKey>, $crate::store::StoreError> {
+                use $crate::{domain::limits::KeyChange, store::sql};
+                if patch.changes.is_empty() {
+                    return self.get_key(id).await;
+                }
+                let statement = sql::update_key_sql(&patch.changes);
+                let mut query = sqlx::query_as::<_, sql::KeyRow>(&statement).bind(id);
+                for change in &patch.changes {
+                    query = match *change {
+                        KeyChange::Count(_, value) => query.bind(value),
+                        KeyChange::Usd(_, value) => query.bind(value),
+                    };
+                }
+                query.fetch_optional(&self.pool).await?.map(sql::KeyRow::into_key).transpose()
+            }
+
+            async fn month_usage(&self, key_id: &str, month: &str) -> Result<(i64, i64), $crate::store::StoreError> {
+                use $crate::store::sql;
+                let row: Option<(i64, i64)> =
+                    sqlx::query_as(sql::MONTH_USAGE).bind(key_id).bind(month).fetch_optional(&self.pool).await?;
+                Ok(row.unwrap_or((0, 0)))
+            }
+
+            fn shared_counters(&self) -> Option<std::sync::Arc<dyn $crate::store::SharedCounters>> {
+                self.counters()
+            }
+
             async fn insert_usage(
                 &self,
                 events: &[$crate::domain::UsageEvent],
             ) -> Result<(), $crate::store::StoreError> {
                 use $crate::store::sql;
                 let mut last_used = std::collections::HashMap::<&str, i64>::new();
+                // What each key's events billed per month, added once per key and month.
+                let mut months = std::collections::BTreeMap::<(&str, String), (i64, i64)>::new();
                 let mut tx = self.pool.begin().await?;
                 for e in events {
                     let created_at = sql::to_ms(e.created_at);
@@ -467,7 +545,8 @@ macro_rules! impl_store {
                         .bind(e.error_code.as_deref())
                         .bind(e.latency_ms)
                         .bind(e.ttfb_ms)
-                        .bind(created_at);
+                        .bind(created_at)
+                        .bind(e.spend_nanos);
                     if e.segments.is_empty() {
                         insert.execute(&mut *tx).await?;
                     } else {
@@ -482,6 +561,7 @@ macro_rules! impl_store {
                                 .bind(s.characters)
                                 .bind(s.audio_ms)
                                 .bind(s.error_code.as_deref())
+                                .bind(s.spend_nanos)
                                 .execute(&mut *tx)
                                 .await?;
                         }
@@ -489,10 +569,25 @@ macro_rules! impl_store {
                     if let Some(key_id) = e.key_id.as_deref() {
                         let at = last_used.entry(key_id).or_insert(created_at);
                         *at = (*at).max(created_at);
+                        let billed = (e.billed_characters(), e.spend_nanos);
+                        if billed != (0, 0) {
+                            let month =
+                                months.entry((key_id, $crate::domain::limits::month_of(e.created_at))).or_default();
+                            *month = (month.0.saturating_add(billed.0), month.1.saturating_add(billed.1));
+                        }
                     }
                 }
                 for (key_id, at) in last_used {
                     sqlx::query(sql::TOUCH_KEY).bind(key_id).bind(at).execute(&mut *tx).await?;
+                }
+                for ((key_id, month), (characters, spend)) in months {
+                    sqlx::query(sql::ADD_TO_MONTH)
+                        .bind(key_id)
+                        .bind(month)
+                        .bind(characters)
+                        .bind(spend)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 tx.commit().await?;
                 Ok(())

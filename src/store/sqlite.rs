@@ -40,4 +40,11 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// One process owns the file: its limits live in its memory.
+    fn counters(&self) -> Option<std::sync::Arc<dyn super::SharedCounters>> {
+        None
+    }
+}
+
 sql::impl_store!(SqliteStore, Backend::Sqlite, MIGRATOR, USAGE_SUMMARY);

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::{
-    domain::{ApiKey, Scope, UsageReport},
+    domain::{ApiKey, KeyLimits, KeyPatch, Scope, UsageReport},
     http::{
         extract::{ApiJson, ApiQuery},
         problem::{ApiError, Problem},
@@ -35,11 +35,23 @@ pub struct CreateKeyRequest {
     scopes: Vec<Scope>,
     /// When the key stops working (RFC 3339); never when absent.
     expires_at: Option<DateTime<Utc>>,
-    /// Requests per minute per replica; unlimited when absent.
+    /// Requests per minute (a sliding window); unlimited when absent. Shared by every replica
+    /// on PostgreSQL, per replica on SQLite.
     rate_limit_per_minute: Option<u32>,
     /// The key's requests skip content moderation (`[moderation]`). Default `false`.
     #[serde(default)]
     moderation_exempt: bool,
+    /// Characters to synthesise per minute (a sliding window); unlimited when absent. Shared
+    /// like `rateLimitPerMinute`.
+    characters_per_minute: Option<u32>,
+    /// Requests in progress at once; `auth.max_concurrent_per_key` (per replica) when absent.
+    /// Shared like `rateLimitPerMinute`.
+    max_concurrent: Option<u32>,
+    /// Characters per UTC calendar month; a request that would cross it gets 402.
+    monthly_character_budget: Option<u64>,
+    /// US dollars per UTC calendar month, priced by the `[prices]` table; a request whose
+    /// estimated cost would cross it gets 402.
+    monthly_spend_limit_usd: Option<f64>,
 }
 
 /// A new key. `key` is the secret: it is shown here once and never again.
@@ -75,7 +87,13 @@ pub async fn create_key(
             name: body.name,
             scopes: body.scopes,
             expires_at: body.expires_at,
-            rate_limit_per_minute: body.rate_limit_per_minute,
+            limits: KeyLimits {
+                rate_limit_per_minute: body.rate_limit_per_minute,
+                characters_per_minute: body.characters_per_minute,
+                max_concurrent: body.max_concurrent,
+                monthly_character_budget: body.monthly_character_budget,
+                monthly_spend_limit_usd: body.monthly_spend_limit_usd,
+            },
             moderation_exempt: body.moderation_exempt,
         },
     )
@@ -124,6 +142,35 @@ pub async fn get_key(State(state): State<AppState>, Path(id): Path<String>) -> R
     Ok(Json(keys::get(state.store.as_ref(), &id).await?))
 }
 
+/// Change a key's limits and budgets, as a JSON merge patch (RFC 7396): members left out stay
+/// as they are, a member set to `null` removes that limit. The members are those of
+/// [`KeyLimits`]; any other is refused. This replica applies the change at once, the others
+/// within the auth cache TTL (`auth.cache_ttl_secs`).
+#[utoipa::path(
+    patch,
+    path = "/admin/v1/keys/{id}",
+    tag = "admin",
+    params(("id" = String, Path, description = "The key's public id")),
+    request_body(content = KeyLimits, content_type = "application/merge-patch+json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The key as changed", body = ApiKey),
+        (status = 400, description = "Malformed JSON, an unknown member, or a value out of range (`validation` names each)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid, expired or revoked credential", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource", body = Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn patch_key(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(document): ApiJson<serde_json::Map<String, serde_json::Value>>,
+) -> Result<Json<ApiKey>, ApiError> {
+    let patch = KeyPatch::from_document(&document).map_err(ApiError::Validation)?;
+    let key = keys::update(state.store.as_ref(), &id, &patch).await?;
+    state.auth.forget(&id);
+    Ok(Json(key))
+}
+
 /// Revoke an API key. It stops working on this replica at once and on every other replica
 /// within the auth cache TTL (`auth.cache_ttl_secs`, default 5 s).
 #[utoipa::path(
@@ -156,7 +203,8 @@ pub struct AdminUsageParams {
     to: Option<DateTime<Utc>>,
 }
 
-/// Usage across keys, by UTC day, key, provider and model.
+/// Usage across keys, by UTC day, key, provider and model, with characters and spend; for one
+/// key (`keyId`), also its current UTC month against its budgets (`month`).
 #[utoipa::path(
     get,
     path = "/admin/v1/usage",
@@ -173,5 +221,11 @@ pub async fn get_admin_usage(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<AdminUsageParams>,
 ) -> Result<Json<UsageReport>, ApiError> {
-    Ok(Json(usage::summary(state.store.as_ref(), params.key_id, params.from, params.to).await?))
+    let mut report = usage::summary(state.store.as_ref(), params.key_id.clone(), params.from, params.to).await?;
+    if let Some(id) = &params.key_id {
+        if let Some(key) = state.store.get_key(id).await? {
+            report.month = Some(usage::month_to_date(state.store.as_ref(), &key).await?);
+        }
+    }
+    Ok(Json(report))
 }

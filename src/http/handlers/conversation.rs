@@ -208,6 +208,7 @@ async fn converse(
     let (limits, screen) = (&state.conversation, state.screen(key));
     let prepared =
         conversation::prepare(&state.registry, state.store.as_ref(), &key.id, input, limits, &screen).await?;
+    crate::http::admission::admit(details, &prepared).await?;
     Ok(match conversation::start(prepared, details, &state.metrics, limits).await? {
         ConversationOutput::Split(split) => Json(split).into_response(),
         ConversationOutput::Timed(clip) => TimedAudio::respond(clip, [("x-speech-turns", turns.to_string())]),

@@ -295,6 +295,7 @@ pub(super) async fn respond_with_speech(
     sse: bool,
 ) -> Result<Response, ApiError> {
     let prepared = speech::prepare(&state.registry, state.store.as_ref(), &key.id, input, &state.screen(key)).await?;
+    crate::http::admission::admit(details, &prepared).await?;
     let output = speech::synthesize(prepared, details, &state.metrics).await?;
     let media_type = if sse { "text/event-stream" } else { output.output.format.media_type() };
     let body = if sse { Body::from_stream(sse_events(output.body)) } else { Body::from_stream(output.body) };
@@ -354,6 +355,7 @@ pub async fn create_speech_with_timestamps(
 ) -> Result<Response, ApiError> {
     let sse = "timestamps come as JSON; for a stream use /v1/audio/speech/with-timestamps/stream";
     let prepared = prepare_timed(&state, &key, body, sse).await?;
+    crate::http::admission::admit(&details, &prepared).await?;
     let spoken = timed::synthesize(prepared, &details, &state.metrics).await?;
     Ok(TimedAudio::respond(spoken.clip, [("x-speech-provider", spoken.provider), ("x-speech-model", spoken.model)]))
 }
@@ -388,6 +390,7 @@ pub async fn create_speech_with_timestamps_stream(
 ) -> Result<Response, ApiError> {
     let prepared =
         prepare_timed(&state, &key, body, "this route streams NDJSON lines; leave out stream_format").await?;
+    crate::http::admission::admit(&details, &prepared).await?;
     let timed::TimedStream { provider, model, chunks } = timed::stream(prepared, &details, &state.metrics).await?;
     let lines = chunks.map(|chunk| Ok::<_, std::io::Error>(chunk.ndjson_line()));
     Ok(audio_response(

@@ -25,7 +25,8 @@ pub struct UsageParams {
     to: Option<DateTime<Utc>>,
 }
 
-/// Usage of the calling key, by UTC day, provider and model.
+/// Usage of the calling key, by UTC day, provider and model, with characters and spend, and its
+/// current UTC month against its budgets (`month`).
 #[utoipa::path(
     get,
     path = "/v1/usage",
@@ -43,7 +44,9 @@ pub async fn get_usage(
     Caller(key): Caller,
     ApiQuery(params): ApiQuery<UsageParams>,
 ) -> Result<Json<UsageReport>, ApiError> {
-    Ok(Json(usage::summary(state.store.as_ref(), Some(key.id.clone()), params.from, params.to).await?))
+    let mut report = usage::summary(state.store.as_ref(), Some(key.id.clone()), params.from, params.to).await?;
+    report.month = Some(usage::month_to_date(state.store.as_ref(), &key).await?);
+    Ok(Json(report))
 }
 
 #[derive(Deserialize, IntoParams)]

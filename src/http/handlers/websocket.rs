@@ -126,6 +126,7 @@ pub async fn speech_socket(
                 return Err(ApiError::Validation(vec![FieldError::new("stream_format", message)]));
             }
             let prepared = speech::prepare(&state.registry, state.store.as_ref(), &owner, input, &screen).await?;
+            crate::http::admission::admit(&details, &prepared).await?;
             Ok(speech::synthesize(prepared, &details, &state.metrics).await?.body)
         }
         .boxed()

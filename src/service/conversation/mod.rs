@@ -119,6 +119,16 @@ pub struct Prepared {
     timing: Option<(Mode, Vec<String>)>,
 }
 
+impl Prepared {
+    /// Each turn's first target, in order.
+    pub fn targets(&self) -> Vec<&Target> {
+        match &self.voicing {
+            Voicing::Native { turns, .. } => turns.iter().collect(),
+            Voicing::Stitch { turns, .. } => turns.iter().map(Candidates::first).collect(),
+        }
+    }
+}
+
 enum Voicing {
     /// Each turn on its own: its targets, each with the PCM rate it is asked for.
     Stitch { turns: Vec<Candidates<u32>>, split: bool },

@@ -21,7 +21,7 @@ use crate::{
         synthesis::{
             self,
             collect::{collect, MAX_CLIP_SECS},
-            Candidates,
+            Candidates, Target,
         },
         timestamps::{self, Mode, TimedClip, Timestamp},
         usage::UsageDetails,
@@ -39,6 +39,13 @@ pub struct TimedPrepared {
     output: AudioSpec,
     volume_dbfs: Option<f32>,
     mode: Mode,
+}
+
+impl TimedPrepared {
+    /// The target tried first.
+    pub fn first_target(&self) -> &Target {
+        self.candidates.first()
+    }
 }
 
 /// The clip and its words, and who spoke it.

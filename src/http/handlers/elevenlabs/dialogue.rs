@@ -145,6 +145,7 @@ async fn voice(
         let (state, limits) = (&call.state, &call.state.conversation);
         let (store, screen) = (state.store.as_ref(), call.screen());
         let prepared = conversation::prepare(&state.registry, store, &call.owner, input, limits, &screen).await?;
+        crate::http::admission::admit(&call.details, &prepared).await?;
         let response = match (conversation::start(prepared, &call.details, &state.metrics, limits).await?, answer) {
             (ConversationOutput::Audio { output, body, .. }, Answer::Audio { .. }) => {
                 audio_response(Body::from_stream(body), output.format.media_type(), [])

@@ -292,6 +292,7 @@ async fn speak(
                 let prepared =
                     timed::prepare(&state.registry, state.store.as_ref(), owner, input, Mode::Auto, &call.screen())
                         .await?;
+                crate::http::admission::admit(details, &prepared).await?;
                 let clip = timed::synthesize(prepared, details, &state.metrics).await?.clip;
                 let alignment = align(&original, &clip.timestamps, clip.duration_ms as f64 / 1000.0);
                 Json(ElevenLabsTimedAudio::new(&clip.audio, Some(alignment))).into_response()
@@ -301,6 +302,7 @@ async fn speak(
                 let prepared =
                     timed::prepare(&state.registry, state.store.as_ref(), owner, input, Mode::Auto, &call.screen())
                         .await?;
+                crate::http::admission::admit(details, &prepared).await?;
                 let chunks = timed::stream(prepared, details, &state.metrics).await?.chunks;
                 let lines = chunks.filter_map(move |chunk| {
                     let line = match chunk {

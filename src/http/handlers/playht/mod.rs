@@ -120,6 +120,7 @@ async fn voice(
         let segment = speaking(&route(voice.to_owned(), "voice").await?, text);
         let input = SpeechInput { segment, output, ..SpeechInput::default() };
         let prepared = speech::prepare(&state.registry, state.store.as_ref(), owner, input, &screen).await?;
+        crate::http::admission::admit(details, &prepared).await?;
         let spoken = speech::synthesize(prepared, details, &state.metrics).await?;
         return Ok(Voiced { body: spoken.body, output: spoken.output });
     };
@@ -141,6 +142,7 @@ async fn voice(
         .collect();
     let input = ConversationInput { turns, output, ..ConversationInput::default() };
     let prepared = conversation::prepare(&state.registry, state.store.as_ref(), owner, input, limits, &screen).await?;
+    crate::http::admission::admit(details, &prepared).await?;
     match conversation::start(prepared, details, &state.metrics, limits).await? {
         ConversationOutput::Audio { output, body, .. } => Ok(Voiced { body, output }),
         ConversationOutput::Split(_) | ConversationOutput::Timed(_) => {
