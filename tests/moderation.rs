@@ -283,6 +283,23 @@ async fn exempt_keys_skip_moderation(db: Db) {
     let response = app.admin_post("/admin/v1/keys", json!({"name": "x", "moderationExempt": "yes"})).await;
     let (status, body) = problem(response).await;
     assert_eq!(status, 400, "{body}");
+
+    // The exemption is patchable: granted, then withdrawn, the key's next request follows.
+    let (plain_id, plain) = app.speech_key().await;
+    let patch = |exempt: Value| {
+        app.client
+            .patch(app.url(&format!("/admin/v1/keys/{plain_id}")))
+            .bearer_auth(common::ADMIN_TOKEN)
+            .json(&json!({"moderationExempt": exempt}))
+            .send()
+    };
+    assert_eq!(patch(json!(true)).await.unwrap().status(), 200);
+    assert_eq!(app.post("/v1/audio/speech", &plain, speech(FLAGGED)).await.status(), 200);
+    assert!(calls_to(&upstream, "/v1/moderations").await.is_empty());
+    assert_eq!(patch(json!(false)).await.unwrap().status(), 200);
+    assert_eq!(app.post("/v1/audio/speech", &plain, speech(FLAGGED)).await.status(), 400);
+    let (status, body) = problem(patch(json!("yes")).await.unwrap()).await;
+    assert_eq!((status, body["validation"][0]["path"].clone()), (400, json!(["moderationExempt"])), "{body}");
 }
 
 /// Every synthesis route, in its own dialect: refused, and no provider called.

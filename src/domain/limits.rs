@@ -82,6 +82,7 @@ fn usd_problem(value: f64) -> Option<String> {
 pub enum KeyChange {
     Count(&'static str, Option<i64>),
     Usd(&'static str, Option<f64>),
+    Flag(&'static str, bool),
 }
 
 /// The changes of a JSON merge patch (RFC 7396) to a key: members absent are left alone, a
@@ -110,6 +111,11 @@ impl KeyPatch {
             read_count(v, MAX_MONTHLY_CHARACTERS).map(|n| KeyChange::Count("monthly_character_budget", n))
         }),
         ("monthlySpendLimitUsd", |v| read_usd(v).map(|n| KeyChange::Usd("monthly_spend_limit_usd", n))),
+        ("moderationExempt", |v| {
+            v.as_bool()
+                .map(|b| KeyChange::Flag("moderation_exempt", b))
+                .ok_or_else(|| "must be true or false".to_owned())
+        }),
     ];
 
     /// Reads a merge patch document; every problem is reported at once, each at its member.

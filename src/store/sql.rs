@@ -64,7 +64,7 @@ pub(super) fn update_key_sql(changes: &[KeyChange]) -> String {
         .enumerate()
         .map(|(i, change)| {
             let column = match change {
-                KeyChange::Count(column, _) | KeyChange::Usd(column, _) => column,
+                KeyChange::Count(column, _) | KeyChange::Usd(column, _) | KeyChange::Flag(column, _) => column,
             };
             format!("{column} = ${}", i + 2)
         })
@@ -501,6 +501,7 @@ macro_rules! impl_store {
                     query = match *change {
                         KeyChange::Count(_, value) => query.bind(value),
                         KeyChange::Usd(_, value) => query.bind(value),
+                        KeyChange::Flag(_, value) => query.bind(value),
                     };
                 }
                 query.fetch_optional(&self.pool).await?.map(sql::KeyRow::into_key).transpose()

@@ -142,16 +142,28 @@ pub async fn get_key(State(state): State<AppState>, Path(id): Path<String>) -> R
     Ok(Json(keys::get(state.store.as_ref(), &id).await?))
 }
 
-/// Change a key's limits and budgets, as a JSON merge patch (RFC 7396): members left out stay
-/// as they are, a member set to `null` removes that limit. The members are those of
-/// [`KeyLimits`]; any other is refused. This replica applies the change at once, the others
-/// within the auth cache TTL (`auth.cache_ttl_secs`).
+/// The members a key's patch may set (the schema of `PATCH /admin/v1/keys/{id}`; the patch is
+/// read by [`KeyPatch`]).
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code, reason = "documents the body that KeyPatch reads")]
+pub struct KeyPatchBody {
+    #[serde(flatten)]
+    limits: KeyLimits,
+    /// The key's requests skip content moderation (`[moderation]`); not nullable.
+    moderation_exempt: Option<bool>,
+}
+
+/// Change a key's limits, budgets and moderation exemption, as a JSON merge patch (RFC 7396):
+/// members left out stay as they are, a limit set to `null` removes that limit. The members are
+/// those of [`KeyPatchBody`]; any other is refused. This replica applies the change at once, the
+/// others within the auth cache TTL (`auth.cache_ttl_secs`).
 #[utoipa::path(
     patch,
     path = "/admin/v1/keys/{id}",
     tag = "admin",
     params(("id" = String, Path, description = "The key's public id")),
-    request_body(content = KeyLimits, content_type = "application/merge-patch+json"),
+    request_body(content = KeyPatchBody, content_type = "application/merge-patch+json"),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The key as changed", body = ApiKey),
