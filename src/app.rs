@@ -10,12 +10,12 @@ use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    auth::{AuthLimits, Authenticator},
+    auth::{vault::MasterKey, AuthLimits, Authenticator},
     config::Config,
     http::{self, extract::BodyLimit, AppState},
     metrics::Metrics,
     providers::Registry,
-    service::usage,
+    service::{provider_keys::ProviderKeys, usage},
     store::{self, Store},
 };
 
@@ -53,6 +53,7 @@ impl App {
             &tracker,
             stop_background.clone(),
         );
+        let store_for_keys = store.clone();
         let auth = Arc::new(Authenticator::new(
             store.clone(),
             config.auth.admin_token.clone(),
@@ -82,6 +83,12 @@ impl App {
             facades: Arc::new(config.facades.clone()),
             public_url: config.server.public_url.as_deref().map(Arc::from),
             sockets: Arc::new(http::ws::Sockets::new(config.server.max_websockets)),
+            provider_keys: Arc::new(ProviderKeys::new(
+                store_for_keys,
+                // Validated with the rest of the configuration.
+                config.auth.master_key.as_ref().and_then(|key| MasterKey::parse(key).ok()),
+                Duration::from_secs(config.auth.cache_ttl_secs),
+            )),
         };
         let connection_limits = http::server::ConnectionLimits {
             header_read_timeout: Duration::from_secs(config.server.header_read_timeout_secs),

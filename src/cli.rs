@@ -51,7 +51,7 @@ enum KeysCommand {
     Create {
         #[arg(long)]
         name: String,
-        /// Comma-separated scopes: speech, voices, admin.
+        /// Comma-separated scopes: speech, voices, admin, credentials.
         #[arg(long, value_delimiter = ',', default_value = "speech,voices", value_parser = parse_scope)]
         scopes: Vec<Scope>,
         /// Expiry time, RFC 3339 (e.g. 2027-01-01T00:00:00Z).
@@ -60,6 +60,10 @@ enum KeysCommand {
         /// Requests per minute per replica.
         #[arg(long)]
         rate_limit_per_minute: Option<u32>,
+        /// The project the key acts for (its voices, jobs and provider keys); a new project
+        /// of its own when absent.
+        #[arg(long)]
+        project: Option<String>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -74,7 +78,7 @@ enum KeysCommand {
 }
 
 fn parse_scope(s: &str) -> Result<Scope, String> {
-    Scope::parse(s.trim()).ok_or_else(|| format!("unknown scope {s:?}; expected speech, voices or admin"))
+    Scope::parse(s.trim()).ok_or_else(|| format!("unknown scope {s:?}; expected speech, voices, admin or credentials"))
 }
 
 pub async fn run() -> anyhow::Result<()> {
@@ -115,11 +119,9 @@ async fn keys_command(config: &Config, command: KeysCommand) -> anyhow::Result<(
     }
     let mut out = std::io::stdout().lock();
     match command {
-        KeysCommand::Create { name, scopes, expires_at, rate_limit_per_minute, json } => {
-            let created =
-                keys::create(store.as_ref(), keys::CreateKey { name, scopes, expires_at, rate_limit_per_minute })
-                    .await
-                    .map_err(describe)?;
+        KeysCommand::Create { name, scopes, expires_at, rate_limit_per_minute, project, json } => {
+            let request = keys::CreateKey { name, project_id: project, scopes, expires_at, rate_limit_per_minute };
+            let created = keys::create(store.as_ref(), request).await.map_err(describe)?;
             let token = created.token.expose_secret();
             if json {
                 let mut value = serde_json::to_value(&created.key)?;
@@ -129,9 +131,10 @@ async fn keys_command(config: &Config, command: KeysCommand) -> anyhow::Result<(
                 writeln!(out, "{token}")?;
                 writeln!(
                     out,
-                    "id: {}  name: {}  scopes: {}",
+                    "id: {}  name: {}  project: {}  scopes: {}",
                     created.key.id,
                     created.key.name,
+                    created.key.project_id,
                     scopes_text(&created.key)
                 )?;
                 writeln!(out, "Store the key now: it is not shown again.")?;

@@ -164,6 +164,12 @@ pub struct AuthConfig {
     /// works only on the replica that issued it.
     #[serde(serialize_with = "serialize_redacted")]
     pub url_signing_secret: Option<SecretString>,
+    /// Seals the vendor keys projects bring (`PUT /v1/api-keys/{providerId}`) with AES-256-GCM:
+    /// 32 random bytes as base64 or 64 hex digits (`SPEECHGATE_MASTER_KEY`). When unset, those
+    /// routes answer 501 and every request uses the operator's keys. Replicas must share it;
+    /// keys sealed with another master key are refused, never used.
+    #[serde(serialize_with = "serialize_redacted")]
+    pub master_key: Option<SecretString>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -331,6 +337,7 @@ impl Default for AuthConfig {
             max_concurrent_per_key: 256,
             max_failures_per_minute: 30,
             url_signing_secret: None,
+            master_key: None,
         }
     }
 }
@@ -403,6 +410,7 @@ impl Config {
             .merge(Env::raw().only(&["SPEECHGATE_LISTEN"]).map(|_| "server.listen".into()))
             .merge(Env::raw().only(&["SPEECHGATE_DATABASE_URL"]).map(|_| "database.url".into()))
             .merge(Env::raw().only(&["SPEECHGATE_ADMIN_TOKEN"]).map(|_| "auth.admin_token".into()))
+            .merge(Env::raw().only(&["SPEECHGATE_MASTER_KEY"]).map(|_| "auth.master_key".into()))
             .merge(vendor_env())
     }
 
@@ -473,6 +481,9 @@ impl Config {
             if token.expose_secret().len() < 16 {
                 return invalid("auth.admin_token", "must be at least 16 characters");
             }
+        }
+        if let Some(Err(message)) = self.auth.master_key.as_ref().map(crate::auth::vault::MasterKey::parse) {
+            return invalid("auth.master_key", &format!("(SPEECHGATE_MASTER_KEY) {message}"));
         }
         if let Some(secret) = &self.auth.url_signing_secret {
             if secret.expose_secret().len() < 32 {

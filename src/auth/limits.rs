@@ -189,6 +189,7 @@ mod tests {
         Arc::new(ApiKey {
             id: id.to_owned(),
             name: "n".to_owned(),
+            project_id: "prj_n".to_owned(),
             scopes: Vec::new(),
             rate_limit_per_minute: None,
             created_at: chrono::Utc::now(),

@@ -4,6 +4,7 @@
 mod limits;
 pub mod signed;
 pub mod token;
+pub mod vault;
 
 use std::{
     collections::HashMap,
@@ -38,6 +39,13 @@ impl Principal {
         match self {
             Principal::Admin => None,
             Principal::Key(key) => Some(&key.id),
+        }
+    }
+
+    pub fn project_id(&self) -> Option<&str> {
+        match self {
+            Principal::Admin => None,
+            Principal::Key(key) => Some(&key.project_id),
         }
     }
 
@@ -348,6 +356,7 @@ mod tests {
         let key = ApiKey {
             id: "k".into(),
             name: "n".into(),
+            project_id: "prj_k".into(),
             scopes: vec![Scope::Speech],
             rate_limit_per_minute: None,
             created_at: chrono::Utc::now(),

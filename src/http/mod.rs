@@ -59,6 +59,15 @@ pub struct AppState {
     pub public_url: Option<Arc<str>>,
     /// The open WebSockets (`server.max_websockets`).
     pub sockets: Arc<ws::Sockets>,
+    /// The projects' own vendor keys (`/v1/api-keys`).
+    pub provider_keys: Arc<crate::service::provider_keys::ProviderKeys>,
+}
+
+impl AppState {
+    /// The owner of a request made with `key`: its project, and the project's vendor keys.
+    pub fn owner(&self, key: &crate::domain::ApiKey) -> crate::service::provider_keys::Owner {
+        self.provider_keys.owner(&key.project_id)
+    }
 }
 
 impl FromRef<AppState> for BodyLimit {
@@ -120,6 +129,11 @@ fn route_table() -> Vec<(Option<Scope>, UtoipaMethodRouter<AppState>)> {
         (Some(Scope::Admin), routes!(admin::create_key, admin::list_keys)),
         (Some(Scope::Admin), routes!(admin::get_key, admin::delete_key)),
         (Some(Scope::Admin), routes!(admin::get_admin_usage)),
+        (Some(Scope::Credentials), routes!(provider_keys::list_provider_keys)),
+        (Some(Scope::Credentials), routes!(provider_keys::put_provider_key, provider_keys::delete_provider_key)),
+        (Some(Scope::Admin), routes!(admin::create_project, admin::list_projects)),
+        (Some(Scope::Admin), routes!(admin::get_project)),
+        (Some(Scope::Admin), routes!(admin::list_project_keys)),
     ]
 }
 
@@ -257,6 +271,7 @@ mod tests {
             state.store.as_ref(),
             keys::CreateKey {
                 name: "t".into(),
+                project_id: None,
                 scopes: vec![Scope::Speech],
                 expires_at: None,
                 rate_limit_per_minute: None,

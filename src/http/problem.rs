@@ -88,6 +88,12 @@ pub enum ApiError {
     /// A status the framework produced that no other variant covers.
     #[error("{detail}")]
     Http { status: StatusCode, detail: String },
+    /// A feature this deployment has not enabled (provider keys without a master key).
+    #[error("{0}")]
+    NotConfigured(String),
+    /// The project's own vendor key is stored but this gateway cannot open it.
+    #[error("{0}")]
+    ProviderKeyUnusable(String),
     /// A bug or an unexpected failure. The cause is logged, never sent.
     #[error("an internal error occurred; quote the request id when reporting it")]
     Internal(String),
@@ -143,6 +149,8 @@ impl ApiError {
                 ProviderError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             },
             ApiError::TimestampsUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotConfigured(_) => StatusCode::NOT_IMPLEMENTED,
+            ApiError::ProviderKeyUnusable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Turn { error, .. } => error.status(),
             ApiError::Http { status, .. } => *status,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -175,6 +183,8 @@ impl ApiError {
             ApiError::UnknownModel(_) => "unknown_model",
             ApiError::Provider(e) => e.code(),
             ApiError::TimestampsUnavailable(_) => "timestamps_unavailable",
+            ApiError::NotConfigured(_) => "not_configured",
+            ApiError::ProviderKeyUnusable(_) => "provider_key_unusable",
             ApiError::Turn { error, .. } => error.code(),
             ApiError::Http { .. } => "http_error",
             ApiError::Internal(_) => "internal_error",
@@ -203,6 +213,8 @@ impl ApiError {
             ApiError::UnknownModel(_) => "Unknown model",
             ApiError::Provider(_) => "Provider error",
             ApiError::TimestampsUnavailable(_) => "Timestamps unavailable",
+            ApiError::NotConfigured(_) => "Not configured",
+            ApiError::ProviderKeyUnusable(_) => "Provider key unusable",
             ApiError::Turn { error, .. } => error.title(),
             ApiError::Http { status, .. } => status.canonical_reason().unwrap_or("HTTP error"),
             ApiError::Internal(_) => "Internal error",
@@ -453,6 +465,8 @@ impl From<ServiceError> for ApiError {
             ServiceError::Provider(e) => ApiError::Provider(e),
             ServiceError::TimestampsUnavailable(provider) => ApiError::TimestampsUnavailable(provider),
             ServiceError::Turn { index, error } => ApiError::Turn { index, error: Box::new((*error).into()) },
+            ServiceError::NotConfigured(detail) => ApiError::NotConfigured(detail.to_owned()),
+            ServiceError::ProviderKeyUnusable(detail) => ApiError::ProviderKeyUnusable(detail),
             ServiceError::Internal(cause) => ApiError::Internal(cause),
         }
     }

@@ -2,6 +2,8 @@
 
 pub mod conversation;
 pub mod keys;
+pub mod projects;
+pub mod provider_keys;
 pub mod speech;
 pub mod synthesis;
 pub mod timestamps;
@@ -32,6 +34,12 @@ pub enum ServiceError {
     /// One turn of a conversation failed; `error` says how.
     #[error("turn {index}: {error}")]
     Turn { index: usize, error: Box<ServiceError> },
+    /// A feature this deployment has not enabled; the message says what the operator must set.
+    #[error("{0}")]
+    NotConfigured(&'static str),
+    /// The project's own key for a vendor is stored but cannot be opened (another master key).
+    #[error("{0}")]
+    ProviderKeyUnusable(String),
     /// A bug: something the service checked earlier failed later.
     #[error("{0}")]
     Internal(String),

@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::speech::{audio_response, read_output, OutputField, TimedAudio};
+use crate::service::provider_keys::Owner;
 use crate::{
     domain::{audio::AudioFormat, pronounce::Pronunciations, FieldError},
     facades::openai::VoiceField,
@@ -158,7 +159,7 @@ pub async fn create_conversation(
         let message = "word timing comes from /v1/audio/conversation/with-timestamps";
         return Err(ApiError::Validation(vec![FieldError::new("timestamps", message)]));
     }
-    converse(&state, &key.id, &details, body.into_input()?).await
+    converse(&state, &state.owner(&key), &details, body.into_input()?).await
 }
 
 /// Voice a conversation and time every turn's words: the same body as
@@ -195,12 +196,12 @@ pub async fn create_conversation_with_timestamps(
     let mode = body.timestamps.unwrap_or_default();
     let mut input = body.into_input()?;
     input.timestamps = Some(mode);
-    converse(&state, &key.id, &details, input).await
+    converse(&state, &state.owner(&key), &details, input).await
 }
 
 async fn converse(
     state: &AppState,
-    owner: &str,
+    owner: &Owner,
     details: &UsageDetails,
     input: ConversationInput,
 ) -> Result<Response, ApiError> {

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 
+use crate::service::provider_keys::Owner;
 use crate::{
     domain::{audio::AudioFormat, pronounce::Pronunciations, FieldError},
     facades as facade,
@@ -203,7 +204,7 @@ pub async fn create_speech(
     Extension(details): Extension<UsageDetails>,
     ApiJson(body): ApiJson<SpeechBody>,
 ) -> Result<Response, ApiError> {
-    speak(&state, &key.id, &details, body, false).await
+    speak(&state, &state.owner(&key), &details, body, false).await
 }
 
 /// The provider's own stream with the least latency: bytes are passed on as they arrive and
@@ -232,12 +233,12 @@ pub async fn create_speech_stream(
     Extension(details): Extension<UsageDetails>,
     ApiJson(body): ApiJson<SpeechBody>,
 ) -> Result<Response, ApiError> {
-    speak(&state, &key.id, &details, body, true).await
+    speak(&state, &state.owner(&key), &details, body, true).await
 }
 
 async fn speak(
     state: &AppState,
-    owner: &str,
+    owner: &Owner,
     details: &UsageDetails,
     body: SpeechBody,
     native_only: bool,
@@ -251,7 +252,7 @@ async fn speak(
 /// for SSE; an OpenAI body's voice is routed as on the OpenAI drop-in.
 pub(super) async fn read_speech(
     state: &AppState,
-    owner: &str,
+    owner: &Owner,
     body: SpeechBody,
 ) -> Result<(SpeechInput, bool), ApiError> {
     if body.timestamps.is_some() {
@@ -270,7 +271,7 @@ pub(super) async fn read_speech(
 /// pointed at `/v1` can be served by any provider too.
 pub(super) async fn route_openai_voice(
     state: &AppState,
-    owner: &str,
+    owner: &Owner,
     segment: &mut SegmentInput,
 ) -> Result<(), ApiError> {
     let (Some(voice), None) = (&segment.voice, &segment.voice_id) else { return Ok(()) };
@@ -288,7 +289,7 @@ pub(super) async fn route_openai_voice(
 /// Synthesises `input` and answers with the audio as it streams (or OpenAI's SSE events).
 pub(super) async fn respond_with_speech(
     state: &AppState,
-    owner: &str,
+    owner: &Owner,
     details: &UsageDetails,
     input: SpeechInput,
     sse: bool,
@@ -352,7 +353,7 @@ pub async fn create_speech_with_timestamps(
     ApiJson(body): ApiJson<SpeechBody>,
 ) -> Result<Response, ApiError> {
     let sse = "timestamps come as JSON; for a stream use /v1/audio/speech/with-timestamps/stream";
-    let prepared = prepare_timed(&state, &key.id, body, sse).await?;
+    let prepared = prepare_timed(&state, &state.owner(&key), body, sse).await?;
     let spoken = timed::synthesize(prepared, &details, &state.metrics).await?;
     Ok(TimedAudio::respond(spoken.clip, [("x-speech-provider", spoken.provider), ("x-speech-model", spoken.model)]))
 }
@@ -386,7 +387,8 @@ pub async fn create_speech_with_timestamps_stream(
     ApiJson(body): ApiJson<SpeechBody>,
 ) -> Result<Response, ApiError> {
     let prepared =
-        prepare_timed(&state, &key.id, body, "this route streams NDJSON lines; leave out stream_format").await?;
+        prepare_timed(&state, &state.owner(&key), body, "this route streams NDJSON lines; leave out stream_format")
+            .await?;
     let (provider, model) = (prepared.provider().to_owned(), prepared.model().to_owned());
     let chunks = timed::stream(prepared, &details, &state.metrics).await?;
     let lines = chunks.map(|chunk| Ok::<_, std::io::Error>(chunk.ndjson_line()));
@@ -401,7 +403,7 @@ pub async fn create_speech_with_timestamps_stream(
 /// `stream_format: sse` is refused there.
 async fn prepare_timed(
     state: &AppState,
-    owner: &str,
+    owner: &Owner,
     body: SpeechBody,
     sse: &'static str,
 ) -> Result<timed::TimedPrepared, ApiError> {

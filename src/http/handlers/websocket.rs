@@ -109,7 +109,7 @@ pub async fn speech_socket(
     if let Some(problem) = query.model.as_deref().and_then(text::identifier_problem) {
         return Err(ApiError::Validation(vec![FieldError::new("model", problem)]));
     }
-    let (voicer_state, owner, model) = (state.clone(), key.id.clone(), query.model);
+    let (voicer_state, owner, model) = (state.clone(), state.owner(&key), query.model);
     let voicer: ws::Voicer = Box::new(move |mut command, details| {
         let (state, owner) = (voicer_state.clone(), owner.clone());
         if let Value::Object(fields) = &mut command {

@@ -129,7 +129,7 @@ enum Voicing {
 pub async fn prepare(
     registry: &Registry,
     store: &dyn Store,
-    owner: &str,
+    owner: &super::provider_keys::Owner,
     input: ConversationInput,
     limits: &ConversationConfig,
 ) -> Result<Prepared, ServiceError> {
@@ -390,6 +390,7 @@ pub async fn start(
                 output: AudioSpec::pcm(from),
                 language: first.language.clone(),
                 seed: first.seed,
+                credential: first.credential.clone(),
             };
             let segment = call::Segment {
                 index: 0,

@@ -53,7 +53,7 @@ pub struct Prepared {
 pub async fn prepare(
     registry: &Registry,
     store: &dyn Store,
-    owner: &str,
+    owner: &super::provider_keys::Owner,
     input: SpeechInput,
 ) -> Result<Prepared, ServiceError> {
     // Rules are checked before they run on the text.

@@ -63,7 +63,7 @@ pub struct TimedSpeech {
 pub async fn prepare(
     registry: &Registry,
     store: &dyn Store,
-    owner: &str,
+    owner: &crate::service::provider_keys::Owner,
     input: SpeechInput,
     mode: Mode,
 ) -> Result<TimedPrepared, ServiceError> {

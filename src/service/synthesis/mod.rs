@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 
 pub use plan::{encoded_output, pick_source_rate, plan, OutputRequest, Plan};
 
-use super::{usage::UsageDetails, ServiceError};
+use super::{provider_keys::Owner, usage::UsageDetails, ServiceError};
 use crate::{
     domain::{
         audio::AudioSpec,
@@ -30,7 +30,9 @@ use crate::{
         text, FieldError,
     },
     metrics::Metrics,
-    providers::{registry::Resolved, Capabilities, EventStream, ProviderError, Registry, SynthesisRequest},
+    providers::{
+        registry::Resolved, Capabilities, EventStream, ProviderError, ProviderKey, Registry, SynthesisRequest,
+    },
     store::Store,
 };
 
@@ -64,6 +66,8 @@ pub struct Target {
     pub language: Option<String>,
     pub seed: Option<u64>,
     pub provider_options: Map<String, Value>,
+    /// The caller's project's own key for the provider; the operator's is used when `None`.
+    pub credential: Option<ProviderKey>,
 }
 
 impl Target {
@@ -118,6 +122,7 @@ impl Target {
             seed: self.seed,
             provider_options: self.provider_options.clone(),
             timestamps: false,
+            credential: self.credential.clone(),
         }
     }
 }
@@ -130,7 +135,7 @@ const MAX_LANGUAGE_CHARS: usize = 35;
 pub async fn resolve(
     registry: &Registry,
     store: &dyn Store,
-    owner: &str,
+    owner: &Owner,
     input: SegmentInput,
     pronunciations: &Pronunciations,
 ) -> Result<Target, ServiceError> {
@@ -217,7 +222,9 @@ pub async fn resolve(
     if !problems.is_empty() {
         return Err(ServiceError::Validation(problems));
     }
+    let credential = owner.credential(resolved.provider.id()).await?;
     Ok(Target {
+        credential,
         resolved,
         voice,
         spoken,

@@ -24,6 +24,7 @@ use utoipa::ToSchema;
 // Globs, so that each route's OpenAPI item comes along with its handler.
 pub use self::{catalog::*, dialogue::*};
 use super::speech::{audio_response, respond_with_speech};
+use crate::service::provider_keys::Owner;
 use crate::{
     domain::{FieldError, PathSegment},
     facades::{
@@ -90,7 +91,7 @@ pub struct ElevenLabsFieldError {
 /// A facade request's context: the state, the calling key, its usage line and request id.
 pub struct Call {
     state: AppState,
-    owner: String,
+    owner: Owner,
     details: UsageDetails,
     request_id: RequestId,
 }
@@ -103,7 +104,7 @@ impl FromRequestParts<AppState> for Call {
         let missing = |what: &str| ApiError::Internal(format!("no {what} on the request"));
         let details = parts.extensions.get::<UsageDetails>().cloned().ok_or_else(|| missing("usage details"))?;
         let request_id = parts.extensions.get::<RequestId>().cloned().ok_or_else(|| missing("request id"))?;
-        Ok(Call { state: state.clone(), owner: key.id.clone(), details, request_id })
+        Ok(Call { state: state.clone(), owner: state.owner(&key), details, request_id })
     }
 }
 
@@ -273,7 +274,7 @@ async fn speak(
         let ApiJson(body) = body?;
         let input = body.into_input(&call, voice, &query, streaming).await?;
         let characters = input.segment.text.chars().count();
-        let (state, owner, details) = (&call.state, call.owner.as_str(), &call.details);
+        let (state, owner, details) = (&call.state, &call.owner, &call.details);
         let response = match answer {
             Answer::Audio { .. } => respond_with_speech(state, owner, details, input, false).await?,
             Answer::Timed => {

@@ -28,6 +28,7 @@ pub(crate) use self::auth::{public_base, websocket_base};
 use super::speech::audio_response;
 pub use crate::facades::playht::PlayRequest;
 use crate::facades::playht::{dialogue_turns, language_code, output, Surface, DEFAULT_PREFIXES, PLAYAI_V1, PLAYHT_V2};
+use crate::service::provider_keys::Owner;
 use crate::{
     domain::{
         audio::{AudioFormat, AudioSpec},
@@ -65,7 +66,7 @@ struct Voiced {
 /// a provider before every field has been checked.
 async fn voice(
     state: &AppState,
-    owner: &str,
+    owner: &Owner,
     details: &UsageDetails,
     request: PlayRequest,
     surface: Surface<'_>,
@@ -150,7 +151,7 @@ async fn voice(
 
 async fn stream(
     state: AppState,
-    owner: &str,
+    owner: &Owner,
     details: &UsageDetails,
     request: PlayRequest,
     surface: Surface<'_>,
@@ -180,7 +181,8 @@ pub async fn create_stream(
     Extension(details): Extension<UsageDetails>,
     ApiJson(request): ApiJson<PlayRequest>,
 ) -> Result<Response, ApiError> {
-    stream(state, &key.id, &details, request, PLAYHT_V2).await
+    let owner = state.owner(&key);
+    stream(state, &owner, &details, request, PLAYHT_V2).await
 }
 
 /// Play.ai v1: text (or a PlayDialog two-speaker script) to a stream of audio, camelCase body.
@@ -203,7 +205,8 @@ pub async fn create_playai_stream(
     Extension(details): Extension<UsageDetails>,
     ApiJson(request): ApiJson<PlayRequest>,
 ) -> Result<Response, ApiError> {
-    stream(state, &key.id, &details, request, PLAYAI_V1).await
+    let owner = state.owner(&key);
+    stream(state, &owner, &details, request, PLAYAI_V1).await
 }
 
 /// An inference URL `sdk-auth` handed out (authenticated by its `token`): the body of a
@@ -230,7 +233,8 @@ pub async fn inference_stream(
     Path(model): Path<String>,
     ApiJson(request): ApiJson<PlayRequest>,
 ) -> Result<Response, ApiError> {
-    stream(state, &key.id, &details, request, Surface { engine: Some(&model), ..PLAYHT_V2 }).await
+    let owner = state.owner(&key);
+    stream(state, &owner, &details, request, Surface { engine: Some(&model), ..PLAYHT_V2 }).await
 }
 
 /// `pyht`'s CORS preflight of the streaming URL, answered so that it need not log a failure.
@@ -305,7 +309,7 @@ pub async fn inference_socket(
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let voicer_state = state.clone();
-    let owner = key.id.clone();
+    let owner = state.owner(&key);
     let voicer: ws::Voicer = Box::new(move |command, details| {
         let (state, owner, model) = (voicer_state.clone(), owner.clone(), model.clone());
         async move {
@@ -343,7 +347,7 @@ pub struct PlayVoice {
 )]
 pub async fn list_voices(State(state): State<AppState>, Caller(key): Caller) -> Result<Json<Vec<PlayVoice>>, ApiError> {
     let facade = &state.facades.playht;
-    let listed = facade::voices(&state.registry, state.store.as_ref(), &key.id, facade, None).await?;
+    let listed = facade::voices(&state.registry, state.store.as_ref(), &key.project_id, facade, None).await?;
     let voices = listed
         .into_iter()
         .map(|voice| PlayVoice {
