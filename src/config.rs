@@ -639,4 +639,27 @@ mod tests {
             Ok(())
         });
     }
+
+    /// A master key that is ill-formed or visibly not random stops the start with a message
+    /// naming the variable; a good one is read from `SPEECHGATE_MASTER_KEY` and never printed.
+    #[test]
+    fn weak_master_keys_are_refused() {
+        Jail::expect_with(|jail| {
+            let load = || Config::load(Path::new("none.toml")).err().map(|e| e.to_string()).unwrap_or_default();
+            let weak = ["secret", &"a".repeat(64), &"ab".repeat(32), "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="];
+            for key in weak {
+                jail.set_env("SPEECHGATE_MASTER_KEY", key);
+                let err = load();
+                assert!(err.contains("auth.master_key") && err.contains("SPEECHGATE_MASTER_KEY"), "{err}");
+                assert!(!err.contains(key), "the key is not echoed: {err}");
+            }
+            let good = "5e0c8d1f7a2b94e6c3d05f18a7b2e94c61d03f8a5b7c2e9d40f16a8b3c5d7e92";
+            jail.set_env("SPEECHGATE_MASTER_KEY", good);
+            let config = Config::load(Path::new("none.toml")).map_err(|e| e.to_string())?;
+            assert_eq!(config.auth.master_key.as_ref().map(|k| k.expose_secret().to_owned()).as_deref(), Some(good));
+            assert!(!format!("{config:?}").contains(good));
+            assert!(!serde_json::to_string(&config).unwrap_or_default().contains(good));
+            Ok(())
+        });
+    }
 }
