@@ -226,6 +226,12 @@ impl Deref for Owner {
 }
 
 impl Owner {
+    /// The same project for another request (a socket's next command): its provider keys are
+    /// read again, through the cache, rather than kept for the socket's whole life.
+    pub fn renewed(&self) -> Owner {
+        self.keys.owner(&self.project_id)
+    }
+
     /// The project's own key for `provider_id`, if it stored one; `None` means the operator's
     /// key is used. A stored key this gateway cannot open is an error, never a fallback to the
     /// operator's key nor garbage sent to the vendor.

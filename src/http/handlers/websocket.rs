@@ -111,7 +111,8 @@ pub async fn speech_socket(
     }
     let (voicer_state, owner, model) = (state.clone(), state.owner(&key), query.model);
     let voicer: ws::Voicer = Box::new(move |mut command, details| {
-        let (state, owner) = (voicer_state.clone(), owner.clone());
+        // Each command reads the project's provider keys afresh (through the cache).
+        let (state, owner) = (voicer_state.clone(), owner.renewed());
         if let Value::Object(fields) = &mut command {
             fields.remove("request_id");
             if let (Some(model), false) = (&model, fields.contains_key("model") || fields.contains_key("voiceId")) {

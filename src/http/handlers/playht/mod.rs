@@ -311,7 +311,8 @@ pub async fn inference_socket(
     let voicer_state = state.clone();
     let owner = state.owner(&key);
     let voicer: ws::Voicer = Box::new(move |command, details| {
-        let (state, owner, model) = (voicer_state.clone(), owner.clone(), model.clone());
+        // Each command reads the project's provider keys afresh (through the cache).
+        let (state, owner, model) = (voicer_state.clone(), owner.renewed(), model.clone());
         async move {
             let request: PlayRequest = from_document(command)?;
             let surface = Surface { format: AudioFormat::Mp3, engine: Some(&model) };
