@@ -21,6 +21,7 @@ const OTHER_MASTER: &str = "5e0c8d1f7a2b94e6c3d05f18a7b2e94c61d03f8a5b7c2e9d40f1
 
 const PROJECT_OPENAI: &str = "sk-project-openai-0001";
 const PROJECT_XI: &str = "xi-project-key-0002";
+const REVOKED: &str = "sk-project-revoked-0003";
 
 /// Fake OpenAI and ElevenLabs: each answers with audio naming the key it received.
 struct Vendors {
@@ -41,6 +42,13 @@ async fn vendors() -> Vendors {
             .mount(&openai)
             .await;
     }
+    // A key the vendor has revoked: its refusal quotes the key, as vendors' messages do.
+    let refusal = json!({"error": {"message": format!("Incorrect API key provided: {REVOKED}"), "type": "invalid_request_error", "code": "invalid_api_key"}});
+    Mock::given(method("POST"))
+        .and(header("authorization", format!("Bearer {REVOKED}").as_str()))
+        .respond_with(ResponseTemplate::new(401).set_body_json(refusal))
+        .mount(&openai)
+        .await;
     for (key, body) in [("operator-xi", "operator-xi-audio"), (PROJECT_XI, "project-xi-audio")] {
         Mock::given(method("POST")).and(header("xi-api-key", key)).respond_with(audio(body)).mount(&elevenlabs).await;
     }
@@ -181,6 +189,14 @@ async fn project_keys_round_trip_and_reach_the_vendor(db: Db) {
     assert_eq!((status, body["code"].as_str()), (404, Some("not_found")), "{body}");
     let listed: Value = app.get("/v1/api-keys", Some(&key)).await.json().await.unwrap();
     assert_eq!(listed["data"].as_array().unwrap().len(), 1);
+
+    // The vendor refuses the project's key: the problem says whose key it was, without it.
+    assert_eq!(put(&app, &key, "openai", REVOKED).await.status(), 204);
+    let body = json!({"model": "openai/tts-1", "voice": "alloy", "text": "Whose key?", "output": "mp3"});
+    let (status, problem_body) = problem(send(&app, Method::POST, "/v1/audio/speech", &key, Some(body)).await).await;
+    assert_eq!((status, problem_body["code"].as_str()), (502, Some("provider_auth_failed")), "{problem_body}");
+    assert!(problem_body["detail"].as_str().unwrap().contains("project's own openai key"), "{problem_body}");
+    assert!(!problem_body.to_string().contains(REVOKED), "the key is scrubbed: {problem_body}");
     app.stop().await;
 }
 

@@ -126,7 +126,17 @@ impl Api {
             Some(key) => self.auth.apply(request, key),
             None => request,
         };
-        send(&self.provider, request, self.transport.timeout, parse_error, key).await
+        let sent = send(&self.provider, request, self.transport.timeout, parse_error, key).await;
+        match (sent, credential) {
+            // The vendor refused the project's own key: say so, so that the caller (not the
+            // operator) knows whose key to fix.
+            (Err(ProviderError::Unauthorized { provider, status, code, detail }), Some(_)) => {
+                let detail =
+                    format!("the project's own {provider} key (PUT /v1/api-keys/{provider}) was refused: {detail}");
+                Err(ProviderError::Unauthorized { provider, status, code, detail })
+            }
+            (sent, _) => sent,
+        }
     }
 
     /// A successful reply's body as raw events (see [`audio_stream`]), once its Content-Type
