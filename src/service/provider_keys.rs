@@ -24,7 +24,7 @@ use super::ServiceError;
 use crate::{
     auth::vault::{MasterKey, OpenError, Sealed},
     domain::{FieldError, SealedCredential},
-    providers::{ProviderKey, Registry},
+    providers::{ProviderKey, Registry, SpeechProvider},
     store::{Store, StoreError},
 };
 
@@ -235,10 +235,12 @@ impl Owner {
     /// The project's own key for `provider_id`, if it stored one; `None` means the operator's
     /// key is used. A stored key this gateway cannot open is an error, never a fallback to the
     /// operator's key nor garbage sent to the vendor.
-    pub async fn credential(&self, provider_id: &str) -> Result<Option<ProviderKey>, ServiceError> {
-        let Some(master) = &self.keys.master else {
+    /// Providers that take no key (`local`) cost no lookup.
+    pub async fn credential(&self, provider: &dyn SpeechProvider) -> Result<Option<ProviderKey>, ServiceError> {
+        let (Some(master), true) = (&self.keys.master, provider.capabilities().takes_api_key) else {
             return Ok(None);
         };
+        let provider_id = provider.id();
         let sealed = self.loaded.get_or_try_init(|| self.keys.sealed(&self.project_id)).await?;
         let Some(stored) = sealed.iter().find(|c| c.provider == provider_id) else {
             return Ok(None);

@@ -222,7 +222,7 @@ pub async fn resolve(
     if !problems.is_empty() {
         return Err(ServiceError::Validation(problems));
     }
-    let credential = owner.credential(resolved.provider.id()).await?;
+    let credential = owner.credential(resolved.provider.as_ref()).await?;
     Ok(Target {
         credential,
         resolved,
