@@ -163,6 +163,14 @@ async fn project_keys_round_trip_and_reach_the_vendor(db: Db) {
     assert_eq!((&entries[1]["keySuffix"], &entries[1]["usable"]), (&json!("0001"), &json!(true)));
     assert_eq!(entries[0]["keySuffix"], "0002");
 
+    // The catalogue says which providers the caller's project brings its own key for.
+    for (caller, expected) in [(&key, true), (&other, false)] {
+        let catalog: Value = app.get("/v1/audio/providers", Some(caller)).await.json().await.unwrap();
+        for entry in catalog["data"].as_array().unwrap() {
+            let own = ["openai", "elevenlabs"].contains(&entry["id"].as_str().unwrap()) && expected;
+            assert_eq!(entry["byok"], own, "{entry}");
+        }
+    }
     assert_eq!(speak(&app, &key, "openai/tts-1", "alloy").await, "project-openai-audio");
     assert_eq!(speak(&app, &key, "elevenlabs", "JBFqnCBsd6RMkjVDRZzb").await, "project-xi-audio");
     assert_eq!(speak(&app, &other, "openai/tts-1", "alloy").await, "operator-openai-audio", "another project");

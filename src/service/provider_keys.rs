@@ -132,6 +132,15 @@ impl ProviderKeys {
         Ok(())
     }
 
+    /// The ids of the providers `project_id` has stored a key for (none while the feature is
+    /// off), whether or not this gateway can open them.
+    pub async fn stored_providers(&self, project_id: &str) -> Result<Vec<String>, ServiceError> {
+        if self.master.is_none() {
+            return Ok(Vec::new());
+        }
+        Ok(self.sealed(project_id).await?.iter().map(|c| c.provider.clone()).collect())
+    }
+
     /// The providers `project_id` has a key for.
     pub async fn list(&self, project_id: &str) -> Result<Vec<ProviderKeyInfo>, ServiceError> {
         let master = self.master()?;
