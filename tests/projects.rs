@@ -185,6 +185,23 @@ async fn another_projects_voice_is_never_reachable(db: Db) {
         let response = send(&app, Method::POST, &route, &attacker, Some(body)).await;
         assert!(response.status().as_u16() < 500, "{route}: {}", response.status());
     }
+    // Nor do the drop-ins' voice lists and lookups show it.
+    for route in
+        [format!("/elevenlabs/v1/voices/{id}"), "/elevenlabs/v1/voices".to_owned(), "/playht/api/v2/voices".to_owned()]
+    {
+        let response = send(&app, Method::GET, &route, &attacker, None).await;
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert!(status.as_u16() < 500, "{route}: {status}");
+        assert!(
+            !text.contains("sage-private") && !text.contains("Private"),
+            "{route} shows the victim's voice: {text}"
+        );
+        // The lookup by id is a 404 (echoing the id asked for); the lists do not have it.
+        assert!(if route.ends_with(&id) { status == 404 } else { !text.contains(&id) }, "{route}: {status} {text}");
+    }
+    let listed = send(&app, Method::GET, "/elevenlabs/v1/voices", &victim, None).await.text().await.unwrap();
+    assert!(listed.contains(&id), "the owner's own list has it: {listed}");
     let reached = upstream.received_requests().await.unwrap();
     assert!(
         reached.iter().all(|r| !String::from_utf8_lossy(&r.body).contains("sage-private")),
