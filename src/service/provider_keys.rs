@@ -5,7 +5,8 @@
 //! A request's project is its [`Owner`]. The project's sealed keys are read at most once per
 //! request, and only when a vendor is about to be called; they are cached for
 //! `auth.cache_ttl_secs`, so a key stored or deleted on another replica takes effect there
-//! within that time (at once on the replica that handled it). Without a master key the
+//! within that time (on the replica that handled it, for requests that start afterwards; one
+//! whose read raced the change may cache the old answer for that long). Without a master key the
 //! feature is off: nothing is read, and every request uses the operator's keys.
 
 use std::{
