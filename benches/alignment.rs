@@ -297,6 +297,7 @@ mod bench {
             seed: Some(7),
             provider_options: serde_json::Map::new(),
             timestamps: true,
+            credential: None,
         }
     }
 

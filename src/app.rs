@@ -10,13 +10,13 @@ use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    auth::{AuthLimits, Authenticator, Limits},
+    auth::{vault::MasterKey, AuthLimits, Authenticator, Limits},
     config::Config,
     domain::PriceTable,
     http::{self, extract::BodyLimit, AppState},
     metrics::Metrics,
     providers::Registry,
-    service::{moderation::Moderator, usage},
+    service::{moderation::Moderator, provider_keys::ProviderKeys, usage},
     store::{self, Store},
 };
 
@@ -64,6 +64,7 @@ impl App {
             &tracker,
             stop_background.clone(),
         );
+        let store_for_keys = store.clone();
         let auth = Arc::new(Authenticator::new(
             store.clone(),
             config.auth.admin_token.clone(),
@@ -103,6 +104,12 @@ impl App {
             sockets: Arc::new(http::ws::Sockets::new(config.server.max_websockets)),
             draining: CancellationToken::new(),
             moderation,
+            provider_keys: Arc::new(ProviderKeys::new(
+                store_for_keys,
+                // Validated with the rest of the configuration.
+                config.auth.master_key.as_ref().and_then(|key| MasterKey::parse(key).ok()),
+                Duration::from_secs(config.auth.cache_ttl_secs),
+            )),
         };
         let connection_limits = http::server::ConnectionLimits {
             header_read_timeout: Duration::from_secs(config.server.header_read_timeout_secs),

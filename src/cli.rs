@@ -51,7 +51,7 @@ enum KeysCommand {
     Create {
         #[arg(long)]
         name: String,
-        /// Comma-separated scopes: speech, voices, admin.
+        /// Comma-separated scopes: speech, voices, admin, credentials.
         #[arg(long, value_delimiter = ',', default_value = "speech,voices", value_parser = parse_scope)]
         scopes: Vec<Scope>,
         /// Expiry time, RFC 3339 (e.g. 2027-01-01T00:00:00Z).
@@ -75,6 +75,10 @@ enum KeysCommand {
         /// US dollars per UTC calendar month, priced by `[prices]`.
         #[arg(long)]
         monthly_spend_limit_usd: Option<f64>,
+        /// The project the key acts for (its voices, jobs and provider keys); a new project
+        /// of its own when absent.
+        #[arg(long)]
+        project: Option<String>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -89,7 +93,7 @@ enum KeysCommand {
 }
 
 fn parse_scope(s: &str) -> Result<Scope, String> {
-    Scope::parse(s.trim()).ok_or_else(|| format!("unknown scope {s:?}; expected speech, voices or admin"))
+    Scope::parse(s.trim()).ok_or_else(|| format!("unknown scope {s:?}; expected speech, voices, admin or credentials"))
 }
 
 pub async fn run() -> anyhow::Result<()> {
@@ -144,6 +148,7 @@ async fn keys_command(config: &Config, command: KeysCommand) -> anyhow::Result<(
             monthly_character_budget,
             monthly_spend_limit_usd,
             moderation_exempt,
+            project,
             json,
         } => {
             let limits = KeyLimits {
@@ -153,10 +158,12 @@ async fn keys_command(config: &Config, command: KeysCommand) -> anyhow::Result<(
                 monthly_character_budget,
                 monthly_spend_limit_usd,
             };
-            let created =
-                keys::create(store.as_ref(), keys::CreateKey { name, scopes, expires_at, limits, moderation_exempt })
-                    .await
-                    .map_err(describe)?;
+            let created = keys::create(
+                store.as_ref(),
+                keys::CreateKey { name, project_id: project, scopes, expires_at, limits, moderation_exempt },
+            )
+            .await
+            .map_err(describe)?;
             let token = created.token.expose_secret();
             if json {
                 let mut value = serde_json::to_value(&created.key)?;
@@ -166,9 +173,10 @@ async fn keys_command(config: &Config, command: KeysCommand) -> anyhow::Result<(
                 writeln!(out, "{token}")?;
                 writeln!(
                     out,
-                    "id: {}  name: {}  scopes: {}",
+                    "id: {}  name: {}  project: {}  scopes: {}",
                     created.key.id,
                     created.key.name,
+                    created.key.project_id,
                     scopes_text(&created.key)
                 )?;
                 writeln!(out, "Store the key now: it is not shown again.")?;

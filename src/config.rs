@@ -245,6 +245,12 @@ pub struct AuthConfig {
     /// works only on the replica that issued it.
     #[serde(serialize_with = "serialize_redacted")]
     pub url_signing_secret: Option<SecretString>,
+    /// Seals the vendor keys projects bring (`PUT /v1/api-keys/{providerId}`) with AES-256-GCM:
+    /// 32 random bytes as base64 or 64 hex digits (`SPEECHGATE_MASTER_KEY`). When unset, those
+    /// routes answer 501 and every request uses the operator's keys. Replicas must share it;
+    /// keys sealed with another master key are refused, never used.
+    #[serde(serialize_with = "serialize_redacted")]
+    pub master_key: Option<SecretString>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -474,6 +480,7 @@ impl Default for AuthConfig {
             outage_grace_secs: 300,
             lease_secs: 30,
             url_signing_secret: None,
+            master_key: None,
         }
     }
 }
@@ -714,6 +721,9 @@ impl Config {
                 return invalid("auth.admin_token", "must be at least 16 characters");
             }
         }
+        if let Some(Err(message)) = self.auth.master_key.as_ref().map(crate::auth::vault::MasterKey::parse) {
+            return invalid("auth.master_key", &format!("(SPEECHGATE_MASTER_KEY) {message}"));
+        }
         if let Some(secret) = &self.auth.url_signing_secret {
             if secret.expose_secret().len() < 32 {
                 return invalid("auth.url_signing_secret", "must be at least 32 characters");
@@ -921,6 +931,29 @@ mod tests {
             let err =
                 Config::load(Path::new("none.toml")).err().map(|e| e.to_string().to_lowercase()).unwrap_or_default();
             assert!(err.contains("listn"), "{err}");
+            Ok(())
+        });
+    }
+
+    /// A master key that is ill-formed or visibly not random stops the start with a message
+    /// naming the variable; a good one is read from `SPEECHGATE_MASTER_KEY` and never printed.
+    #[test]
+    fn weak_master_keys_are_refused() {
+        Jail::expect_with(|jail| {
+            let load = || Config::load(Path::new("none.toml")).err().map(|e| e.to_string()).unwrap_or_default();
+            let weak = ["secret", &"a".repeat(64), &"ab".repeat(32), "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="];
+            for key in weak {
+                jail.set_env("SPEECHGATE_MASTER_KEY", key);
+                let err = load();
+                assert!(err.contains("auth.master_key") && err.contains("SPEECHGATE_MASTER_KEY"), "{err}");
+                assert!(!err.contains(key), "the key is not echoed: {err}");
+            }
+            let good = "5e0c8d1f7a2b94e6c3d05f18a7b2e94c61d03f8a5b7c2e9d40f16a8b3c5d7e92";
+            jail.set_env("SPEECHGATE_MASTER_KEY", good);
+            let config = Config::load(Path::new("none.toml")).map_err(|e| e.to_string())?;
+            assert_eq!(config.auth.master_key.as_ref().map(|k| k.expose_secret().to_owned()).as_deref(), Some(good));
+            assert!(!format!("{config:?}").contains(good));
+            assert!(!serde_json::to_string(&config).unwrap_or_default().contains(good));
             Ok(())
         });
     }

@@ -214,6 +214,7 @@ async fn a_refused_event_is_set_aside_and_the_rest_written(db: Db) {
     let event = |i: usize, key_id: Option<&str>, voice: &str| UsageEvent {
         request_id: format!("req-{i}"),
         key_id: key_id.map(str::to_owned),
+        project_id: None,
         route: "/v1/audio/speech".into(),
         method: "POST".into(),
         provider: Some("openai".into()),
@@ -300,7 +301,9 @@ async fn saved_voices_cannot_smuggle_identifiers(db: Db) {
         created_at: now,
         updated_at: now,
     };
-    store.insert_voice(&key_id, &legacy).await.unwrap();
+    // Saved voices belong to the key's project.
+    let project_id = store.get_key(&key_id).await.unwrap().unwrap().project_id;
+    store.insert_voice(&project_id, &legacy).await.unwrap();
     let (status, body) = problem(speak(&app, &key, json!({"voiceId": "legacy", "text": "Hi"})).await).await;
     assert_eq!((status, paths(&body)), (400, vec!["voiceId".to_owned()]), "{body}");
     assert!(requests(&upstream).await.is_empty(), "the saved `..` never reached the vendor");

@@ -36,6 +36,7 @@ fn request(voice: &str, text: &str) -> SynthesisRequest {
         seed: None,
         provider_options: serde_json::Map::new(),
         timestamps: true,
+        credential: None,
     }
 }
 

@@ -8,7 +8,7 @@ use common::{test_store, Db};
 use serde_json::json;
 use speechgate::{
     domain::{
-        Gender, KeyLimits, LogPage, NewApiKey, Scope, TtsJob, UsageEvent, UsageFilter, UsageSegment, Voice,
+        Gender, KeyLimits, LogPage, NewApiKey, Project, Scope, TtsJob, UsageEvent, UsageFilter, UsageSegment, Voice,
         VoiceCursor, VoicePage, VoicePatch,
     },
     store::{Store, StoreError},
@@ -18,6 +18,8 @@ fn new_key(id: &str) -> NewApiKey {
     NewApiKey {
         id: id.to_owned(),
         name: format!("key {id}"),
+        // Each test key has a project of the same id (see `insert_key`).
+        project_id: id.to_owned(),
         scopes: vec![Scope::Speech, Scope::Admin],
         limits: KeyLimits {
             rate_limit_per_minute: Some(60),
@@ -31,10 +33,26 @@ fn new_key(id: &str) -> NewApiKey {
     }
 }
 
+fn project(id: &str) -> Project {
+    Project {
+        id: id.to_owned(),
+        name: format!("project {id}"),
+        created_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+    }
+}
+
+/// Inserts key `id` and its project (of the same id), which owns the voices and jobs stored
+/// under that id.
+async fn insert_key(store: &dyn Store, id: &str) {
+    store.insert_project(&project(id)).await.unwrap();
+    store.insert_key(&new_key(id)).await.unwrap();
+}
+
 fn event(request_id: &str, key_id: Option<&str>, model: &str, at: chrono::DateTime<Utc>, status: u16) -> UsageEvent {
     UsageEvent {
         request_id: request_id.to_owned(),
         key_id: key_id.map(str::to_owned),
+        project_id: key_id.map(str::to_owned),
         route: "/v1/audio/speech".into(),
         method: "POST".into(),
         provider: Some("openai".into()),
@@ -55,8 +73,10 @@ fn event(request_id: &str, key_id: Option<&str>, model: &str, at: chrono::DateTi
 
 async fn keys_round_trip(db: Db) {
     let (store, _db) = test_store(db).await;
+    store.insert_project(&project("aaaaaaaaaaaa")).await.unwrap();
     let key = store.insert_key(&new_key("aaaaaaaaaaaa")).await.unwrap();
     assert_eq!(key.id, "aaaaaaaaaaaa");
+    assert_eq!(key.project_id, "aaaaaaaaaaaa");
     assert_eq!(key.scopes, vec![Scope::Speech, Scope::Admin]);
     assert_eq!(key.limits.rate_limit_per_minute, Some(60));
     assert_eq!(key.limits.monthly_spend_limit_usd, Some(12.5));
@@ -74,15 +94,24 @@ async fn keys_round_trip(db: Db) {
     assert!(matches!(duplicate, Err(StoreError::Conflict(_))), "{duplicate:?}");
 
     let mut later = new_key("bbbbbbbbbbbb");
+    later.project_id = "aaaaaaaaaaaa".to_owned();
     later.created_at += Duration::hours(1);
     store.insert_key(&later).await.unwrap();
     let ids: Vec<_> = store.list_keys().await.unwrap().into_iter().map(|k| k.id).collect();
     assert_eq!(ids, ["bbbbbbbbbbbb", "aaaaaaaaaaaa"], "newest first");
+    let in_project: Vec<_> = store.list_project_keys("aaaaaaaaaaaa").await.unwrap().into_iter().map(|k| k.id).collect();
+    assert_eq!(in_project, ["bbbbbbbbbbbb", "aaaaaaaaaaaa"]);
+    assert!(store.list_project_keys("bbbbbbbbbbbb").await.unwrap().is_empty());
+
+    // A key for a project that does not exist is refused by the database itself.
+    let mut orphan = new_key("cccccccccccc");
+    orphan.project_id = "prj_missing".to_owned();
+    assert!(store.insert_key(&orphan).await.is_err());
 }
 
 async fn revoking_is_idempotent(db: Db) {
     let (store, _db) = test_store(db).await;
-    store.insert_key(&new_key("aaaaaaaaaaaa")).await.unwrap();
+    insert_key(store.as_ref(), "aaaaaaaaaaaa").await;
     let first = Utc.with_ymd_and_hms(2026, 5, 1, 0, 0, 0).unwrap();
     let revoked = store.revoke_key("aaaaaaaaaaaa", first).await.unwrap().unwrap();
     assert_eq!(revoked.revoked_at, Some(first));
@@ -93,8 +122,8 @@ async fn revoking_is_idempotent(db: Db) {
 
 async fn usage_is_written_summed_and_paged(db: Db) {
     let (store, _db) = test_store(db).await;
-    store.insert_key(&new_key("aaaaaaaaaaaa")).await.unwrap();
-    store.insert_key(&new_key("bbbbbbbbbbbb")).await.unwrap();
+    insert_key(store.as_ref(), "aaaaaaaaaaaa").await;
+    insert_key(store.as_ref(), "bbbbbbbbbbbb").await;
     let day1 = Utc.with_ymd_and_hms(2026, 3, 1, 23, 59, 0).unwrap();
     let day2 = Utc.with_ymd_and_hms(2026, 3, 2, 0, 1, 0).unwrap();
     let events = [
@@ -180,8 +209,8 @@ fn conversation(request_id: &str, key_id: &str, at: chrono::DateTime<Utc>, segme
 
 async fn usage_segments_are_stored_listed_and_summed(db: Db) {
     let (store, _db) = test_store(db).await;
-    store.insert_key(&new_key("aaaaaaaaaaaa")).await.unwrap();
-    store.insert_key(&new_key("bbbbbbbbbbbb")).await.unwrap();
+    insert_key(store.as_ref(), "aaaaaaaaaaaa").await;
+    insert_key(store.as_ref(), "bbbbbbbbbbbb").await;
     let day1 = Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap();
     let day2 = day1 + Duration::days(1);
     let mut failed_turn = segment(1, "elevenlabs", "eleven_v3", 12, 2000);
@@ -254,7 +283,7 @@ async fn usage_segments_are_stored_listed_and_summed(db: Db) {
 /// with its first line.
 async fn bytes_count_with_the_first_line_present(db: Db) {
     let (store, _db) = test_store(db).await;
-    store.insert_key(&new_key("aaaaaaaaaaaa")).await.unwrap();
+    insert_key(store.as_ref(), "aaaaaaaaaaaa").await;
     let at = Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap();
     let lines = vec![segment(1, "openai", "tts-1", 5, 100), segment(2, "openai", "tts-1", 5, 100)];
     store.insert_usage(&[conversation("c1", "aaaaaaaaaaaa", at, lines)]).await.unwrap();
@@ -268,7 +297,7 @@ async fn bytes_count_with_the_first_line_present(db: Db) {
 /// event aside (the writer then stores the rest of its batch).
 async fn a_refused_segment_refuses_its_event(db: Db) {
     let (store, _db) = test_store(db).await;
-    store.insert_key(&new_key("aaaaaaaaaaaa")).await.unwrap();
+    insert_key(store.as_ref(), "aaaaaaaaaaaa").await;
     let at = Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap();
     let twice = vec![segment(0, "openai", "tts-1", 1, 1), segment(0, "openai", "tts-1", 1, 1)];
     let refused = store.insert_usage(&[conversation("c1", "aaaaaaaaaaaa", at, twice)]).await.unwrap_err();
@@ -297,8 +326,8 @@ fn voice(id: &str, title: &str, at: chrono::DateTime<Utc>) -> Voice {
 
 async fn voices_store(db: Db) -> (std::sync::Arc<dyn Store>, common::TestDb) {
     let (store, test_db) = test_store(db).await;
-    store.insert_key(&new_key("aaaaaaaaaaaa")).await.unwrap();
-    store.insert_key(&new_key("bbbbbbbbbbbb")).await.unwrap();
+    insert_key(store.as_ref(), "aaaaaaaaaaaa").await;
+    insert_key(store.as_ref(), "bbbbbbbbbbbb").await;
     (store, test_db)
 }
 

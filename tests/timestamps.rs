@@ -100,6 +100,7 @@ async fn local_word_events_in_wav_and_mp3() {
         seed: None,
         provider_options: serde_json::Map::new(),
         timestamps: true,
+        credential: None,
     };
     use futures::StreamExt;
     use speechgate::providers::SpeechProvider;

@@ -187,6 +187,7 @@ mod tests {
         Arc::new(ApiKey {
             id: id.to_owned(),
             name: "n".to_owned(),
+            project_id: "prj_n".to_owned(),
             scopes: Vec::new(),
             limits: crate::domain::KeyLimits::default(),
             moderation_exempt: false,

@@ -5,6 +5,7 @@ mod limits;
 pub mod quota;
 pub mod signed;
 pub mod token;
+pub mod vault;
 
 use std::{
     collections::HashMap,
@@ -39,6 +40,13 @@ impl Principal {
         match self {
             Principal::Admin => None,
             Principal::Key(key) => Some(&key.id),
+        }
+    }
+
+    pub fn project_id(&self) -> Option<&str> {
+        match self {
+            Principal::Admin => None,
+            Principal::Key(key) => Some(&key.project_id),
         }
     }
 
@@ -415,6 +423,7 @@ mod tests {
         let key = ApiKey {
             id: "k".into(),
             name: "n".into(),
+            project_id: "prj_k".into(),
             scopes: vec![Scope::Speech],
             limits: crate::domain::KeyLimits::default(),
             moderation_exempt: false,

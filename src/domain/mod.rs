@@ -39,16 +39,20 @@ pub enum Scope {
     Voices,
     /// The admin API (`/admin/v1`).
     Admin,
+    /// The project's own vendor keys (`/v1/api-keys`): whoever holds it can change which
+    /// vendor account the project's requests are billed to, so it is not a default scope.
+    Credentials,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 3] = [Scope::Speech, Scope::Voices, Scope::Admin];
+    pub const ALL: [Scope; 4] = [Scope::Speech, Scope::Voices, Scope::Admin, Scope::Credentials];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Speech => "speech",
             Scope::Voices => "voices",
             Scope::Admin => "admin",
+            Scope::Credentials => "credentials",
         }
     }
 
@@ -64,6 +68,9 @@ pub struct ApiKey {
     /// Public id; also the middle part of the key string `sg_<id>_<secret>`.
     pub id: String,
     pub name: String,
+    /// The project the key acts for: its saved voices, jobs and provider keys are the
+    /// project's, and outlive the key.
+    pub project_id: String,
     pub scopes: Vec<Scope>,
     #[serde(flatten)]
     pub limits: KeyLimits,
@@ -90,12 +97,38 @@ impl ApiKey {
 pub struct NewApiKey {
     pub id: String,
     pub name: String,
+    pub project_id: String,
     pub scopes: Vec<Scope>,
     pub limits: KeyLimits,
     pub moderation_exempt: bool,
     pub expires_at: Option<DateTime<Utc>>,
     pub secret_sha256: [u8; 32],
     pub created_at: DateTime<Utc>,
+}
+
+/// A project: what owns keys, saved voices, PlayHT jobs and provider keys, so that they
+/// outlive any one key.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Project {
+    /// Public id, `prj_...`.
+    pub id: String,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A project's own key for one vendor, as stored: sealed under the operator's master key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SealedCredential {
+    pub provider: String,
+    /// The 96-bit AES-GCM nonce.
+    pub nonce: Vec<u8>,
+    /// The encrypted key followed by its 128-bit tag.
+    pub ciphertext: Vec<u8>,
+    /// Fingerprint of the master key that sealed it.
+    pub master_key: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
 }
 
 /// A key together with the hash of its secret, for authentication only. The key is shared so
@@ -112,6 +145,8 @@ pub struct KeyCredential {
 pub struct UsageEvent {
     pub request_id: String,
     pub key_id: Option<String>,
+    /// The key's project.
+    pub project_id: Option<String>,
     /// Route template, e.g. `/v1/audio/speech`.
     pub route: String,
     pub method: String,

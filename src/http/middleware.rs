@@ -239,6 +239,7 @@ pub async fn meter(State(state): State<AppState>, mut req: Request, next: Next) 
         MeterStart {
             request_id: req.extensions().get::<RequestId>().map(|id| id.0.clone()).unwrap_or_default(),
             key_id: principal.key_id().map(str::to_owned),
+            project_id: principal.project_id().map(str::to_owned),
             route: route_of(&req),
             method: method_label(req.method()).to_owned(),
             started: Instant::now(),

@@ -74,12 +74,15 @@ pub struct AppState {
     pub draining: tokio_util::sync::CancellationToken,
     /// `[moderation]`, when configured.
     pub moderation: Option<Arc<Moderator>>,
+    /// The projects' own vendor keys (`/v1/api-keys`).
+    pub provider_keys: Arc<crate::service::provider_keys::ProviderKeys>,
 }
 
 impl AppState {
-    /// Content moderation as it applies to `key`'s requests.
-    pub fn screen(&self, key: &ApiKey) -> Screen {
-        Screen::for_key(self.moderation.as_ref(), key)
+    /// The owner of a request made with `key`: its project, the project's vendor keys, and the
+    /// content moderation the key is subject to.
+    pub fn owner(&self, key: &ApiKey) -> crate::service::provider_keys::Owner {
+        self.provider_keys.owner(&key.project_id, Screen::for_key(self.moderation.as_ref(), key))
     }
 }
 
@@ -142,6 +145,11 @@ fn route_table() -> Vec<(Option<Scope>, UtoipaMethodRouter<AppState>)> {
         (Some(Scope::Admin), routes!(admin::create_key, admin::list_keys)),
         (Some(Scope::Admin), routes!(admin::get_key, admin::patch_key, admin::delete_key)),
         (Some(Scope::Admin), routes!(admin::get_admin_usage)),
+        (Some(Scope::Credentials), routes!(provider_keys::list_provider_keys)),
+        (Some(Scope::Credentials), routes!(provider_keys::put_provider_key, provider_keys::delete_provider_key)),
+        (Some(Scope::Admin), routes!(admin::create_project, admin::list_projects)),
+        (Some(Scope::Admin), routes!(admin::get_project)),
+        (Some(Scope::Admin), routes!(admin::list_project_keys)),
     ]
 }
 
@@ -279,6 +287,7 @@ mod tests {
             state.store.as_ref(),
             keys::CreateKey {
                 name: "t".into(),
+                project_id: None,
                 scopes: vec![Scope::Speech],
                 expires_at: None,
                 limits: Default::default(),

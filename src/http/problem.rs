@@ -102,6 +102,12 @@ pub enum ApiError {
     /// A status the framework produced that no other variant covers.
     #[error("{detail}")]
     Http { status: StatusCode, detail: String },
+    /// A feature this deployment has not enabled (provider keys without a master key).
+    #[error("{0}")]
+    NotConfigured(String),
+    /// The project's own vendor key is stored but this gateway cannot open it.
+    #[error("{0}")]
+    ProviderKeyUnusable(String),
     /// A bug or an unexpected failure. The cause is logged, never sent.
     #[error("an internal error occurred; quote the request id when reporting it")]
     Internal(String),
@@ -164,6 +170,8 @@ impl ApiError {
             // take as final).
             ApiError::ContentModeration(Blocked::FailedClosed(_)) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::ContentModeration(Blocked::Flagged { .. }) => StatusCode::BAD_REQUEST,
+            ApiError::NotConfigured(_) => StatusCode::NOT_IMPLEMENTED,
+            ApiError::ProviderKeyUnusable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Turn { error, .. } => error.status(),
             ApiError::Http { status, .. } => *status,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -199,6 +207,8 @@ impl ApiError {
             ApiError::Provider(e) => e.code(),
             ApiError::TimestampsUnavailable(_) => "timestamps_unavailable",
             ApiError::ContentModeration(_) => "content_moderation_blocked",
+            ApiError::NotConfigured(_) => "not_configured",
+            ApiError::ProviderKeyUnusable(_) => "provider_key_unusable",
             ApiError::Turn { error, .. } => error.code(),
             ApiError::Http { .. } => "http_error",
             ApiError::Internal(_) => "internal_error",
@@ -232,6 +242,8 @@ impl ApiError {
             ApiError::Provider(_) => "Provider error",
             ApiError::TimestampsUnavailable(_) => "Timestamps unavailable",
             ApiError::ContentModeration(_) => "Content moderation blocked",
+            ApiError::NotConfigured(_) => "Not configured",
+            ApiError::ProviderKeyUnusable(_) => "Provider key unusable",
             ApiError::Turn { error, .. } => error.title(),
             ApiError::Http { status, .. } => status.canonical_reason().unwrap_or("HTTP error"),
             ApiError::Internal(_) => "Internal error",
@@ -501,6 +513,8 @@ impl From<ServiceError> for ApiError {
             ServiceError::TimestampsUnavailable(provider) => ApiError::TimestampsUnavailable(provider),
             ServiceError::Moderation(blocked) => ApiError::ContentModeration(blocked),
             ServiceError::Turn { index, error } => ApiError::Turn { index, error: Box::new((*error).into()) },
+            ServiceError::NotConfigured(detail) => ApiError::NotConfigured(detail.to_owned()),
+            ServiceError::ProviderKeyUnusable(detail) => ApiError::ProviderKeyUnusable(detail),
             ServiceError::Internal(cause) => ApiError::Internal(cause),
         }
     }

@@ -247,6 +247,7 @@ async fn command(socket: &mut WebSocket, session: &Session, text: &str) -> Resul
         MeterStart {
             request_id: uuid::Uuid::now_v7().to_string(),
             key_id: Some(session.key.id.clone()),
+            project_id: Some(session.key.project_id.clone()),
             route: session.route.clone(),
             method: "WS".to_owned(),
             started: Instant::now(),

@@ -64,23 +64,43 @@ impl Expect {
     }
 }
 
-/// One vendor API instance: where it is, the gateway's key for it, and the transport. Adapters
-/// build requests against it and send them through it, so that every vendor call gets the same
-/// deadlines, error mapping and credential scrubbing.
+/// How a vendor takes its API key: data each adapter declares once, so that [`Api::send_as`]
+/// can put either the operator's key or a project's own in the one right place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// `Authorization: Bearer <key>`.
+    Bearer,
+    /// `Authorization: Token <key>`.
+    Token,
+    /// The key alone, in this header.
+    Header(&'static str),
+}
+
+impl Auth {
+    fn apply(self, request: RequestBuilder, key: &str) -> RequestBuilder {
+        match self {
+            Auth::Bearer => request.bearer_auth(key),
+            Auth::Token => request.header(reqwest::header::AUTHORIZATION, format!("Token {key}")),
+            Auth::Header(name) => request.header(name, key),
+        }
+    }
+}
+
+/// One vendor API instance: where it is, the gateway's key for it and how it is sent, and the
+/// transport. Adapters build requests against it and send them through it, so that every
+/// vendor call gets the same deadlines, error mapping, authentication and credential scrubbing.
 pub struct Api {
     pub provider: String,
     base_url: String,
     key: Option<SecretString>,
+    auth: Auth,
     transport: Transport,
 }
 
 impl Api {
-    pub fn new(provider: &str, base_url: &str, key: Option<SecretString>, transport: Transport) -> Self {
-        Self { provider: provider.to_owned(), base_url: base_url.trim_end_matches('/').to_owned(), key, transport }
-    }
-
-    pub fn key(&self) -> Option<&str> {
-        self.key.as_ref().map(|k| k.expose_secret())
+    pub fn new(provider: &str, base_url: &str, key: Option<SecretString>, auth: Auth, transport: Transport) -> Self {
+        let base_url = base_url.trim_end_matches('/').to_owned();
+        Self { provider: provider.to_owned(), base_url, key, auth, transport }
     }
 
     pub fn post(&self, path: &str) -> RequestBuilder {
@@ -91,9 +111,36 @@ impl Api {
         self.transport.http.get(format!("{}{path}", self.base_url))
     }
 
-    /// Sends a request built with [`Api::post`]/[`Api::get`] (see [`send`]).
+    /// Sends a request built with [`Api::post`]/[`Api::get`] with the operator's key (see
+    /// [`send`]).
     pub async fn send(&self, request: RequestBuilder, parse_error: ErrorParser) -> Result<Response, ProviderError> {
-        send(&self.provider, request, self.transport.timeouts, parse_error, self.key()).await
+        self.send_as(request, None, parse_error).await
+    }
+
+    /// Sends a request with `credential` (a project's own key) when given, else with the
+    /// operator's; whichever was sent is scrubbed from error details.
+    pub async fn send_as(
+        &self,
+        request: RequestBuilder,
+        credential: Option<&super::ProviderKey>,
+        parse_error: ErrorParser,
+    ) -> Result<Response, ProviderError> {
+        let key = credential.map(super::ProviderKey::expose).or(self.key.as_ref().map(|k| k.expose_secret()));
+        let request = match key {
+            Some(key) => self.auth.apply(request, key),
+            None => request,
+        };
+        let sent = send(&self.provider, request, self.transport.timeouts, parse_error, key).await;
+        match (sent, credential) {
+            // The vendor refused the project's own key: say so, so that the caller (not the
+            // operator) knows whose key to fix.
+            (Err(ProviderError::Unauthorized { provider, status, code, detail }), Some(_)) => {
+                let detail =
+                    format!("the project's own {provider} key (PUT /v1/api-keys/{provider}) was refused: {detail}");
+                Err(ProviderError::Unauthorized { provider, status, code, detail })
+            }
+            (sent, _) => sent,
+        }
     }
 
     /// A successful reply's body as raw events (see [`audio_stream`]), once its Content-Type

@@ -145,6 +145,9 @@ pub struct Capabilities {
     pub speed_range: Option<(f32, f32)>,
     /// The `providerOptions` members passed on to the vendor; every other member is refused.
     pub provider_options: Vec<PassableOption>,
+    /// The provider is a vendor called with an API key, so a project may bring its own
+    /// (`PUT /v1/api-keys/{providerId}`).
+    pub takes_api_key: bool,
 }
 
 /// What a provider's native dialogue can take.
@@ -233,6 +236,29 @@ pub struct SynthesisRequest {
     pub provider_options: serde_json::Map<String, serde_json::Value>,
     /// Ask for word timings too, when the provider has them.
     pub timestamps: bool,
+    /// The caller's project's own key for this vendor, used instead of the operator's.
+    pub credential: Option<ProviderKey>,
+}
+
+/// A vendor API key a project brought (`PUT /v1/api-keys/{providerId}`), decrypted for one
+/// request. Cheap to clone; `Debug` never shows it.
+#[derive(Clone)]
+pub struct ProviderKey(std::sync::Arc<secrecy::SecretString>);
+
+impl ProviderKey {
+    pub fn new(key: secrecy::SecretString) -> Self {
+        Self(std::sync::Arc::new(key))
+    }
+
+    pub fn expose(&self) -> &str {
+        secrecy::ExposeSecret::expose_secret(self.0.as_ref())
+    }
+}
+
+impl std::fmt::Debug for ProviderKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProviderKey([redacted])")
+    }
 }
 
 /// A dialogue as an adapter receives it: lines in order, each with its voice, voiced in one
@@ -246,6 +272,8 @@ pub struct DialogueRequest {
     pub output: AudioSpec,
     pub language: Option<String>,
     pub seed: Option<u64>,
+    /// The caller's project's own key for this vendor, used instead of the operator's.
+    pub credential: Option<ProviderKey>,
 }
 
 /// A word and when it is spoken, in seconds from the start of the clip.

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
-use super::ServiceError;
+use super::{projects, ServiceError};
 use crate::{
     auth,
     domain::{ApiKey, FieldError, KeyLimits, KeyPatch, NewApiKey, Scope},
@@ -12,6 +12,9 @@ use crate::{
 
 pub struct CreateKey {
     pub name: String,
+    /// The project the key acts for; a new project of its own (named after it) when absent,
+    /// so that a key made without one sees only its own voices, as keys always have.
+    pub project_id: Option<String>,
     pub scopes: Vec<Scope>,
     pub expires_at: Option<DateTime<Utc>>,
     pub limits: KeyLimits,
@@ -30,11 +33,14 @@ pub const MAX_NAME_LEN: usize = 200;
 pub async fn create(store: &dyn Store, request: CreateKey) -> Result<CreatedKey, ServiceError> {
     let mut problems = Vec::new();
     let name = request.name.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
-        problems.push(FieldError::new("name", format!("must be 1 to {MAX_NAME_LEN} characters")));
-    } else if name.chars().any(char::is_control) {
-        // `speechgate keys list` prints names to the operator's terminal: no escape sequences.
-        problems.push(FieldError::new("name", "must not contain control characters"));
+    if let Some(problem) = projects::name_problem(name, MAX_NAME_LEN) {
+        problems.push(FieldError::new("name", problem));
+    }
+    if let Some(id) = &request.project_id {
+        // Any string may arrive here: it is only ever compared with stored ids.
+        if store.get_project(id).await?.is_none() {
+            problems.push(FieldError::new("projectId", "names no project"));
+        }
     }
     if request.scopes.is_empty() {
         problems.push(FieldError::new("scopes", "must name at least one scope"));
@@ -50,11 +56,16 @@ pub async fn create(store: &dyn Store, request: CreateKey) -> Result<CreatedKey,
     let mut scopes = request.scopes;
     scopes.sort_by_key(|s| s.as_str());
     scopes.dedup();
+    let project_id = match request.project_id {
+        Some(id) => id,
+        None => projects::create(store, name).await?.id,
+    };
     let minted = auth::mint();
     let key = store
         .insert_key(&NewApiKey {
             id: minted.id,
             name: name.to_owned(),
+            project_id,
             scopes,
             limits: request.limits,
             moderation_exempt: request.moderation_exempt,

@@ -3,6 +3,8 @@
 pub mod conversation;
 pub mod keys;
 pub mod moderation;
+pub mod projects;
+pub mod provider_keys;
 pub mod speech;
 pub mod synthesis;
 pub mod timestamps;
@@ -36,6 +38,12 @@ pub enum ServiceError {
     /// Content moderation refused the request's text, or could not check it.
     #[error(transparent)]
     Moderation(#[from] moderation::Blocked),
+    /// A feature this deployment has not enabled; the message says what the operator must set.
+    #[error("{0}")]
+    NotConfigured(&'static str),
+    /// The project's own key for a vendor is stored but cannot be opened (another master key).
+    #[error("{0}")]
+    ProviderKeyUnusable(String),
     /// A bug: something the service checked earlier failed later.
     #[error("{0}")]
     Internal(String),

@@ -373,6 +373,7 @@ impl UsageDetails {
 pub struct MeterStart {
     pub request_id: String,
     pub key_id: Option<String>,
+    pub project_id: Option<String>,
     pub route: String,
     pub method: String,
     pub started: Instant,
@@ -440,6 +441,7 @@ impl Meter {
         self.sink.record(UsageEvent {
             request_id: std::mem::take(&mut self.start.request_id),
             key_id: self.start.key_id.take(),
+            project_id: self.start.project_id.take(),
             route: std::mem::take(&mut self.start.route),
             method: std::mem::take(&mut self.start.method),
             provider: fields.provider,
@@ -587,6 +589,7 @@ mod tests {
         sink.record(UsageEvent {
             request_id: "r\u{0}1".into(),
             key_id: None,
+            project_id: None,
             route: "/v1/audio/speech".into(),
             method: "POST".into(),
             provider: Some("openai".into()),

@@ -1,6 +1,7 @@
-//! Saved voices, each owned by the API key that saved it. Every use case takes the owner, and a
-//! voice of another owner is simply not found: its existence is never revealed. Input is
-//! validated whole before anything is written, and each problem names its field.
+//! Saved voices, each owned by a project (that of the API key that saved it), so that they
+//! outlive the key. Every use case takes the owner (a project id), and a voice of another
+//! owner is simply not found: its existence is never revealed. Input is validated whole before
+//! anything is written, and each problem names its field.
 //!
 //! Whether the provider and model exist is left to the speech layer, which resolves a voice when
 //! a request uses it: providers can be configured after a voice was saved.

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    ApiKey, KeyCredential, KeyPatch, LogPage, NewApiKey, UsageEvent, UsageFilter, UsageRecord, UsageReport, Voice,
-    VoicePage, VoicePatch,
+    ApiKey, KeyCredential, KeyPatch, LogPage, NewApiKey, Project, SealedCredential, UsageEvent, UsageFilter,
+    UsageRecord, UsageReport, Voice, VoicePage, VoicePatch,
 };
 
 pub use postgres::PostgresStore;
@@ -108,8 +108,22 @@ pub trait Store: Send + Sync + 'static {
     async fn get_key_credential(&self, id: &str) -> Result<Option<KeyCredential>, StoreError>;
     /// All keys, newest first.
     async fn list_keys(&self) -> Result<Vec<ApiKey>, StoreError>;
+    /// A project's keys, newest first.
+    async fn list_project_keys(&self, project_id: &str) -> Result<Vec<ApiKey>, StoreError>;
     /// Marks a key revoked. Returns `None` when no such key exists.
     async fn revoke_key(&self, id: &str, at: DateTime<Utc>) -> Result<Option<ApiKey>, StoreError>;
+
+    async fn insert_project(&self, project: &Project) -> Result<(), StoreError>;
+    async fn get_project(&self, id: &str) -> Result<Option<Project>, StoreError>;
+    /// All projects, newest first.
+    async fn list_projects(&self) -> Result<Vec<Project>, StoreError>;
+
+    /// Stores `project_id`'s sealed key for `credential.provider`, replacing one it had.
+    async fn put_credential(&self, project_id: &str, credential: &SealedCredential) -> Result<(), StoreError>;
+    /// A project's sealed vendor keys, by provider id.
+    async fn list_credentials(&self, project_id: &str) -> Result<Vec<SealedCredential>, StoreError>;
+    /// Deletes a project's key for `provider`; `false` when it had none.
+    async fn delete_credential(&self, project_id: &str, provider: &str) -> Result<bool, StoreError>;
 
     /// Applies a patch to a key's limits in one statement. `None` when no such key exists.
     async fn update_key(&self, id: &str, patch: &KeyPatch) -> Result<Option<ApiKey>, StoreError>;
@@ -127,9 +141,11 @@ pub trait Store: Send + Sync + 'static {
     /// Usage events newest first, optionally for one key.
     async fn list_usage(&self, key_id: Option<&str>, page: LogPage) -> Result<Vec<UsageRecord>, StoreError>;
 
+    // Saved voices and jobs belong to a project: `owner` below is a project id.
+
     /// Saves a new voice for `owner`. A title the owner already uses is `Conflict("title")`.
     async fn insert_voice(&self, owner: &str, voice: &Voice) -> Result<Voice, StoreError>;
-    /// One of `owner`'s voices; `None` when there is no such voice or it belongs to another key.
+    /// One of `owner`'s voices; `None` when there is no such voice or it belongs to another project.
     async fn get_voice(&self, owner: &str, id: &str) -> Result<Option<Voice>, StoreError>;
     /// `owner`'s voices, newest first (by creation time, then id).
     async fn list_voices(&self, owner: &str, page: &VoicePage) -> Result<Vec<Voice>, StoreError>;
@@ -148,7 +164,7 @@ pub trait Store: Send + Sync + 'static {
     /// Saves a finished job of `owner`'s (its `audio` must be set).
     async fn insert_job(&self, owner: &str, job: &crate::domain::TtsJob) -> Result<(), StoreError>;
     /// One of `owner`'s jobs, with its audio or only the audio's size; `None` when there is none
-    /// or it belongs to another key.
+    /// or it belongs to another project.
     async fn get_job(&self, owner: &str, id: &str, audio: bool) -> Result<Option<crate::domain::TtsJob>, StoreError>;
     /// How many of `owner`'s jobs were created at or after `at`.
     async fn count_jobs_since(&self, owner: &str, at: DateTime<Utc>) -> Result<u64, StoreError>;

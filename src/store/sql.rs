@@ -15,12 +15,12 @@ use crate::domain::{
     UsageReport, UsageSegment, UsageTotals,
 };
 
-pub(super) const INSERT_JOB: &str = "INSERT INTO tts_jobs (id, owner_key_id, request, media_type, duration_ms, audio, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+pub(super) const INSERT_JOB: &str = "INSERT INTO tts_jobs (id, project_id, request, media_type, duration_ms, audio, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
 /// `$3`: whether to read the audio (else NULL, and only its length).
-pub(super) const GET_JOB: &str = "SELECT id, request, media_type, duration_ms, CAST(length(audio) AS BIGINT) AS size, CASE WHEN $3 THEN audio END AS audio, created_at FROM tts_jobs WHERE owner_key_id = $1 AND id = $2";
+pub(super) const GET_JOB: &str = "SELECT id, request, media_type, duration_ms, CAST(length(audio) AS BIGINT) AS size, CASE WHEN $3 THEN audio END AS audio, created_at FROM tts_jobs WHERE project_id = $1 AND id = $2";
 
-pub(super) const COUNT_JOBS_SINCE: &str = "SELECT COUNT(*) FROM tts_jobs WHERE owner_key_id = $1 AND created_at >= $2";
+pub(super) const COUNT_JOBS_SINCE: &str = "SELECT COUNT(*) FROM tts_jobs WHERE project_id = $1 AND created_at >= $2";
 
 /// The versions of the migrations applied successfully (sqlx's bookkeeping table).
 pub(super) const APPLIED_MIGRATIONS: &str = "SELECT version FROM _sqlx_migrations WHERE success";
@@ -52,9 +52,9 @@ impl JobRow {
     }
 }
 
-pub(super) const KEY_COLUMNS: &str = "id, name, scopes, secret_sha256, rate_limit_per_minute, characters_per_minute, max_concurrent, monthly_character_budget, monthly_spend_limit_usd, moderation_exempt, created_at, expires_at, revoked_at, last_used_at";
+pub(super) const KEY_COLUMNS: &str = "id, name, project_id, scopes, secret_sha256, rate_limit_per_minute, characters_per_minute, max_concurrent, monthly_character_budget, monthly_spend_limit_usd, moderation_exempt, created_at, expires_at, revoked_at, last_used_at";
 
-pub(super) const INSERT_KEY: &str = "INSERT INTO api_keys (id, name, scopes, secret_sha256, rate_limit_per_minute, characters_per_minute, max_concurrent, monthly_character_budget, monthly_spend_limit_usd, created_at, expires_at, moderation_exempt) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+pub(super) const INSERT_KEY: &str = "INSERT INTO api_keys (id, name, project_id, scopes, secret_sha256, rate_limit_per_minute, characters_per_minute, max_concurrent, monthly_character_budget, monthly_spend_limit_usd, created_at, expires_at, moderation_exempt) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
 
 /// `UPDATE api_keys SET <each change's column> = $2, ... WHERE id = $1 RETURNING <the key>`.
 /// The column names come from [`KeyPatch::MEMBERS`](crate::domain::KeyPatch), never from a caller.
@@ -77,13 +77,62 @@ pub(super) const ADD_TO_MONTH: &str = "INSERT INTO key_months (key_id, month, ch
 
 pub(super) const MONTH_USAGE: &str = "SELECT characters, spend_nanos FROM key_months WHERE key_id = $1 AND month = $2";
 
+pub(super) const INSERT_PROJECT: &str = "INSERT INTO projects (id, name, created_at) VALUES ($1, $2, $3)";
+
+pub(super) const GET_PROJECT: &str = "SELECT id, name, created_at FROM projects WHERE id = $1";
+
+pub(super) const LIST_PROJECTS: &str = "SELECT id, name, created_at FROM projects ORDER BY created_at DESC, id";
+
+/// A project's vendor key, inserted or replaced (keeping its creation time).
+pub(super) const PUT_CREDENTIAL: &str = "INSERT INTO provider_credentials (project_id, provider, nonce, ciphertext, master_key, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (project_id, provider) DO UPDATE SET nonce = excluded.nonce, ciphertext = excluded.ciphertext, master_key = excluded.master_key, updated_at = excluded.updated_at";
+
+pub(super) const LIST_CREDENTIALS: &str = "SELECT provider, nonce, ciphertext, master_key, created_at, updated_at FROM provider_credentials WHERE project_id = $1 ORDER BY provider";
+
+pub(super) const DELETE_CREDENTIAL: &str = "DELETE FROM provider_credentials WHERE project_id = $1 AND provider = $2";
+
+#[derive(sqlx::FromRow)]
+pub(super) struct ProjectRow {
+    id: String,
+    name: String,
+    created_at: i64,
+}
+
+impl ProjectRow {
+    pub(super) fn into_project(self) -> Result<crate::domain::Project, StoreError> {
+        Ok(crate::domain::Project { id: self.id, name: self.name, created_at: from_ms(self.created_at)? })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct CredentialRow {
+    provider: String,
+    nonce: Vec<u8>,
+    ciphertext: Vec<u8>,
+    master_key: String,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl CredentialRow {
+    pub(super) fn into_sealed(self) -> Result<crate::domain::SealedCredential, StoreError> {
+        Ok(crate::domain::SealedCredential {
+            provider: self.provider,
+            nonce: self.nonce,
+            ciphertext: self.ciphertext,
+            master_key: self.master_key,
+            created_at: from_ms(self.created_at)?,
+            updated_at: from_ms(self.updated_at)?,
+        })
+    }
+}
+
 pub(super) const TOUCH_KEY: &str =
     "UPDATE api_keys SET last_used_at = $2 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)";
 
 /// The event insert, as a macro so that the `RETURNING` variant below is the same text.
 macro_rules! insert_usage_sql {
     () => {
-        "INSERT INTO usage_events (request_id, key_id, route, method, provider, model, voice, characters, audio_ms, bytes_out, status, error_code, latency_ms, ttfb_ms, created_at, spend_nanos) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+        "INSERT INTO usage_events (request_id, key_id, route, method, provider, model, voice, characters, audio_ms, bytes_out, status, error_code, latency_ms, ttfb_ms, created_at, spend_nanos, project_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
     };
 }
 
@@ -94,7 +143,7 @@ pub(super) const INSERT_USAGE_RETURNING_SEQ: &str = concat!(insert_usage_sql!(),
 
 pub(super) const INSERT_SEGMENT: &str = "INSERT INTO usage_segments (event_seq, idx, provider, model, voice, characters, audio_ms, error_code, spend_nanos) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
-pub(super) const LIST_USAGE: &str = "SELECT seq, request_id, key_id, route, method, provider, model, voice, characters, audio_ms, spend_nanos, bytes_out, status, error_code, latency_ms, ttfb_ms, created_at FROM usage_events WHERE ($1 IS NULL OR key_id = $1) AND ($2 IS NULL OR seq < $2) ORDER BY seq DESC LIMIT $3";
+pub(super) const LIST_USAGE: &str = "SELECT seq, request_id, key_id, project_id, route, method, provider, model, voice, characters, audio_ms, spend_nanos, bytes_out, status, error_code, latency_ms, ttfb_ms, created_at FROM usage_events WHERE ($1 IS NULL OR key_id = $1) AND ($2 IS NULL OR seq < $2) ORDER BY seq DESC LIMIT $3";
 
 /// The segments of the events with sequence numbers in `[$1, $2]`: one query for a whole page of
 /// the log, which may also return lines of events not on the page (another key's), to be skipped.
@@ -163,6 +212,7 @@ pub(super) fn join_scopes(scopes: &[Scope]) -> String {
 pub(super) struct KeyRow {
     id: String,
     name: String,
+    project_id: String,
     scopes: String,
     secret_sha256: Vec<u8>,
     rate_limit_per_minute: Option<i64>,
@@ -203,6 +253,7 @@ impl KeyRow {
             key: std::sync::Arc::new(ApiKey {
                 id: self.id,
                 name: self.name,
+                project_id: self.project_id,
                 scopes,
                 limits,
                 moderation_exempt: self.moderation_exempt,
@@ -225,6 +276,7 @@ pub(super) struct UsageRow {
     seq: i64,
     request_id: String,
     key_id: Option<String>,
+    project_id: Option<String>,
     route: String,
     method: String,
     provider: Option<String>,
@@ -248,6 +300,7 @@ impl UsageRow {
             event: UsageEvent {
                 request_id: self.request_id,
                 key_id: self.key_id,
+                project_id: self.project_id,
                 route: self.route,
                 method: self.method,
                 provider: self.provider,
@@ -420,6 +473,7 @@ macro_rules! impl_store {
                 sqlx::query(sql::INSERT_KEY)
                     .bind(&key.id)
                     .bind(&key.name)
+                    .bind(&key.project_id)
                     .bind(sql::join_scopes(&key.scopes))
                     .bind(key.secret_sha256.as_slice())
                     .bind(key.limits.rate_limit_per_minute.map(i64::from))
@@ -465,6 +519,102 @@ macro_rules! impl_store {
                     .into_iter()
                     .map(sql::KeyRow::into_key)
                     .collect()
+            }
+
+            async fn list_project_keys(
+                &self,
+                project_id: &str,
+            ) -> Result<Vec<$crate::domain::ApiKey>, $crate::store::StoreError> {
+                use $crate::store::sql;
+                let query = format!(
+                    "SELECT {} FROM api_keys WHERE project_id = $1 ORDER BY created_at DESC, id",
+                    sql::KEY_COLUMNS
+                );
+                sqlx::query_as::<_, sql::KeyRow>(&query)
+                    .bind(project_id)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .into_iter()
+                    .map(sql::KeyRow::into_key)
+                    .collect()
+            }
+
+            async fn insert_project(&self, project: &$crate::domain::Project) -> Result<(), $crate::store::StoreError> {
+                use $crate::store::sql;
+                sqlx::query(sql::INSERT_PROJECT)
+                    .bind(&project.id)
+                    .bind(&project.name)
+                    .bind(sql::to_ms(project.created_at))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| sql::map_unique(e, "project id"))?;
+                Ok(())
+            }
+
+            async fn get_project(
+                &self,
+                id: &str,
+            ) -> Result<Option<$crate::domain::Project>, $crate::store::StoreError> {
+                use $crate::store::sql;
+                sqlx::query_as::<_, sql::ProjectRow>(sql::GET_PROJECT)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .map(sql::ProjectRow::into_project)
+                    .transpose()
+            }
+
+            async fn list_projects(&self) -> Result<Vec<$crate::domain::Project>, $crate::store::StoreError> {
+                use $crate::store::sql;
+                sqlx::query_as::<_, sql::ProjectRow>(sql::LIST_PROJECTS)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .into_iter()
+                    .map(sql::ProjectRow::into_project)
+                    .collect()
+            }
+
+            async fn put_credential(
+                &self,
+                project_id: &str,
+                credential: &$crate::domain::SealedCredential,
+            ) -> Result<(), $crate::store::StoreError> {
+                use $crate::store::sql;
+                sqlx::query(sql::PUT_CREDENTIAL)
+                    .bind(project_id)
+                    .bind(&credential.provider)
+                    .bind(credential.nonce.as_slice())
+                    .bind(credential.ciphertext.as_slice())
+                    .bind(&credential.master_key)
+                    .bind(sql::to_ms(credential.updated_at))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn list_credentials(
+                &self,
+                project_id: &str,
+            ) -> Result<Vec<$crate::domain::SealedCredential>, $crate::store::StoreError> {
+                use $crate::store::sql;
+                sqlx::query_as::<_, sql::CredentialRow>(sql::LIST_CREDENTIALS)
+                    .bind(project_id)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .into_iter()
+                    .map(sql::CredentialRow::into_sealed)
+                    .collect()
+            }
+
+            async fn delete_credential(
+                &self,
+                project_id: &str,
+                provider: &str,
+            ) -> Result<bool, $crate::store::StoreError> {
+                use $crate::store::sql;
+                let done =
+                    sqlx::query(sql::DELETE_CREDENTIAL).bind(project_id).bind(provider).execute(&self.pool).await?;
+                Ok(done.rows_affected() > 0)
             }
 
             async fn revoke_key(
@@ -547,7 +697,8 @@ macro_rules! impl_store {
                         .bind(e.latency_ms)
                         .bind(e.ttfb_ms)
                         .bind(created_at)
-                        .bind(e.spend_nanos);
+                        .bind(e.spend_nanos)
+                        .bind(e.project_id.as_deref());
                     if e.segments.is_empty() {
                         insert.execute(&mut *tx).await?;
                     } else {

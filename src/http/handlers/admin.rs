@@ -1,4 +1,4 @@
-//! The admin API (`/admin/v1`): keys and usage across keys. Guarded by the admin token or a key
+//! The admin API (`/admin/v1`): projects, keys and usage across keys. Guarded by the admin token or a key
 //! with the `admin` scope.
 
 use axum::{
@@ -12,13 +12,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::{
-    domain::{ApiKey, KeyLimits, KeyPatch, Scope, UsageReport},
+    domain::{ApiKey, KeyLimits, KeyPatch, Project, Scope, UsageReport},
     http::{
         extract::{ApiJson, ApiQuery},
         problem::{ApiError, Problem},
         AppState,
     },
-    service::{keys, usage},
+    service::{keys, projects, usage},
 };
 
 fn default_scopes() -> Vec<Scope> {
@@ -30,6 +30,10 @@ fn default_scopes() -> Vec<Scope> {
 pub struct CreateKeyRequest {
     /// A label for people, 1 to 200 characters.
     name: String,
+    /// The project the key acts for (`/admin/v1/projects`): a key made for a project sees the
+    /// voices of the project's other keys, revoked ones included. When absent the key gets a
+    /// new project of its own, named after it.
+    project_id: Option<String>,
     /// Default: `["speech", "voices"]`.
     #[serde(default = "default_scopes")]
     scopes: Vec<Scope>,
@@ -85,6 +89,7 @@ pub async fn create_key(
         state.store.as_ref(),
         keys::CreateKey {
             name: body.name,
+            project_id: body.project_id,
             scopes: body.scopes,
             expires_at: body.expires_at,
             limits: KeyLimits {
@@ -240,4 +245,91 @@ pub async fn get_admin_usage(
         }
     }
     Ok(Json(report))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateProjectRequest {
+    /// A label for people, 1 to 200 characters.
+    name: String,
+}
+
+/// Create a project. Keys are made for it with `projectId` on `POST /admin/v1/keys`; its saved
+/// voices, PlayHT jobs and provider keys belong to it, not to any one key.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/projects",
+    tag = "admin",
+    request_body = CreateProjectRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "The new project", body = Project),
+        (status = 401, description = "Missing, invalid, expired or revoked credential", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The credential lacks the scope, or the admin API is disabled", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON, or an invalid field or parameter (`validation` names it)", body = Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn create_project(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateProjectRequest>,
+) -> Result<(StatusCode, Json<Project>), ApiError> {
+    Ok((StatusCode::CREATED, Json(projects::create(state.store.as_ref(), &body.name).await?)))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ProjectList {
+    data: Vec<Project>,
+}
+
+/// Every project, newest first.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/projects",
+    tag = "admin",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "All projects", body = ProjectList),
+        (status = 401, description = "Missing, invalid, expired or revoked credential", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The credential lacks the scope, or the admin API is disabled", body = Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn list_projects(State(state): State<AppState>) -> Result<Json<ProjectList>, ApiError> {
+    Ok(Json(ProjectList { data: projects::list(state.store.as_ref()).await? }))
+}
+
+/// One project.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/projects/{id}",
+    tag = "admin",
+    params(("id" = String, Path, description = "The project's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The project", body = Project),
+        (status = 401, description = "Missing, invalid, expired or revoked credential", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource", body = Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn get_project(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Project>, ApiError> {
+    Ok(Json(projects::get(state.store.as_ref(), &id).await?))
+}
+
+/// A project's keys, newest first, revoked ones included.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/projects/{id}/keys",
+    tag = "admin",
+    params(("id" = String, Path, description = "The project's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The project's keys", body = KeyList),
+        (status = 401, description = "Missing, invalid, expired or revoked credential", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource", body = Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn list_project_keys(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<KeyList>, ApiError> {
+    Ok(Json(KeyList { data: projects::keys(state.store.as_ref(), &id).await? }))
 }

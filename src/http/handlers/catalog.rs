@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 
 use crate::{
     http::{
+        extract::Caller,
         problem::{ApiError, Problem},
         AppState,
     },
@@ -22,6 +23,9 @@ pub struct ProviderEntry {
     id: String,
     /// Whether this gateway is configured to use the provider.
     enabled: bool,
+    /// Whether the caller's project has its own key for the provider (`/v1/api-keys`), which
+    /// its requests use instead of the operator's.
+    byok: bool,
     /// `provider/model` strings, usable as `model`.
     models: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -44,21 +48,27 @@ pub struct ProviderList {
         (status = 401, description = "Missing, invalid, expired or revoked credential", body = Problem, content_type = "application/problem+json")
     )
 )]
-pub async fn list_providers(State(state): State<AppState>) -> Json<ProviderList> {
+pub async fn list_providers(
+    State(state): State<AppState>,
+    Caller(key): Caller,
+) -> Result<Json<ProviderList>, ApiError> {
+    let own = state.provider_keys.stored_providers(&key.project_id).await?;
     let mut data: Vec<ProviderEntry> = state
         .registry
         .providers()
         .map(|p| ProviderEntry {
             id: p.id().to_owned(),
             enabled: true,
+            byok: own.iter().any(|id| id == p.id()),
             models: p.capabilities().models.iter().map(|m| format!("{}/{}", p.id(), m.id)).collect(),
             capabilities: Some(p.capabilities().clone()),
         })
         .collect();
     for id in state.registry.disabled_kinds() {
-        data.push(ProviderEntry { id: id.to_owned(), enabled: false, models: Vec::new(), capabilities: None });
+        let byok = own.iter().any(|own| own == id);
+        data.push(ProviderEntry { id: id.to_owned(), enabled: false, byok, models: Vec::new(), capabilities: None });
     }
-    Json(ProviderList { data })
+    Ok(Json(ProviderList { data }))
 }
 
 /// A model in OpenAI's list shape, with the gateway's capability fields added.

@@ -7,8 +7,9 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::speech::{audio_response, read_output, OutputField, TimedAudio};
+use crate::service::provider_keys::Owner;
 use crate::{
-    domain::{audio::AudioFormat, pronounce::Pronunciations, ApiKey, FieldError},
+    domain::{audio::AudioFormat, pronounce::Pronunciations, FieldError},
     facades::openai::VoiceField,
     http::{
         extract::{ApiJson, Caller},
@@ -158,7 +159,7 @@ pub async fn create_conversation(
         let message = "word timing comes from /v1/audio/conversation/with-timestamps";
         return Err(ApiError::Validation(vec![FieldError::new("timestamps", message)]));
     }
-    converse(&state, &key, &details, body.into_input()?).await
+    converse(&state, &state.owner(&key), &details, body.into_input()?).await
 }
 
 /// Voice a conversation and time every turn's words: the same body as
@@ -195,19 +196,18 @@ pub async fn create_conversation_with_timestamps(
     let mode = body.timestamps.unwrap_or_default();
     let mut input = body.into_input()?;
     input.timestamps = Some(mode);
-    converse(&state, &key, &details, input).await
+    converse(&state, &state.owner(&key), &details, input).await
 }
 
 async fn converse(
     state: &AppState,
-    key: &ApiKey,
+    owner: &Owner,
     details: &UsageDetails,
     input: ConversationInput,
 ) -> Result<Response, ApiError> {
     let turns = input.turns.len();
-    let (limits, screen) = (&state.conversation, state.screen(key));
-    let prepared =
-        conversation::prepare(&state.registry, state.store.as_ref(), &key.id, input, limits, &screen).await?;
+    let limits = &state.conversation;
+    let prepared = conversation::prepare(&state.registry, state.store.as_ref(), owner, input, limits).await?;
     crate::http::admission::admit(details, &prepared).await?;
     Ok(match conversation::start(prepared, details, &state.metrics, limits).await? {
         ConversationOutput::Split(split) => Json(split).into_response(),

@@ -7,6 +7,7 @@ pub mod elevenlabs;
 pub mod openai;
 pub mod ops;
 pub mod playht;
+pub mod provider_keys;
 pub mod speech;
 pub mod usage;
 pub mod voices;

@@ -52,8 +52,8 @@ pub async fn create_speech(
     ApiJson(body): ApiJson<OpenAiSpeechBody>,
 ) -> Result<Response, ApiError> {
     let (mut input, sse) = body.into_input()?;
-    route_openai_voice(&state, &key.id, &mut input.segment).await?;
-    respond_with_speech(&state, &key, &details, input, sse).await
+    route_openai_voice(&state, &state.owner(&key), &mut input.segment).await?;
+    respond_with_speech(&state, &state.owner(&key), &details, input, sse).await
 }
 
 /// OpenAI's `Model`.

@@ -16,8 +16,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 
+use crate::service::provider_keys::Owner;
 use crate::{
-    domain::{audio::AudioFormat, pronounce::Pronunciations, ApiKey, FieldError},
+    domain::{audio::AudioFormat, pronounce::Pronunciations, FieldError},
     facades as facade,
     facades::openai::{StreamFormat, VoiceField},
     http::{
@@ -203,7 +204,7 @@ pub async fn create_speech(
     Extension(details): Extension<UsageDetails>,
     ApiJson(body): ApiJson<SpeechBody>,
 ) -> Result<Response, ApiError> {
-    speak(&state, &key, &details, body, false).await
+    speak(&state, &state.owner(&key), &details, body, false).await
 }
 
 /// The provider's own stream with the least latency: bytes are passed on as they arrive and
@@ -232,26 +233,26 @@ pub async fn create_speech_stream(
     Extension(details): Extension<UsageDetails>,
     ApiJson(body): ApiJson<SpeechBody>,
 ) -> Result<Response, ApiError> {
-    speak(&state, &key, &details, body, true).await
+    speak(&state, &state.owner(&key), &details, body, true).await
 }
 
 async fn speak(
     state: &AppState,
-    key: &ApiKey,
+    owner: &Owner,
     details: &UsageDetails,
     body: SpeechBody,
     native_only: bool,
 ) -> Result<Response, ApiError> {
-    let (mut input, sse) = read_speech(state, &key.id, body).await?;
+    let (mut input, sse) = read_speech(state, owner, body).await?;
     input.native_only = native_only;
-    respond_with_speech(state, key, details, input, sse).await
+    respond_with_speech(state, owner, details, input, sse).await
 }
 
 /// A body of the audio routes (not `/with-timestamps`) as a service input, and whether it asks
 /// for SSE; an OpenAI body's voice is routed as on the OpenAI drop-in.
 pub(super) async fn read_speech(
     state: &AppState,
-    owner: &str,
+    owner: &Owner,
     body: SpeechBody,
 ) -> Result<(SpeechInput, bool), ApiError> {
     if body.timestamps.is_some() {
@@ -270,7 +271,7 @@ pub(super) async fn read_speech(
 /// pointed at `/v1` can be served by any provider too.
 pub(super) async fn route_openai_voice(
     state: &AppState,
-    owner: &str,
+    owner: &Owner,
     segment: &mut SegmentInput,
 ) -> Result<(), ApiError> {
     let (Some(voice), None) = (&segment.voice, &segment.voice_id) else { return Ok(()) };
@@ -289,12 +290,12 @@ pub(super) async fn route_openai_voice(
 /// events).
 pub(super) async fn respond_with_speech(
     state: &AppState,
-    key: &ApiKey,
+    owner: &Owner,
     details: &UsageDetails,
     input: SpeechInput,
     sse: bool,
 ) -> Result<Response, ApiError> {
-    let prepared = speech::prepare(&state.registry, state.store.as_ref(), &key.id, input, &state.screen(key)).await?;
+    let prepared = speech::prepare(&state.registry, state.store.as_ref(), owner, input).await?;
     crate::http::admission::admit(details, &prepared).await?;
     let output = speech::synthesize(prepared, details, &state.metrics).await?;
     let media_type = if sse { "text/event-stream" } else { output.output.format.media_type() };
@@ -354,7 +355,7 @@ pub async fn create_speech_with_timestamps(
     ApiJson(body): ApiJson<SpeechBody>,
 ) -> Result<Response, ApiError> {
     let sse = "timestamps come as JSON; for a stream use /v1/audio/speech/with-timestamps/stream";
-    let prepared = prepare_timed(&state, &key, body, sse).await?;
+    let prepared = prepare_timed(&state, &state.owner(&key), body, sse).await?;
     crate::http::admission::admit(&details, &prepared).await?;
     let spoken = timed::synthesize(prepared, &details, &state.metrics).await?;
     Ok(TimedAudio::respond(spoken.clip, [("x-speech-provider", spoken.provider), ("x-speech-model", spoken.model)]))
@@ -389,7 +390,8 @@ pub async fn create_speech_with_timestamps_stream(
     ApiJson(body): ApiJson<SpeechBody>,
 ) -> Result<Response, ApiError> {
     let prepared =
-        prepare_timed(&state, &key, body, "this route streams NDJSON lines; leave out stream_format").await?;
+        prepare_timed(&state, &state.owner(&key), body, "this route streams NDJSON lines; leave out stream_format")
+            .await?;
     crate::http::admission::admit(&details, &prepared).await?;
     let timed::TimedStream { provider, model, chunks } = timed::stream(prepared, &details, &state.metrics).await?;
     let lines = chunks.map(|chunk| Ok::<_, std::io::Error>(chunk.ndjson_line()));
@@ -404,7 +406,7 @@ pub async fn create_speech_with_timestamps_stream(
 /// `stream_format: sse` is refused there.
 async fn prepare_timed(
     state: &AppState,
-    key: &ApiKey,
+    owner: &Owner,
     body: SpeechBody,
     sse: &'static str,
 ) -> Result<timed::TimedPrepared, ApiError> {
@@ -413,7 +415,7 @@ async fn prepare_timed(
     if wants_sse {
         return Err(ApiError::Validation(vec![FieldError::new("stream_format", sse)]));
     }
-    Ok(timed::prepare(&state.registry, state.store.as_ref(), &key.id, input, mode, &state.screen(key)).await?)
+    Ok(timed::prepare(&state.registry, state.store.as_ref(), owner, input, mode).await?)
 }
 
 impl TimedAudio {

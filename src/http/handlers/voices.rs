@@ -1,4 +1,4 @@
-//! Saved voices (`/v1/voices`), the calling key's own. Needs the `voices` scope.
+//! Saved voices (`/v1/voices`), the calling key's project's own. Needs the `voices` scope.
 
 use axum::{
     extract::{Path, State},
@@ -134,7 +134,10 @@ pub async fn create_voice(
         description: body.description,
         provider_options: body.provider_options,
     };
-    Ok((StatusCode::CREATED, Json(voices::create(state.store.as_ref(), &state.registry, &key.id, request).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(voices::create(state.store.as_ref(), &state.registry, &key.project_id, request).await?),
+    ))
 }
 
 /// The caller's saved voices, newest first, with cursor pagination.
@@ -156,7 +159,7 @@ pub async fn list_voices(
     Caller(key): Caller,
     ApiQuery(params): ApiQuery<VoiceListParams>,
 ) -> Result<Json<VoiceList>, ApiError> {
-    let page = voices::list(state.store.as_ref(), &key.id, params.cursor.as_deref(), params.limit).await?;
+    let page = voices::list(state.store.as_ref(), &key.project_id, params.cursor.as_deref(), params.limit).await?;
     Ok(Json(VoiceList {
         data: page.voices,
         has_more: page.next_cursor.is_some(),
@@ -184,7 +187,7 @@ pub async fn get_voice(
     Caller(key): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Voice>, ApiError> {
-    Ok(Json(voices::get(state.store.as_ref(), &key.id, &id).await?))
+    Ok(Json(voices::get(state.store.as_ref(), &key.project_id, &id).await?))
 }
 
 /// Change some of a saved voice's fields.
@@ -220,7 +223,7 @@ pub async fn update_voice(
         description: body.description,
         provider_options: body.provider_options,
     };
-    Ok(Json(voices::update(state.store.as_ref(), &state.registry, &key.id, &id, request).await?))
+    Ok(Json(voices::update(state.store.as_ref(), &state.registry, &key.project_id, &id, request).await?))
 }
 
 /// Delete a saved voice.
@@ -242,6 +245,6 @@ pub async fn delete_voice(
     Caller(key): Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    voices::delete(state.store.as_ref(), &key.id, &id).await?;
+    voices::delete(state.store.as_ref(), &key.project_id, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

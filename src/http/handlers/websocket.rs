@@ -109,9 +109,10 @@ pub async fn speech_socket(
     if let Some(problem) = query.model.as_deref().and_then(text::identifier_problem) {
         return Err(ApiError::Validation(vec![FieldError::new("model", problem)]));
     }
-    let (voicer_state, owner, model, screen) = (state.clone(), key.id.clone(), query.model, state.screen(&key));
+    let (voicer_state, owner, model) = (state.clone(), state.owner(&key), query.model);
     let voicer: ws::Voicer = Box::new(move |mut command, details| {
-        let (state, owner, screen) = (voicer_state.clone(), owner.clone(), screen.clone());
+        // Each command reads the project's provider keys afresh (through the cache).
+        let (state, owner) = (voicer_state.clone(), owner.renewed());
         if let Value::Object(fields) = &mut command {
             fields.remove("request_id");
             if let (Some(model), false) = (&model, fields.contains_key("model") || fields.contains_key("voiceId")) {
@@ -125,7 +126,7 @@ pub async fn speech_socket(
                 let message = "audio comes as binary frames; leave out stream_format";
                 return Err(ApiError::Validation(vec![FieldError::new("stream_format", message)]));
             }
-            let prepared = speech::prepare(&state.registry, state.store.as_ref(), &owner, input, &screen).await?;
+            let prepared = speech::prepare(&state.registry, state.store.as_ref(), &owner, input).await?;
             crate::http::admission::admit(&details, &prepared).await?;
             Ok(speech::synthesize(prepared, &details, &state.metrics).await?.body)
         }

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use secrecy::SecretString;
 
 use super::{
-    http::{self, Api, Expect, Transport},
+    http::{self, Api, Auth, Expect, Transport},
     Capabilities, EventStream, ModelInfo, NativeFormat, OptionKind, PassableOption, ProviderError, ProviderVoice,
     SpeechProvider, SynthesisEvent, SynthesisRequest, WordTiming,
 };
@@ -32,6 +32,7 @@ impl Cartesia {
     pub fn new(base_url: Option<&str>, api_key: SecretString, transport: Transport) -> Self {
         let model = |id: &str| ModelInfo { id: id.to_owned(), max_characters: 10_000, supports_instructions: false };
         let capabilities = Capabilities {
+            takes_api_key: true,
             models: vec![model("sonic-3"), model("sonic-3.5"), model("sonic-latest"), model("sonic-2")],
             default_model: "sonic-3".to_owned(),
             formats: vec![
@@ -52,7 +53,10 @@ impl Cartesia {
                 PassableOption::new("pronunciation_dict_id", OptionKind::String),
             ],
         };
-        Self { api: Api::new(ID, base_url.unwrap_or(DEFAULT_BASE_URL), Some(api_key), transport), capabilities }
+        Self {
+            api: Api::new(ID, base_url.unwrap_or(DEFAULT_BASE_URL), Some(api_key), Auth::Bearer, transport),
+            capabilities,
+        }
     }
 }
 
@@ -82,13 +86,8 @@ impl SpeechProvider for Cartesia {
         };
         let body = http::with_options(serde_json::to_value(&body).unwrap_or_default(), request.provider_options);
         let route = if sse { "tts/sse" } else { "tts/bytes" };
-        let builder = self
-            .api
-            .post(&format!("/{route}"))
-            .bearer_auth(self.api.key().unwrap_or_default())
-            .header("Cartesia-Version", wire::VERSION)
-            .json(&body);
-        let response = self.api.send(builder, wire::parse_error).await?;
+        let builder = self.api.post(&format!("/{route}")).header("Cartesia-Version", wire::VERSION).json(&body);
+        let response = self.api.send_as(builder, request.credential.as_ref(), wire::parse_error).await?;
         Ok(if sse {
             sse_events(self.api.stream(response, Expect::Structured)?)
         } else {
@@ -103,12 +102,7 @@ impl SpeechProvider for Cartesia {
         for _ in 0..MAX_VOICE_PAGES {
             let mut query = vec![("limit", VOICE_PAGE.to_string())];
             query.extend(after.take().map(|id| ("starting_after", id)));
-            let builder = self
-                .api
-                .get("/voices")
-                .query(&query)
-                .bearer_auth(self.api.key().unwrap_or_default())
-                .header("Cartesia-Version", wire::VERSION);
+            let builder = self.api.get("/voices").query(&query).header("Cartesia-Version", wire::VERSION);
             let response = self.api.send(builder, wire::parse_error).await?;
             let page: wire::VoicePage = self.api.json(response).await?;
             let more = page.has_more.unwrap_or(page.data.len() == VOICE_PAGE);

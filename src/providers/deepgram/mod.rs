@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use secrecy::SecretString;
 
 use super::{
-    http::{Api, Expect, Transport},
+    http::{Api, Auth, Expect, Transport},
     Capabilities, EventStream, ModelInfo, NativeFormat, OptionKind, PassableOption, ProviderError, ProviderVoice,
     SpeechProvider, SynthesisRequest,
 };
@@ -25,6 +25,7 @@ impl Deepgram {
         let model = |id: &str| ModelInfo { id: id.to_owned(), max_characters: 2_000, supports_instructions: false };
         let linear = [8_000, 16_000, 24_000, 32_000, 48_000];
         let capabilities = Capabilities {
+            takes_api_key: true,
             models: vec![model("aura-2"), model("aura")],
             default_model: "aura-2".to_owned(),
             formats: vec![
@@ -48,7 +49,10 @@ impl Deepgram {
                 PassableOption::new("mip_opt_out", OptionKind::Boolean),
             ],
         };
-        Self { api: Api::new(ID, base_url.unwrap_or(DEFAULT_BASE_URL), Some(api_key), transport), capabilities }
+        Self {
+            api: Api::new(ID, base_url.unwrap_or(DEFAULT_BASE_URL), Some(api_key), Auth::Token, transport),
+            capabilities,
+        }
     }
 }
 
@@ -120,21 +124,15 @@ impl SpeechProvider for Deepgram {
             }
         }
         let body = serde_json::json!({"text": request.text});
-        let builder = self
-            .api
-            .post("/v1/speak")
-            .query(&query)
-            .header("Authorization", format!("Token {}", self.api.key().unwrap_or_default()))
-            .json(&body);
-        let response = self.api.send(builder, parse_error).await?;
+        let builder = self.api.post("/v1/speak").query(&query).json(&body);
+        let response = self.api.send_as(builder, request.credential.as_ref(), parse_error).await?;
         self.api.stream(response, Expect::Audio)
     }
 
     /// The text-to-speech half of `GET /v1/models`. Each voice's id is its full model name
     /// (`aura-2-thalia-en`), which works as `voice` with any model family.
     async fn voices(&self) -> Result<Vec<ProviderVoice>, ProviderError> {
-        let builder =
-            self.api.get("/v1/models").header("Authorization", format!("Token {}", self.api.key().unwrap_or_default()));
+        let builder = self.api.get("/v1/models");
         let response = self.api.send(builder, parse_error).await?;
         let models: ModelList = self.api.json(response).await?;
         Ok(models

@@ -12,7 +12,7 @@ use futures::StreamExt;
 use secrecy::SecretString;
 
 use super::{
-    http::{self, Api, Expect, Transport},
+    http::{self, Api, Auth, Expect, Transport},
     Capabilities, DialogueRequest, DialogueSupport, EventStream, ModelInfo, NativeFormat, OptionKind, PassableOption,
     ProviderError, ProviderVoice, SpeechProvider, SynthesisEvent, SynthesisRequest, WordTiming,
 };
@@ -31,6 +31,7 @@ impl ElevenLabs {
         let model =
             |id: &str, max_characters| ModelInfo { id: id.to_owned(), max_characters, supports_instructions: false };
         let capabilities = Capabilities {
+            takes_api_key: true,
             models: vec![
                 model("eleven_multilingual_v2", 10_000),
                 model("eleven_v3", 3_000),
@@ -79,7 +80,16 @@ impl ElevenLabs {
                 PassableOption::new("apply_language_text_normalization", OptionKind::Boolean),
             ],
         };
-        Self { api: Api::new(ID, base_url.unwrap_or(DEFAULT_BASE_URL), Some(api_key), transport), capabilities }
+        Self {
+            api: Api::new(
+                ID,
+                base_url.unwrap_or(DEFAULT_BASE_URL),
+                Some(api_key),
+                Auth::Header("xi-api-key"),
+                transport,
+            ),
+            capabilities,
+        }
     }
 }
 
@@ -115,9 +125,8 @@ impl SpeechProvider for ElevenLabs {
             .api
             .post(&format!("/v1/text-to-speech/{voice}/{route}"))
             .query(&[("output_format", output_format.as_str())])
-            .header("xi-api-key", self.api.key().unwrap_or_default())
             .json(&body);
-        let response = self.api.send(builder, http::parse_detail_error).await?;
+        let response = self.api.send_as(builder, request.credential.as_ref(), http::parse_detail_error).await?;
         Ok(if request.timestamps {
             with_timestamps(self.api.stream(response, Expect::Structured)?)
         } else {
@@ -138,14 +147,13 @@ impl SpeechProvider for ElevenLabs {
             .api
             .post("/v1/text-to-dialogue/stream")
             .query(&[("output_format", output_format.as_str())])
-            .header("xi-api-key", self.api.key().unwrap_or_default())
             .json(&body);
-        let response = self.api.send(builder, http::parse_detail_error).await?;
+        let response = self.api.send_as(builder, request.credential.as_ref(), http::parse_detail_error).await?;
         self.api.stream(response, Expect::Audio)
     }
 
     async fn voices(&self) -> Result<Vec<ProviderVoice>, ProviderError> {
-        let builder = self.api.get("/v1/voices").header("xi-api-key", self.api.key().unwrap_or_default());
+        let builder = self.api.get("/v1/voices");
         let response = self.api.send(builder, http::parse_detail_error).await?;
         let parsed: wire::VoicesResponse = self.api.json(response).await?;
         let label = |v: &wire::Voice, name: &str| v.labels.get(name).and_then(|l| l.as_str()).map(str::to_owned);

@@ -98,6 +98,7 @@ impl Local {
         let data = BundledData::unpack()?;
         let catalogue = Catalogue::load(data.path());
         let capabilities = Capabilities {
+            takes_api_key: false,
             models: vec![ModelInfo {
                 id: MODEL.to_owned(),
                 max_characters: MAX_CHARACTERS,

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use secrecy::SecretString;
 
 use super::{
-    http::{self, Api, Expect, Transport},
+    http::{self, Api, Auth, Expect, Transport},
     Capabilities, EventStream, ModelInfo, NativeFormat, PassableOption, ProviderError, ProviderVoice, SpeechProvider,
     SynthesisRequest,
 };
@@ -39,6 +39,7 @@ impl OpenAi {
     /// The OpenAI API itself.
     pub fn official(base_url: Option<&str>, api_key: SecretString, transport: Transport) -> Self {
         let capabilities = Capabilities {
+            takes_api_key: true,
             models: vec![
                 model("gpt-4o-mini-tts", MAX_INPUT, true),
                 model("gpt-4o-mini-tts-2025-12-15", MAX_INPUT, true),
@@ -72,6 +73,7 @@ impl OpenAi {
         let provider_options =
             config.provider_options.iter().map(|(name, kind)| PassableOption::new(name, *kind)).collect();
         let capabilities = Capabilities {
+            takes_api_key: true,
             models: config.models.iter().map(|m| model(m, max, true)).collect(),
             default_model: config.models.first().cloned().unwrap_or_default(),
             formats: formats(),
@@ -94,7 +96,7 @@ impl OpenAi {
         capabilities: Capabilities,
         transport: Transport,
     ) -> Self {
-        Self { api: Api::new(id, base_url, api_key, transport), voices, capabilities }
+        Self { api: Api::new(id, base_url, api_key, Auth::Bearer, transport), voices, capabilities }
     }
 }
 
@@ -120,11 +122,8 @@ impl SpeechProvider for OpenAi {
             instructions: request.instructions.as_deref(),
         };
         let body = http::with_options(serde_json::to_value(&body).unwrap_or_default(), request.provider_options);
-        let mut builder = self.api.post("/audio/speech").json(&body);
-        if let Some(key) = self.api.key() {
-            builder = builder.bearer_auth(key);
-        }
-        let response = self.api.send(builder, wire::parse_error).await?;
+        let builder = self.api.post("/audio/speech").json(&body);
+        let response = self.api.send_as(builder, request.credential.as_ref(), wire::parse_error).await?;
         self.api.stream(response, Expect::Audio)
     }
 

@@ -23,7 +23,6 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::{
-    moderation::Screen,
     synthesis::{self, call, Candidates, OutputRequest, Plan, SegmentInput, Target},
     timestamps::{Alignment, Mode, TimedClip, Timestamp},
     usage::UsageDetails,
@@ -142,10 +141,9 @@ enum Voicing {
 pub async fn prepare(
     registry: &Registry,
     store: &dyn Store,
-    owner: &str,
+    owner: &super::provider_keys::Owner,
     input: ConversationInput,
     limits: &ConversationConfig,
-    screen: &Screen,
 ) -> Result<Prepared, ServiceError> {
     // The size limits first, before any work proportional to the turns.
     if input.turns.is_empty() || input.turns.len() > limits.max_turns {
@@ -222,7 +220,7 @@ pub async fn prepare(
     if spoken > limits.max_characters {
         return Err(too_many_characters(spoken));
     }
-    screen.admit_turns(&turns.iter().map(|t| t.first().spoken.text.as_str()).collect::<Vec<_>>()).await?;
+    owner.screen().admit_turns(&turns.iter().map(|t| t.first().spoken.text.as_str()).collect::<Vec<_>>()).await?;
 
     // The gateway times words turn by turn; a native dialogue would need the dialogue's own
     // timing, which it does not read yet. A route's turn may fall back to another provider, so
@@ -417,6 +415,7 @@ pub async fn start(
                 output: AudioSpec::pcm(from),
                 language: first.language.clone(),
                 seed: first.seed,
+                credential: first.credential.clone(),
             };
             let segment = call::Segment {
                 index: 0,

@@ -16,7 +16,6 @@ use futures::stream::BoxStream;
 pub(crate) use body::body;
 
 use super::{
-    moderation::Screen,
     synthesis::{self, Candidates, OutputRequest, Plan, SegmentInput},
     usage::UsageDetails,
     ServiceError,
@@ -55,9 +54,8 @@ pub struct Prepared {
 pub async fn prepare(
     registry: &Registry,
     store: &dyn Store,
-    owner: &str,
+    owner: &super::provider_keys::Owner,
     input: SpeechInput,
-    screen: &Screen,
 ) -> Result<Prepared, ServiceError> {
     // Rules are checked before they run on the text.
     let rules = input.pronunciations.check();
@@ -92,7 +90,7 @@ pub async fn prepare(
         };
         plan.map_err(|problem| ServiceError::Validation(vec![problem]))
     })?;
-    screen.admit(&candidates.first().spoken.text).await?;
+    owner.screen().admit(&candidates.first().spoken.text).await?;
     Ok(Prepared { candidates })
 }
 

@@ -11,7 +11,6 @@ use futures::{stream::BoxStream, StreamExt};
 use serde_json::json;
 
 use super::SpeechInput;
-use crate::service::moderation::Screen;
 use crate::{
     audio::{self, AudioFormat, AudioSpec, PcmTranscoder},
     domain::{pronounce::Spoken, FieldError},
@@ -60,10 +59,9 @@ pub struct TimedSpeech {
 pub async fn prepare(
     registry: &Registry,
     store: &dyn Store,
-    owner: &str,
+    owner: &crate::service::provider_keys::Owner,
     input: SpeechInput,
     mode: Mode,
-    screen: &Screen,
 ) -> Result<TimedPrepared, ServiceError> {
     let rules = input.pronunciations.check();
     if !rules.is_empty() {
@@ -87,7 +85,7 @@ pub async fn prepare(
             ServiceError::Validation(vec![FieldError::new("model", message)])
         })
     })?;
-    screen.admit(&candidates.first().spoken.text).await?;
+    owner.screen().admit(&candidates.first().spoken.text).await?;
     Ok(TimedPrepared { candidates, original, output, volume_dbfs: input.volume_dbfs, mode })
 }
 

@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 
 pub use plan::{encoded_output, pick_source_rate, plan, OutputRequest, Plan};
 
-use super::{usage::UsageDetails, ServiceError};
+use super::{provider_keys::Owner, usage::UsageDetails, ServiceError};
 use crate::{
     domain::{
         audio::AudioSpec,
@@ -33,7 +33,8 @@ use crate::{
     },
     metrics::Metrics,
     providers::{
-        registry::Resolved, Capabilities, EventStream, ProviderError, Registry, RetryPolicy, SynthesisRequest,
+        registry::Resolved, Capabilities, EventStream, ProviderError, ProviderKey, Registry, RetryPolicy,
+        SynthesisRequest,
     },
     store::Store,
 };
@@ -68,6 +69,8 @@ pub struct Target {
     pub language: Option<String>,
     pub seed: Option<u64>,
     pub provider_options: Map<String, Value>,
+    /// The caller's project's own key for the provider; the operator's is used when `None`.
+    pub credential: Option<ProviderKey>,
 }
 
 impl Target {
@@ -122,6 +125,7 @@ impl Target {
             seed: self.seed,
             provider_options: self.provider_options.clone(),
             timestamps: false,
+            credential: self.credential.clone(),
         }
     }
 }
@@ -228,7 +232,7 @@ const MAX_LANGUAGE_CHARS: usize = 35;
 pub async fn resolve(
     registry: &Registry,
     store: &dyn Store,
-    owner: &str,
+    owner: &Owner,
     input: SegmentInput,
     pronunciations: &Pronunciations,
 ) -> Result<Candidates, ServiceError> {
@@ -297,7 +301,11 @@ pub async fn resolve(
             options.retain(|name, _| declares(&resolved, name));
         }
         match check(resolved, voice, options, &input, &model, pronunciations) {
-            Ok(target) => found.push((target, ())),
+            Ok(mut target) => {
+                // The project's own key for the target's vendor, when it stored one.
+                target.credential = owner.credential(target.resolved.provider.as_ref()).await?;
+                found.push((target, ()));
+            }
             Err(error) => {
                 refusal.get_or_insert(error);
             }
@@ -366,6 +374,7 @@ fn check(
         return Err(ServiceError::Validation(problems));
     }
     Ok(Target {
+        credential: None,
         resolved,
         voice,
         spoken,

@@ -137,6 +137,7 @@ mod tests {
 
     fn caps(formats: Vec<NativeFormat>) -> Capabilities {
         Capabilities {
+            takes_api_key: true,
             models: vec![ModelInfo { id: "m".into(), max_characters: 100, supports_instructions: false }],
             default_model: "m".into(),
             formats,

@@ -14,19 +14,19 @@ macro_rules! voice_columns {
 }
 
 pub(in crate::store) const INSERT_VOICE: &str = concat!(
-    "INSERT INTO voices (id, owner_key_id, title, provider, model, voice_id, tags, gender, description, ",
+    "INSERT INTO voices (id, project_id, title, provider, model, voice_id, tags, gender, description, ",
     "provider_options, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING ",
     voice_columns!()
 );
 
 pub(in crate::store) const GET_VOICE: &str =
-    concat!("SELECT ", voice_columns!(), " FROM voices WHERE owner_key_id = $1 AND id = $2");
+    concat!("SELECT ", voice_columns!(), " FROM voices WHERE project_id = $1 AND id = $2");
 
 /// Newest first; `($2, $3)` is the `(created_at, id)` of the last voice of the previous page.
 pub(in crate::store) const LIST_VOICES: &str = concat!(
     "SELECT ",
     voice_columns!(),
-    " FROM voices WHERE owner_key_id = $1 AND ($2 IS NULL OR (created_at, id) < ($2, $3)) ",
+    " FROM voices WHERE project_id = $1 AND ($2 IS NULL OR (created_at, id) < ($2, $3)) ",
     "ORDER BY created_at DESC, id DESC LIMIT $4"
 );
 
@@ -38,11 +38,11 @@ pub(in crate::store) const UPDATE_VOICE: &str = concat!(
     "model = CASE WHEN $5 THEN $6 ELSE model END, voice_id = COALESCE($7, voice_id), tags = COALESCE($8, tags), ",
     "gender = CASE WHEN $9 THEN $10 ELSE gender END, description = CASE WHEN $11 THEN $12 ELSE description END, ",
     "provider_options = COALESCE($13, provider_options), updated_at = $14 ",
-    "WHERE owner_key_id = $1 AND id = $2 RETURNING ",
+    "WHERE project_id = $1 AND id = $2 RETURNING ",
     voice_columns!()
 );
 
-pub(in crate::store) const DELETE_VOICE: &str = "DELETE FROM voices WHERE owner_key_id = $1 AND id = $2";
+pub(in crate::store) const DELETE_VOICE: &str = "DELETE FROM voices WHERE project_id = $1 AND id = $2";
 
 pub(in crate::store) fn tags_json(tags: &[String]) -> String {
     Value::Array(tags.iter().cloned().map(Value::String).collect()).to_string()

@@ -143,8 +143,7 @@ async fn voice(
             input.timestamps = Some(Mode::Auto);
         }
         let (state, limits) = (&call.state, &call.state.conversation);
-        let (store, screen) = (state.store.as_ref(), call.screen());
-        let prepared = conversation::prepare(&state.registry, store, &call.owner, input, limits, &screen).await?;
+        let prepared = conversation::prepare(&state.registry, state.store.as_ref(), &call.owner, input, limits).await?;
         crate::http::admission::admit(&call.details, &prepared).await?;
         let response = match (conversation::start(prepared, &call.details, &state.metrics, limits).await?, answer) {
             (ConversationOutput::Audio { output, body, .. }, Answer::Audio { .. }) => {

@@ -9,8 +9,6 @@
 mod catalog;
 mod dialogue;
 
-use std::sync::Arc;
-
 use axum::{
     body::Body,
     extract::{FromRequestParts, Path},
@@ -26,8 +24,9 @@ use utoipa::ToSchema;
 // Globs, so that each route's OpenAPI item comes along with its handler.
 pub use self::{catalog::*, dialogue::*};
 use super::speech::{audio_response, respond_with_speech};
+use crate::service::provider_keys::Owner;
 use crate::{
-    domain::{ApiKey, FieldError, PathSegment},
+    domain::{FieldError, PathSegment},
     facades::{
         self as facade,
         elevenlabs::{
@@ -42,7 +41,6 @@ use crate::{
         AppState,
     },
     service::{
-        moderation::Screen,
         speech::{timed, timed::TimedChunk, SpeechInput},
         synthesis::SegmentInput,
         timestamps::Mode,
@@ -93,8 +91,7 @@ pub struct ElevenLabsFieldError {
 /// A facade request's context: the state, the calling key, its usage line and request id.
 pub struct Call {
     state: AppState,
-    key: Arc<ApiKey>,
-    owner: String,
+    owner: Owner,
     details: UsageDetails,
     request_id: RequestId,
 }
@@ -107,16 +104,11 @@ impl FromRequestParts<AppState> for Call {
         let missing = |what: &str| ApiError::Internal(format!("no {what} on the request"));
         let details = parts.extensions.get::<UsageDetails>().cloned().ok_or_else(|| missing("usage details"))?;
         let request_id = parts.extensions.get::<RequestId>().cloned().ok_or_else(|| missing("request id"))?;
-        Ok(Call { state: state.clone(), owner: key.id.clone(), key, details, request_id })
+        Ok(Call { state: state.clone(), owner: state.owner(&key), details, request_id })
     }
 }
 
 impl Call {
-    /// Content moderation as it applies to the caller.
-    fn screen(&self) -> Screen {
-        self.state.screen(&self.key)
-    }
-
     /// What every successful answer carries: the gateway's request id and the characters
     /// billed.
     fn answer(&self, mut response: Response, characters: usize) -> Response {
@@ -284,14 +276,12 @@ async fn speak(
         let ApiJson(body) = body?;
         let input = body.into_input(&call, voice, &query, streaming).await?;
         let characters = input.segment.text.chars().count();
-        let (state, owner, details) = (&call.state, call.owner.as_str(), &call.details);
+        let (state, owner, details) = (&call.state, &call.owner, &call.details);
         let response = match answer {
-            Answer::Audio { .. } => respond_with_speech(state, &call.key, details, input, false).await?,
+            Answer::Audio { .. } => respond_with_speech(state, owner, details, input, false).await?,
             Answer::Timed => {
                 let original = input.segment.text.clone();
-                let prepared =
-                    timed::prepare(&state.registry, state.store.as_ref(), owner, input, Mode::Auto, &call.screen())
-                        .await?;
+                let prepared = timed::prepare(&state.registry, state.store.as_ref(), owner, input, Mode::Auto).await?;
                 crate::http::admission::admit(details, &prepared).await?;
                 let clip = timed::synthesize(prepared, details, &state.metrics).await?.clip;
                 let alignment = align(&original, &clip.timestamps, clip.duration_ms as f64 / 1000.0);
@@ -299,9 +289,7 @@ async fn speak(
             }
             Answer::TimedStream => {
                 let mut aligner = Aligner::new(&input.segment.text);
-                let prepared =
-                    timed::prepare(&state.registry, state.store.as_ref(), owner, input, Mode::Auto, &call.screen())
-                        .await?;
+                let prepared = timed::prepare(&state.registry, state.store.as_ref(), owner, input, Mode::Auto).await?;
                 crate::http::admission::admit(details, &prepared).await?;
                 let chunks = timed::stream(prepared, details, &state.metrics).await?.chunks;
                 let lines = chunks.filter_map(move |chunk| {

@@ -135,14 +135,14 @@ pub async fn create_job(
     ApiJson(document): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
     let request: PlayRequest = from_document(document.clone())?;
-    let kept = state.store.count_jobs_since(&key.id, chrono::Utc::now() - JOB_RETENTION).await?;
+    let kept = state.store.count_jobs_since(&key.project_id, chrono::Utc::now() - JOB_RETENTION).await?;
     if kept >= MAX_JOBS_PER_KEY {
         let message = format!(
             "this key keeps {MAX_JOBS_PER_KEY} jobs, its limit for a day; use /v2/tts/stream, or wait for the oldest to expire"
         );
         return Err(ApiError::QuotaExceeded(message));
     }
-    let voiced = voice(&state, &key, &details, request, PLAYHT_V2).await?;
+    let voiced = voice(&state, &state.owner(&key), &details, request, PLAYHT_V2).await?;
     let mut counter = crate::audio::DurationCounter::new(voiced.output);
     let mut audio = Vec::new();
     let mut chunks = voiced.body;
@@ -169,7 +169,7 @@ pub async fn create_job(
         audio: Some(audio),
         created_at: now,
     };
-    state.store.insert_job(&key.id, &job).await?;
+    state.store.insert_job(&key.project_id, &job).await?;
     // Expired jobs go as new ones come; a failure here costs nothing but space until the next.
     if let Err(error) = state.store.delete_jobs_before(now - JOB_RETENTION).await {
         tracing::warn!(%error, "expired PlayHT jobs could not be deleted");
@@ -211,7 +211,7 @@ pub async fn get_job(
     let format = query.format.as_deref();
     let mp3 = format == Some("audio-mpeg") || (format.is_none() && accepts(&headers, "audio/mpeg"));
     let audio = mp3 || format == Some("audio");
-    let job = state.store.get_job(&key.id, &id, audio).await?;
+    let job = state.store.get_job(&key.project_id, &id, audio).await?;
     let job = job
         .filter(|job| job.created_at > chrono::Utc::now() - JOB_RETENTION)
         .ok_or_else(|| ApiError::NotFound(format!("no job {id:?}")))?;

@@ -28,10 +28,11 @@ pub(crate) use self::auth::{public_base, websocket_base};
 use super::speech::audio_response;
 pub use crate::facades::playht::PlayRequest;
 use crate::facades::playht::{dialogue_turns, language_code, output, Surface, DEFAULT_PREFIXES, PLAYAI_V1, PLAYHT_V2};
+use crate::service::provider_keys::Owner;
 use crate::{
     domain::{
         audio::{AudioFormat, AudioSpec},
-        ApiKey, FieldError,
+        FieldError,
     },
     facades as facade,
     http::{
@@ -65,12 +66,11 @@ struct Voiced {
 /// a provider before every field has been checked.
 async fn voice(
     state: &AppState,
-    key: &ApiKey,
+    owner: &Owner,
     details: &UsageDetails,
     request: PlayRequest,
     surface: Surface<'_>,
 ) -> Result<Voiced, ApiError> {
-    let (owner, screen) = (key.id.as_str(), state.screen(key));
     let mut problems = Vec::new();
     let output = output(&request, surface).map_err(|p| problems.push(p)).ok();
     let language = match request.language.as_deref() {
@@ -119,7 +119,7 @@ async fn voice(
     let Some(voice_2) = request.voice_2.as_deref().filter(|_| dialogue_engine) else {
         let segment = speaking(&route(voice.to_owned(), "voice").await?, text);
         let input = SpeechInput { segment, output, ..SpeechInput::default() };
-        let prepared = speech::prepare(&state.registry, state.store.as_ref(), owner, input, &screen).await?;
+        let prepared = speech::prepare(&state.registry, state.store.as_ref(), owner, input).await?;
         crate::http::admission::admit(details, &prepared).await?;
         let spoken = speech::synthesize(prepared, details, &state.metrics).await?;
         return Ok(Voiced { body: spoken.body, output: spoken.output });
@@ -141,7 +141,7 @@ async fn voice(
         .map(|(speaker, text)| TurnInput { segment: speaking(&speakers[speaker], text), pause_before_ms: None })
         .collect();
     let input = ConversationInput { turns, output, ..ConversationInput::default() };
-    let prepared = conversation::prepare(&state.registry, state.store.as_ref(), owner, input, limits, &screen).await?;
+    let prepared = conversation::prepare(&state.registry, state.store.as_ref(), owner, input, limits).await?;
     crate::http::admission::admit(details, &prepared).await?;
     match conversation::start(prepared, details, &state.metrics, limits).await? {
         ConversationOutput::Audio { output, body, .. } => Ok(Voiced { body, output }),
@@ -153,12 +153,12 @@ async fn voice(
 
 async fn stream(
     state: AppState,
-    key: &ApiKey,
+    owner: &Owner,
     details: &UsageDetails,
     request: PlayRequest,
     surface: Surface<'_>,
 ) -> Result<Response, ApiError> {
-    let voiced = voice(&state, key, details, request, surface).await?;
+    let voiced = voice(&state, owner, details, request, surface).await?;
     Ok(audio_response(Body::from_stream(voiced.body), voiced.output.format.media_type(), []))
 }
 
@@ -183,7 +183,8 @@ pub async fn create_stream(
     Extension(details): Extension<UsageDetails>,
     ApiJson(request): ApiJson<PlayRequest>,
 ) -> Result<Response, ApiError> {
-    stream(state, &key, &details, request, PLAYHT_V2).await
+    let owner = state.owner(&key);
+    stream(state, &owner, &details, request, PLAYHT_V2).await
 }
 
 /// Play.ai v1: text (or a PlayDialog two-speaker script) to a stream of audio, camelCase body.
@@ -206,7 +207,8 @@ pub async fn create_playai_stream(
     Extension(details): Extension<UsageDetails>,
     ApiJson(request): ApiJson<PlayRequest>,
 ) -> Result<Response, ApiError> {
-    stream(state, &key, &details, request, PLAYAI_V1).await
+    let owner = state.owner(&key);
+    stream(state, &owner, &details, request, PLAYAI_V1).await
 }
 
 /// An inference URL `sdk-auth` handed out (authenticated by its `token`): the body of a
@@ -233,7 +235,8 @@ pub async fn inference_stream(
     Path(model): Path<String>,
     ApiJson(request): ApiJson<PlayRequest>,
 ) -> Result<Response, ApiError> {
-    stream(state, &key, &details, request, Surface { engine: Some(&model), ..PLAYHT_V2 }).await
+    let owner = state.owner(&key);
+    stream(state, &owner, &details, request, Surface { engine: Some(&model), ..PLAYHT_V2 }).await
 }
 
 /// `pyht`'s CORS preflight of the streaming URL, answered so that it need not log a failure.
@@ -307,13 +310,15 @@ pub async fn inference_socket(
     Path(model): Path<String>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let (voicer_state, caller) = (state.clone(), key.clone());
+    let voicer_state = state.clone();
+    let owner = state.owner(&key);
     let voicer: ws::Voicer = Box::new(move |command, details| {
-        let (state, caller, model) = (voicer_state.clone(), caller.clone(), model.clone());
+        // Each command reads the project's provider keys afresh (through the cache).
+        let (state, owner, model) = (voicer_state.clone(), owner.renewed(), model.clone());
         async move {
             let request: PlayRequest = from_document(command)?;
             let surface = Surface { format: AudioFormat::Mp3, engine: Some(&model) };
-            voice(&state, &caller, &details, request, surface).await.map(|voiced| voiced.body)
+            voice(&state, &owner, &details, request, surface).await.map(|voiced| voiced.body)
         }
         .boxed()
     });
@@ -345,7 +350,7 @@ pub struct PlayVoice {
 )]
 pub async fn list_voices(State(state): State<AppState>, Caller(key): Caller) -> Result<Json<Vec<PlayVoice>>, ApiError> {
     let facade = &state.facades.playht;
-    let listed = facade::voices(&state.registry, state.store.as_ref(), &key.id, facade, None).await?;
+    let listed = facade::voices(&state.registry, state.store.as_ref(), &key.project_id, facade, None).await?;
     let voices = listed
         .into_iter()
         .map(|voice| PlayVoice {
