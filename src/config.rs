@@ -1,6 +1,6 @@
 //! Typed configuration: defaults, then `speechgate.toml` (optional), then
 //! `SPEECHGATE__SECTION__KEY` environment variables, then the first-class variables
-//! `SPEECHGATE_LISTEN`, `SPEECHGATE_DATABASE_URL` and `SPEECHGATE_ADMIN_TOKEN`.
+//! `SPEECHGATE_LISTEN`, `SPEECHGATE_DATABASE_URL`, `SPEECHGATE_ADMIN_TOKEN` and `SPEECHGATE_MASTER_KEY`.
 //! Validated once at start; every message names the field it is about.
 
 use std::{collections::BTreeMap, net::SocketAddr, path::Path};
@@ -560,10 +560,11 @@ pub const CONFIG_FILE_VAR: &str = "SPEECHGATE_CONFIG";
 pub const NESTED_VAR_PREFIX: &str = "SPEECHGATE__";
 
 /// The first-class variables and the fields they set; they win over everything else.
-pub const FIRST_CLASS_VARS: [(&str, &str); 3] = [
+pub const FIRST_CLASS_VARS: [(&str, &str); 4] = [
     ("SPEECHGATE_LISTEN", "server.listen"),
     ("SPEECHGATE_DATABASE_URL", "database.url"),
     ("SPEECHGATE_ADMIN_TOKEN", "auth.admin_token"),
+    ("SPEECHGATE_MASTER_KEY", "auth.master_key"),
 ];
 
 /// Every environment variable the gateway reads by its full name: the configuration file's,
