@@ -489,7 +489,7 @@ async fn migrations_are_idempotent_and_ping_works(db: Db) {
 async fn key_patches_and_billed_months(db: Db) {
     use speechgate::domain::{limits::KeyChange, KeyPatch};
     let (store, _db) = test_store(db).await;
-    store.insert_key(&new_key("aaaaaaaaaaaa")).await.unwrap();
+    insert_key(store.as_ref(), "aaaaaaaaaaaa").await;
     let patch = KeyPatch {
         changes: vec![
             KeyChange::Count("rate_limit_per_minute", None),
