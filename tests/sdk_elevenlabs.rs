@@ -103,14 +103,16 @@ fn sdk_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/elevenlabs")
 }
 
-/// Runs a driver script and parses the one JSON object it prints.
-async fn drive(program: String, script: &str, app: &TestApp, key: &str, voices: (&str, &str)) -> Value {
-    let (gateway, key, script) = (app.url("/elevenlabs"), key.to_owned(), sdk_dir().join(script));
+/// Runs a driver script (in the directory it is in, where its packages are) and parses the one
+/// JSON object it prints.
+async fn drive(program: String, script: PathBuf, app: &TestApp, key: &str, voices: (&str, &str)) -> Value {
+    let (gateway, key) = (app.url("/elevenlabs"), key.to_owned());
     let (voice, voice2) = (voices.0.to_owned(), voices.1.to_owned());
+    let dir = script.parent().map(PathBuf::from).unwrap_or_else(sdk_dir);
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new(program)
             .arg(script)
-            .current_dir(sdk_dir())
+            .current_dir(dir)
             .env("GATEWAY", gateway)
             .env("KEY", key)
             .env("VOICE", voice)
@@ -266,7 +268,7 @@ async fn elevenlabs_python_sdk_is_served_by_any_provider() {
         panic!("{}", common::needs("SPEECHGATE_TEST_PYTHON: a Python with the official `elevenlabs` SDK (2.78.0)"))
     });
     let (app, _upstream, key_id, key) = gateway().await;
-    let result = drive(python, "drive.py", &app, &key, (ELEVEN_VOICE, LOCAL_VOICE)).await;
+    let result = drive(python, sdk_dir().join("drive.py"), &app, &key, (ELEVEN_VOICE, LOCAL_VOICE)).await;
     assert_eq!(result["sdk"]["version"], "2.78.0", "{}", result["sdk"]);
     check(&result, ELEVEN_VOICE, LOCAL_VOICE, true);
     check_usage(app, &key_id, "elevenlabs").await;
@@ -277,9 +279,10 @@ async fn elevenlabs_js_sdk_is_served_by_the_local_voice() {
     let dir = std::env::var("SPEECHGATE_TEST_ELEVENLABS_SDK").unwrap_or_else(|_| {
         panic!("{}", common::needs("SPEECHGATE_TEST_ELEVENLABS_SDK: tests/sdk/elevenlabs after `npm ci`"))
     });
-    assert!(PathBuf::from(dir).join("node_modules/@elevenlabs/elevenlabs-js").is_dir(), "run `npm ci` there");
+    let dir = PathBuf::from(dir);
+    assert!(dir.join("node_modules/@elevenlabs/elevenlabs-js").is_dir(), "run `npm ci` there");
     let (app, _upstream, key_id, key) = gateway().await;
-    let result = drive("node".to_owned(), "drive.mjs", &app, &key, (LOCAL_VOICE, ELEVEN_VOICE)).await;
+    let result = drive("node".to_owned(), dir.join("drive.mjs"), &app, &key, (LOCAL_VOICE, ELEVEN_VOICE)).await;
     assert_eq!(result["sdk"]["version"], "2.73.0", "{}", result["sdk"]);
     check(&result, LOCAL_VOICE, ELEVEN_VOICE, false);
     check_usage(app, &key_id, "local").await;

@@ -293,6 +293,8 @@ impl StreamingUpstream {
         StreamingUpstream { uri, release, calls }
     }
 
+    /// Lets ONE held stream send the rest — the longest-waiting one, or, when none is waiting,
+    /// the next to reach that point. With several streams held, call it once per stream.
     pub fn release(&self) {
         self.release.notify_one();
     }
