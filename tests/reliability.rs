@@ -168,3 +168,38 @@ async fn a_stream_broken_after_its_first_byte_is_not_retried() {
     assert_eq!(upstream.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
     app.stop().await;
 }
+
+/// A provider whose streams keep breaking after their first audio is failing as surely as one
+/// that fails before it: those breaks count against its circuit, which opens. (A stream that
+/// ends well tells the circuit the provider is fine.)
+#[tokio::test]
+async fn streams_that_break_midway_open_the_circuit() {
+    let upstream = common::StreamingUpstream::start("audio/mpeg", b"ID3-first".to_vec(), b"-rest".to_vec(), true).await;
+    let base_url = format!("{}/v1", upstream.uri);
+    let app = TestApp::spawn_with(Db::Sqlite, move |c| {
+        c.providers.local.enabled = false;
+        c.providers.openai = speechgate::config::VendorConfig {
+            api_key: Some("sk-x".to_owned().into()),
+            base_url: Some(base_url),
+            ..Default::default()
+        };
+        c.providers.circuit_failures = 2;
+        c.providers.circuit_cooldown_secs = 60;
+    })
+    .await;
+    let (_, key) = app.speech_key().await;
+    let circuit = || async {
+        let ready: serde_json::Value = app.get("/readyz", None).await.json().await.unwrap();
+        ready["providers"]["openai"]["circuit"].as_str().unwrap().to_owned()
+    };
+    for expected in ["closed", "open"] {
+        let response = speak(&app, &key).await;
+        assert_eq!(response.status(), 200, "the head was sent before the break");
+        upstream.release();
+        assert!(response.bytes().await.is_err(), "the broken stream ends the body in an error");
+        assert_eq!(circuit().await, expected);
+    }
+    assert_eq!(speak(&app, &key).await.status(), 503, "open: answered without a call");
+    assert_eq!(upstream.calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+    app.stop().await;
+}

@@ -85,6 +85,15 @@ impl Circuit {
         probe
     }
 
+    /// A call that was allowed has started to answer: a probe that gets this far closes the
+    /// circuit; otherwise its outcome is told when its stream ends ([`Circuit::record`]).
+    pub fn started(&self) {
+        let mut inner = self.lock();
+        if matches!(*inner, Inner::HalfOpen { .. }) {
+            *inner = Inner::Closed { failures: 0 };
+        }
+    }
+
     /// The outcome of a call that was allowed.
     pub fn record(&self, outcome: Result<(), &ProviderError>) {
         let down = matches!(

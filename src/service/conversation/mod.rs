@@ -426,7 +426,7 @@ pub async fn start(
             };
             // One call voices every turn: its failure is the dialogue's, not a turn's.
             let provider = &first.resolved.provider;
-            let reliability = (first.resolved.retry, first.resolved.circuit.as_ref());
+            let reliability = (first.resolved.retry, &first.resolved.circuit);
             let events =
                 call::start(segment, details, metrics, reliability, || provider.dialogue(request.clone())).await?;
             let plan = match volume_dbfs {

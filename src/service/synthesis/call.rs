@@ -31,7 +31,7 @@ pub async fn start<F, Fut>(
     segment: Segment<'_>,
     details: &UsageDetails,
     metrics: &Arc<Metrics>,
-    (retry, circuit): (RetryPolicy, &Circuit),
+    (retry, circuit): (RetryPolicy, &Arc<Circuit>),
     request: F,
 ) -> Result<EventStream, ProviderError>
 where
@@ -48,8 +48,7 @@ where
             details.segment_failed(segment.index, "circuit_open");
             return Err(error);
         }
-        let outcome = attempt(&segment, details, metrics, request()).await;
-        circuit.record(outcome.as_ref().map(|_| ()));
+        let outcome = attempt(&segment, details, metrics, circuit, request()).await;
         match outcome {
             Ok(events) => return Ok(events),
             Err(error) => {
@@ -68,10 +67,14 @@ where
     }
 }
 
+/// One call. Its circuit hears how it went: a failure before the first byte at once; a started
+/// call when its stream ends — well, or broken, which says the provider is failing as surely as
+/// a failure before the first byte. A probe that starts closes the circuit at once.
 async fn attempt(
     segment: &Segment<'_>,
     details: &UsageDetails,
     metrics: &Arc<Metrics>,
+    circuit: &Arc<Circuit>,
     request: impl Future<Output = Result<EventStream, ProviderError>>,
 ) -> Result<EventStream, ProviderError> {
     details.serving(segment.index, segment.provider, segment.model, segment.voice, segment.characters);
@@ -95,9 +98,11 @@ async fn attempt(
     match started {
         Ok((first, events)) => {
             call.first_byte();
-            Ok(Box::pin(call.observe(futures::stream::iter([Ok(first)]).chain(events))))
+            circuit.started();
+            Ok(Box::pin(call.observe(circuit.clone(), futures::stream::iter([Ok(first)]).chain(events))))
         }
         Err(err) => {
+            circuit.record(Err(&err));
             call.failed(&err);
             details.segment_failed(segment.index, err.code());
             Err(err)
@@ -142,15 +147,27 @@ impl ProviderCall {
         self.metrics.provider_errors.get_or_create(&labels).inc();
     }
 
-    /// The rest of the audio, with a failure mid-stream counted.
+    /// The rest of the audio, with a failure mid-stream counted, and the call's outcome told
+    /// to its circuit once: when the stream ends, or at its first failure. A stream the client
+    /// drops midway tells it nothing.
     fn observe(
         self,
+        circuit: Arc<Circuit>,
         events: impl Stream<Item = Result<SynthesisEvent, ProviderError>> + Send + 'static,
     ) -> impl Stream<Item = Result<SynthesisEvent, ProviderError>> + Send + 'static {
-        events.inspect(move |item| {
-            if let Err(err) = item {
-                self.failed(err);
+        let mut told = false;
+        events.map(Some).chain(futures::stream::iter([None])).filter_map(move |item| {
+            match &item {
+                Some(Err(err)) => {
+                    self.failed(err);
+                    if !std::mem::replace(&mut told, true) {
+                        circuit.record(Err(err));
+                    }
+                }
+                None if !std::mem::replace(&mut told, true) => circuit.record(Ok(())),
+                _ => {}
             }
+            futures::future::ready(item)
         })
     }
 }

@@ -108,7 +108,7 @@ impl Target {
             characters: self.characters(),
         };
         let provider = &self.resolved.provider;
-        let reliability = (retry, self.resolved.circuit.as_ref());
+        let reliability = (retry, &self.resolved.circuit);
         call::start(segment, details, metrics, reliability, || provider.synthesize(request.clone())).await
     }
 
