@@ -171,11 +171,7 @@ async fn upstream_refusals_keep_their_status_and_model_ids_fall_back() {
     Mock::given(method("POST")).respond_with(ResponseTemplate::new(422).set_body_json(invalid)).mount(&upstream).await;
     let uri = upstream.uri();
     let app = TestApp::spawn_with(Db::Sqlite, move |c| {
-        c.providers.elevenlabs = speechgate::config::VendorConfig {
-            api_key: Some("xi-test".to_owned().into()),
-            base_url: Some(uri),
-            ..Default::default()
-        };
+        c.providers.elevenlabs = common::vendor("xi-test", uri);
     })
     .await;
     let (_, key) = app.speech_key().await;
@@ -218,11 +214,7 @@ async fn saved_voices_keep_vendor_fields() {
         .await;
     let uri = upstream.uri();
     let app = TestApp::spawn_with(Db::Sqlite, move |c| {
-        c.providers.elevenlabs = speechgate::config::VendorConfig {
-            api_key: Some("xi-test".to_owned().into()),
-            base_url: Some(uri),
-            ..Default::default()
-        };
+        c.providers.elevenlabs = common::vendor("xi-test", uri);
     })
     .await;
     let (_, key) = app.speech_key().await;
@@ -257,11 +249,7 @@ async fn other_upstream_refusals_are_the_gateways() {
     Mock::given(method("POST")).respond_with(ResponseTemplate::new(402).set_body_json(unpaid)).mount(&upstream).await;
     let uri = upstream.uri();
     let app = TestApp::spawn_with(Db::Sqlite, move |c| {
-        c.providers.elevenlabs = speechgate::config::VendorConfig {
-            api_key: Some("xi-test".to_owned().into()),
-            base_url: Some(uri),
-            ..Default::default()
-        };
+        c.providers.elevenlabs = common::vendor("xi-test", uri);
     })
     .await;
     let (_, key) = app.speech_key().await;

@@ -23,11 +23,7 @@ async fn gateway(first: ResponseTemplate, times: u64) -> (TestApp, MockServer, S
     let base_url = format!("{}/v1", upstream.uri());
     let app = TestApp::spawn_with(Db::Sqlite, move |c| {
         c.providers.local.enabled = false;
-        c.providers.openai = speechgate::config::VendorConfig {
-            api_key: Some("sk-x".to_owned().into()),
-            base_url: Some(base_url),
-            ..Default::default()
-        };
+        c.providers.openai = common::vendor("sk-x", base_url);
         c.providers.retries = 2;
         c.providers.retry_backoff_ms = 10;
         c.providers.retry_max_wait_secs = 2;
@@ -97,11 +93,7 @@ async fn a_failing_provider_is_skipped_then_probed() {
     Mock::given(method("POST")).respond_with(ResponseTemplate::new(500).set_body_string("down")).mount(&upstream).await;
     let base_url = format!("{}/v1", upstream.uri());
     let app = TestApp::spawn_with(Db::Sqlite, move |c| {
-        c.providers.openai = speechgate::config::VendorConfig {
-            api_key: Some("sk-x".to_owned().into()),
-            base_url: Some(base_url),
-            ..Default::default()
-        };
+        c.providers.openai = common::vendor("sk-x", base_url);
         c.providers.circuit_failures = 3;
         c.providers.circuit_cooldown_secs = 1;
     })
@@ -151,11 +143,7 @@ async fn a_stream_broken_after_its_first_byte_is_not_retried() {
     let base_url = format!("{}/v1", upstream.uri);
     let app = TestApp::spawn_with(Db::Sqlite, move |c| {
         c.providers.local.enabled = false;
-        c.providers.openai = speechgate::config::VendorConfig {
-            api_key: Some("sk-x".to_owned().into()),
-            base_url: Some(base_url),
-            ..Default::default()
-        };
+        c.providers.openai = common::vendor("sk-x", base_url);
         c.providers.retries = 2;
         c.providers.retry_backoff_ms = 10;
     })
@@ -178,11 +166,7 @@ async fn streams_that_break_midway_open_the_circuit() {
     let base_url = format!("{}/v1", upstream.uri);
     let app = TestApp::spawn_with(Db::Sqlite, move |c| {
         c.providers.local.enabled = false;
-        c.providers.openai = speechgate::config::VendorConfig {
-            api_key: Some("sk-x".to_owned().into()),
-            base_url: Some(base_url),
-            ..Default::default()
-        };
+        c.providers.openai = common::vendor("sk-x", base_url);
         c.providers.circuit_failures = 2;
         c.providers.circuit_cooldown_secs = 60;
     })

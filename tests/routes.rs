@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use common::{Db, TestApp};
 use serde_json::{json, Value};
-use speechgate::config::{Config, RouteConfig, RouteTargetConfig, VendorConfig};
+use speechgate::config::{Config, RouteConfig, RouteTargetConfig};
 use wiremock::{matchers::method, Mock, MockServer, ResponseTemplate};
 
 fn target(model: &str, voice: Option<&str>, voices: &[(&str, &str)]) -> RouteTargetConfig {
@@ -25,11 +25,7 @@ fn target(model: &str, voice: Option<&str>, voices: &[(&str, &str)]) -> RouteTar
 /// `en-gb`, anything else speaks `en-us`). Retries are on, so that a test sees they are not
 /// spent on a target with another to fall back on.
 fn narrator(config: &mut Config, openai: &MockServer) {
-    config.providers.openai = VendorConfig {
-        api_key: Some("sk-x".to_owned().into()),
-        base_url: Some(format!("{}/v1", openai.uri())),
-        ..VendorConfig::default()
-    };
+    config.providers.openai = common::vendor("sk-x", format!("{}/v1", openai.uri()));
     config.providers.retries = 2;
     config.providers.retry_backoff_ms = 10;
     let targets = vec![
@@ -120,11 +116,7 @@ async fn when_every_target_fails_the_last_failure_is_the_answer() {
     let second = openai_answering(ResponseTemplate::new(503).set_body_string("also down")).await;
     let app = TestApp::spawn_with(Db::Sqlite, |c| {
         c.providers.local.enabled = false;
-        c.providers.openai = VendorConfig {
-            api_key: Some("sk-x".to_owned().into()),
-            base_url: Some(format!("{}/v1", first.uri())),
-            ..VendorConfig::default()
-        };
+        c.providers.openai = common::vendor("sk-x", format!("{}/v1", first.uri()));
         let compatible = speechgate::config::CompatibleConfig {
             base_url: format!("{}/v1", second.uri()),
             models: vec!["kokoro".to_owned()],
@@ -156,11 +148,7 @@ async fn a_stream_broken_after_its_first_audio_does_not_fall_back() {
     let upstream = common::StreamingUpstream::start("audio/mpeg", b"ID3-first".to_vec(), b"-rest".to_vec(), true).await;
     let base_url = format!("{}/v1", upstream.uri);
     let app = TestApp::spawn_with(Db::Sqlite, move |c| {
-        c.providers.openai = VendorConfig {
-            api_key: Some("sk-x".to_owned().into()),
-            base_url: Some(base_url),
-            ..VendorConfig::default()
-        };
+        c.providers.openai = common::vendor("sk-x", base_url);
         let targets = vec![target("openai/tts-1", Some("onyx"), &[]), target("local", Some("en-us"), &[])];
         c.routes.insert("narrator".to_owned(), RouteConfig { targets });
     })
@@ -339,11 +327,7 @@ async fn a_route_to_a_model_nobody_serves_stops_the_start() {
 async fn a_refused_connection_falls_back() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let app = TestApp::spawn_with(Db::Sqlite, |c| {
-        c.providers.openai = VendorConfig {
-            api_key: Some("sk-x".to_owned().into()),
-            base_url: Some(format!("http://{closed}/v1")),
-            ..VendorConfig::default()
-        };
+        c.providers.openai = common::vendor("sk-x", format!("http://{closed}/v1"));
         let targets = vec![target("openai/tts-1", Some("onyx"), &[]), target("local", Some("en-us"), &[])];
         c.routes.insert("narrator".to_owned(), RouteConfig { targets });
     })

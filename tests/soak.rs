@@ -30,7 +30,7 @@ use std::{
 use axum::{body::Bytes, extract::State, http::StatusCode, response::IntoResponse, routing::post, Json, Router};
 use common::{Db, TestApp};
 use serde_json::{json, Value};
-use speechgate::config::{CompatibleConfig, RouteConfig, RouteTargetConfig, VendorConfig};
+use speechgate::config::{CompatibleConfig, RouteConfig, RouteTargetConfig};
 
 const CLIENTS: usize = 32;
 
@@ -130,11 +130,7 @@ async fn mixed_traffic_with_faults_is_answered_and_accounted_for() {
     );
     let app = TestApp::spawn_with(Db::Postgres, |c| {
         c.providers.local.enabled = false;
-        c.providers.openai = VendorConfig {
-            api_key: Some("sk-x".to_owned().into()),
-            base_url: Some(healthy),
-            ..VendorConfig::default()
-        };
+        c.providers.openai = common::vendor("sk-x", healthy);
         c.providers.compatible.insert("flaky".to_owned(), compatible(flaky));
         c.providers.compatible.insert("down".to_owned(), compatible(down));
         c.providers.compatible.insert("garbage".to_owned(), compatible(garbage));

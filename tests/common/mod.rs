@@ -356,6 +356,15 @@ pub fn sine_pcm(rate: u32, seconds: f64) -> Vec<u8> {
         .collect()
 }
 
+/// A vendor section holding `key` and pointed at a fake of the vendor at `base_url`.
+pub fn vendor(key: &str, base_url: impl Into<String>) -> speechgate::config::VendorConfig {
+    speechgate::config::VendorConfig {
+        api_key: Some(key.to_owned().into()),
+        base_url: Some(base_url.into()),
+        ..Default::default()
+    }
+}
+
 impl TestApp {
     /// The gateway with only the `openai` provider, pointed at a fake OpenAI at `upstream_uri`
     /// and holding `upstream_key` as its OpenAI key.
@@ -365,11 +374,7 @@ impl TestApp {
         Self::spawn_with(db, move |c| {
             c.providers.local.enabled = false;
             c.providers.timeout_secs = 2;
-            c.providers.openai = speechgate::config::VendorConfig {
-                api_key: Some(key.into()),
-                base_url: Some(base_url),
-                ..Default::default()
-            };
+            c.providers.openai = vendor(&key, base_url);
         })
         .await
     }
