@@ -43,6 +43,15 @@ impl App {
 
     pub fn with_parts(config: &Config, store: Arc<dyn Store>, registry: Arc<Registry>) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::new());
+        // Validated with the rest of the configuration; a key that will not parse here still
+        // stops the start rather than turning projects' own keys off.
+        let master_key = config
+            .auth
+            .master_key
+            .as_ref()
+            .map(MasterKey::parse)
+            .transpose()
+            .map_err(|problem| anyhow::anyhow!("auth.master_key: {problem}"))?;
         let moderation = match &config.moderation {
             Some(moderation) => Some(Arc::new(
                 Moderator::new(moderation, &config.providers, metrics.clone()).context("setting up moderation")?,
@@ -106,8 +115,7 @@ impl App {
             moderation,
             provider_keys: Arc::new(ProviderKeys::new(
                 store_for_keys,
-                // Validated with the rest of the configuration.
-                config.auth.master_key.as_ref().and_then(|key| MasterKey::parse(key).ok()),
+                master_key,
                 Duration::from_secs(config.auth.cache_ttl_secs),
             )),
         };

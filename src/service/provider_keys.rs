@@ -68,10 +68,6 @@ impl ProviderKeys {
         Self { store, master, ttl, cache: Mutex::default() }
     }
 
-    pub fn enabled(&self) -> bool {
-        self.master.is_some()
-    }
-
     /// The owner of a request made with a key of `project_id`, screened by `screen`.
     pub fn owner(self: &Arc<Self>, project_id: &str, screen: Screen) -> Owner {
         Owner { project_id: project_id.to_owned(), keys: self.clone(), loaded: Arc::default(), screen }

@@ -147,11 +147,6 @@ pub struct Screen {
 }
 
 impl Screen {
-    /// No moderation (it is not configured).
-    pub fn off() -> Self {
-        Self::default()
-    }
-
     /// The screen for requests of `key`.
     pub fn for_key(moderator: Option<&Arc<Moderator>>, key: &ApiKey) -> Self {
         Self { moderator: moderator.cloned(), exempt: key.moderation_exempt }

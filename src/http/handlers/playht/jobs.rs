@@ -28,8 +28,8 @@ use crate::{
 
 /// How long finished jobs are kept.
 const JOB_RETENTION: chrono::Duration = chrono::Duration::hours(24);
-/// The most jobs one key may keep (one day's).
-const MAX_JOBS_PER_KEY: u64 = 1000;
+/// The most jobs one project may keep (one day's), whichever of its keys made them.
+const MAX_JOBS_PER_PROJECT: u64 = 1000;
 /// The most audio one job may hold.
 const MAX_JOB_BYTES: usize = 16 * 1024 * 1024;
 
@@ -123,7 +123,7 @@ fn accepts(headers: &HeaderMap, media_type: &str) -> bool {
         (status = 201, description = "The finished job (or, with `Accept: text/event-stream`, a `completed` event)", body = PlayJob),
         (status = 400, description = "An invalid field, or audio too long to keep (use `/v2/tts/stream`)", body = PlayError),
         (status = 401, description = "Missing, invalid, expired or revoked key", body = PlayError),
-        (status = 429, description = "`quota_exceeded`: the key keeps 1000 jobs, a day's limit", body = PlayError),
+        (status = 429, description = "`quota_exceeded`: the project keeps 1000 jobs, a day's limit", body = PlayError),
         (status = 502, description = "The provider broke off", body = PlayError)
     )
 )]
@@ -136,9 +136,9 @@ pub async fn create_job(
 ) -> Result<Response, ApiError> {
     let request: PlayRequest = from_document(document.clone())?;
     let kept = state.store.count_jobs_since(&key.project_id, chrono::Utc::now() - JOB_RETENTION).await?;
-    if kept >= MAX_JOBS_PER_KEY {
+    if kept >= MAX_JOBS_PER_PROJECT {
         let message = format!(
-            "this key keeps {MAX_JOBS_PER_KEY} jobs, its limit for a day; use /v2/tts/stream, or wait for the oldest to expire"
+            "this project keeps {MAX_JOBS_PER_PROJECT} jobs, its limit for a day; use /v2/tts/stream, or wait for the oldest to expire"
         );
         return Err(ApiError::QuotaExceeded(message));
     }
