@@ -171,11 +171,16 @@ impl<P> Candidates<P> {
         self,
         mut plan: impl FnMut(&Target, P) -> Result<Q, ServiceError>,
     ) -> Result<Candidates<Q>, ServiceError> {
-        let mut list = Vec::with_capacity(self.list.len());
+        Candidates::keep(self.list.into_iter().map(|(target, planned)| plan(&target, planned).map(|q| (target, q))))
+    }
+
+    /// The targets that passed, in order; when none did, the first refusal.
+    fn keep(outcomes: impl IntoIterator<Item = Result<(Target, P), ServiceError>>) -> Result<Self, ServiceError> {
+        let mut list = Vec::new();
         let mut refusal = None;
-        for (target, planned) in self.list {
-            match plan(&target, planned) {
-                Ok(next) => list.push((target, next)),
+        for outcome in outcomes {
+            match outcome {
+                Ok(kept) => list.push(kept),
                 Err(error) => {
                     refusal.get_or_insert(error);
                 }
@@ -292,29 +297,25 @@ pub async fn resolve(
             return Err(ServiceError::Validation(problems));
         }
     }
-    let mut found = Vec::with_capacity(targets.len());
-    let mut refusal = None;
+    let mut outcomes = Vec::with_capacity(targets.len());
     for (resolved, route) in targets {
         let voice = route.map_or(voice.as_str(), |t| t.voice_for(&voice)).to_owned();
         let mut options = provider_options.clone();
         if routed {
             options.retain(|name, _| declares(&resolved, name));
         }
-        match check(resolved, voice, options, &input, &model, pronunciations) {
-            Ok(mut target) => {
-                // The project's own key for the target's vendor, when it stored one.
-                target.credential = owner.credential(target.resolved.provider.as_ref()).await?;
-                found.push((target, ()));
-            }
-            Err(error) => {
-                refusal.get_or_insert(error);
-            }
-        }
+        let outcome = match check(resolved, voice, options, &input, &model, pronunciations) {
+            // The project's own key for the target's vendor, when it stored one. A key that
+            // cannot be opened refuses this target alone: a route's others may still serve.
+            Ok(mut target) => owner.credential(target.resolved.provider.as_ref()).await.map(|credential| {
+                target.credential = credential;
+                (target, ())
+            }),
+            Err(error) => Err(error),
+        };
+        outcomes.push(outcome);
     }
-    match (found.is_empty(), refusal) {
-        (true, Some(error)) => Err(error),
-        _ => Ok(Candidates { list: found }),
-    }
+    Candidates::keep(outcomes)
 }
 
 /// Whether `resolved`'s provider passes on the option `name`.
