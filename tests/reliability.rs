@@ -33,6 +33,12 @@ async fn gateway(first: ResponseTemplate, times: u64) -> (TestApp, MockServer, S
     (app, upstream, key)
 }
 
+/// The `openai` provider's circuit as `/readyz` reports it.
+async fn openai_circuit(app: &TestApp) -> String {
+    let ready: serde_json::Value = app.get("/readyz", None).await.json().await.unwrap();
+    ready["providers"]["openai"]["circuit"].as_str().unwrap().to_owned()
+}
+
 async fn speak(app: &TestApp, key: &str) -> reqwest::Response {
     app.post("/v1/audio/speech", key, json!({"model": "openai/tts-1", "voice": "alloy", "input": "Hello."})).await
 }
@@ -100,10 +106,7 @@ async fn a_failing_provider_is_skipped_then_probed() {
     .await;
     let (_, key) = app.speech_key().await;
     let calls = || async { upstream.received_requests().await.unwrap().len() };
-    let circuit = || async {
-        let ready: serde_json::Value = app.get("/readyz", None).await.json().await.unwrap();
-        ready["providers"]["openai"]["circuit"].as_str().unwrap().to_owned()
-    };
+    let circuit = || openai_circuit(&app);
     assert_eq!(circuit().await, "closed");
     for _ in 0..3 {
         assert_eq!(speak(&app, &key).await.status(), 503);
@@ -172,10 +175,7 @@ async fn streams_that_break_midway_open_the_circuit() {
     })
     .await;
     let (_, key) = app.speech_key().await;
-    let circuit = || async {
-        let ready: serde_json::Value = app.get("/readyz", None).await.json().await.unwrap();
-        ready["providers"]["openai"]["circuit"].as_str().unwrap().to_owned()
-    };
+    let circuit = || openai_circuit(&app);
     for expected in ["closed", "open"] {
         let response = speak(&app, &key).await;
         assert_eq!(response.status(), 200, "the head was sent before the break");

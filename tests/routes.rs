@@ -192,11 +192,17 @@ async fn an_open_circuit_sends_the_route_straight_to_the_next_target() {
 #[tokio::test]
 async fn targets_that_cannot_take_the_request_are_left_out() {
     let openai = openai_answering(ResponseTemplate::new(200).set_body_bytes(b"ID3".to_vec())).await;
-    let app = TestApp::spawn_with(Db::Sqlite, |c| narrator(c, &openai)).await;
+    let app = TestApp::spawn_with(Db::Sqlite, |c| {
+        narrator(c, &openai);
+        // The local voice first: it would serve anything it can take.
+        let targets = vec![target("local", Some("en-us"), &[]), target("openai/gpt-4o-mini-tts", Some("onyx"), &[])];
+        c.routes.insert("local-first".to_owned(), RouteConfig { targets });
+    })
+    .await;
     let (_, key) = app.speech_key().await;
-    // OpenAI takes `instructions`; the local voice does not. The route still serves (OpenAI),
-    // and never sends them to a target that cannot honour them.
-    let styled = json!({"model": "narrator", "voice": "v", "text": "Hi.", "instructions": "Whisper."});
+    // OpenAI takes `instructions`; the local voice does not. The route leaves the local voice
+    // out, though it comes first, and OpenAI serves.
+    let styled = json!({"model": "local-first", "voice": "v", "text": "Hi.", "instructions": "Whisper."});
     let response = app.post("/v1/audio/speech", &key, styled).await;
     assert_eq!((response.status().as_u16(), header(&response, "x-speech-provider")), (200, "openai"));
 
