@@ -69,13 +69,15 @@ async fn speech(State(fake): State<Fake>, Json(body): Json<Value>) -> axum::resp
     }
 }
 
-async fn fake(behaviour: Behaviour) -> String {
-    let state = Fake { behaviour, calls: Arc::default() };
+/// The fake's base URL, and the count of calls it has had.
+async fn fake(behaviour: Behaviour) -> (String, Arc<AtomicU64>) {
+    let calls = Arc::<AtomicU64>::default();
+    let state = Fake { behaviour, calls: calls.clone() };
     let app = Router::new().route("/v1/audio/speech", post(speech)).with_state(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/v1", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
-    url
+    (url, calls)
 }
 
 fn compatible(base_url: String) -> CompatibleConfig {
@@ -122,7 +124,7 @@ type Tally = BTreeMap<(String, u16), u64>;
 #[ignore = "a 60 s soak: scripts/test.sh runs it on its own after the suite"]
 async fn mixed_traffic_with_faults_is_answered_and_accounted_for() {
     let secs: u64 = std::env::var("SPEECHGATE_SOAK_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
-    let (healthy, flaky, down, garbage) = (
+    let ((healthy, _), (flaky, _), (down, down_calls), (garbage, _)) = (
         fake(Behaviour::Healthy).await,
         fake(Behaviour::Flaky).await,
         fake(Behaviour::Down).await,
@@ -226,4 +228,9 @@ async fn mixed_traffic_with_faults_is_answered_and_accounted_for() {
         "the fault was injected"
     );
     assert!(warm > 0 && end_rss <= warm + 64 * 1024, "RSS grew from {warm} KiB to {end_rss} KiB");
+    // The provider that is down is skipped by its circuit: it is called once per cool-down
+    // (2 s) after the first few failures, not once per request sent to it or through the route.
+    let sent_down = total / 4;
+    let down_calls = down_calls.load(Ordering::Relaxed);
+    assert!(down_calls * 10 < sent_down, "the down provider was called {down_calls} times for {sent_down} requests");
 }
