@@ -11,6 +11,8 @@ COPY src ./src
 COPY migrations ./migrations
 # Cargo.toml declares the [[bench]] targets: cargo refuses the manifest when their files are missing.
 COPY benches ./benches
+# The workspace's other member (the load harness): cargo loads every member's manifest.
+COPY bench ./bench
 # Registry and target caches survive between builds; the binary is copied out of the cache mount.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \

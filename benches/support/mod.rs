@@ -1,9 +1,15 @@
 //! What the benchmarks share: the release gateway binary as its own process, configured by the
 //! caller, and synthetic speech for providers to send.
-#![allow(dead_code, reason = "each benchmark uses part of this module")]
+#![allow(dead_code, unused_imports, reason = "each benchmark uses part of this module")]
 #![allow(clippy::expect_used, reason = "benchmark set-up stops on any failure")]
 
+mod proc;
+mod speech;
+
 use std::process::{Child, Command, Stdio};
+
+pub use proc::cpu_seconds;
+pub use speech::speech_like;
 
 pub struct Gateway {
     pub child: Child,
@@ -59,37 +65,4 @@ pub fn start_gateway(extra: &str, cpu: Option<u32>) -> Gateway {
         key: created["key"].as_str().expect("key").to_owned(),
         _dir: dir,
     }
-}
-
-/// CPU time (user + system) a process has used so far, in seconds (clock-tick resolution).
-pub fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start at `state`; utime and stime
-    // are the 12th and 13th of those.
-    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-/// Voiced harmonics on a gliding 90–220 Hz pitch with a syllable-rate envelope, and bursts of noise
-/// standing in for fricatives: enough structure that the codecs do realistic work.
-pub fn speech_like(rate: u32, seconds: u32) -> Vec<i16> {
-    let len = (rate * seconds) as usize;
-    let mut phase = 0.0f64;
-    let mut noise = 0x9E37_79B9u32;
-    (0..len)
-        .map(|i| {
-            let t = i as f64 / f64::from(rate);
-            let pitch = 155.0 + 65.0 * (t * 0.7).sin();
-            phase += std::f64::consts::TAU * pitch / f64::from(rate);
-            let voiced: f64 = (1..=12).map(|h| (phase * f64::from(h)).sin() / f64::from(h)).sum();
-            let syllable = (t * 4.0 * std::f64::consts::PI).sin().abs();
-            noise ^= noise << 13;
-            noise ^= noise >> 17;
-            noise ^= noise << 5;
-            let hiss = f64::from(noise) / f64::from(u32::MAX) - 0.5;
-            let fricative = if (t * 1.3).fract() > 0.8 { hiss * 0.6 } else { 0.0 };
-            (8000.0 * (voiced * syllable * 0.6 + fricative)).round() as i16
-        })
-        .collect()
 }
