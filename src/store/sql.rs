@@ -129,17 +129,12 @@ impl CredentialRow {
 pub(super) const TOUCH_KEY: &str =
     "UPDATE api_keys SET last_used_at = $2 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)";
 
-/// The event insert, as a macro so that the `RETURNING` variant below is the same text.
-macro_rules! insert_usage_sql {
-    () => {
-        "INSERT INTO usage_events (request_id, key_id, route, method, provider, model, voice, characters, audio_ms, bytes_out, status, error_code, latency_ms, ttfb_ms, created_at, spend_nanos, project_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
-    };
-}
+/// The event insert, up to its `VALUES`: a `QueryBuilder` adds one row per event.
+pub(super) const INSERT_USAGE_INTO: &str = "INSERT INTO usage_events (request_id, key_id, route, method, provider, model, voice, characters, audio_ms, bytes_out, status, error_code, latency_ms, ttfb_ms, created_at, spend_nanos, project_id) ";
 
-pub(super) const INSERT_USAGE: &str = insert_usage_sql!();
-
-/// The same insert for an event with segments, which need its sequence number.
-pub(super) const INSERT_USAGE_RETURNING_SEQ: &str = concat!(insert_usage_sql!(), " RETURNING seq");
+/// Events per insert statement: 17 parameters each, well under either database's limit on a
+/// statement's parameters (SQLite's default is 32,766; PostgreSQL's 65,535).
+pub(super) const USAGE_ROWS_PER_INSERT: usize = 256;
 
 pub(super) const INSERT_SEGMENT: &str = "INSERT INTO usage_segments (event_seq, idx, provider, model, voice, characters, audio_ms, error_code, spend_nanos) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
@@ -677,33 +672,44 @@ macro_rules! impl_store {
                 // What each key's events billed per month, added once per key and month.
                 let mut months = std::collections::BTreeMap::<(&str, String), (i64, i64)>::new();
                 let mut tx = self.pool.begin().await?;
-                for e in events {
-                    let created_at = sql::to_ms(e.created_at);
-                    let statement =
-                        if e.segments.is_empty() { sql::INSERT_USAGE } else { sql::INSERT_USAGE_RETURNING_SEQ };
-                    let insert = sqlx::query(statement)
-                        .bind(&e.request_id)
-                        .bind(e.key_id.as_deref())
-                        .bind(&e.route)
-                        .bind(&e.method)
-                        .bind(e.provider.as_deref())
-                        .bind(e.model.as_deref())
-                        .bind(e.voice.as_deref())
-                        .bind(e.characters)
-                        .bind(e.audio_ms)
-                        .bind(e.bytes_out)
-                        .bind(i64::from(e.status))
-                        .bind(e.error_code.as_deref())
-                        .bind(e.latency_ms)
-                        .bind(e.ttfb_ms)
-                        .bind(created_at)
-                        .bind(e.spend_nanos)
-                        .bind(e.project_id.as_deref());
-                    if e.segments.is_empty() {
-                        insert.execute(&mut *tx).await?;
+                // One statement per run of events without segments (a batch costs a few round
+                // trips, not one per event); an event with segments goes alone, since they need
+                // its sequence number.
+                let mut rest = events;
+                while let Some(first) = rest.first() {
+                    let run = if first.segments.is_empty() {
+                        rest.iter().take(sql::USAGE_ROWS_PER_INSERT).take_while(|e| e.segments.is_empty()).count()
                     } else {
-                        let seq: i64 = sqlx::Row::try_get(&insert.fetch_one(&mut *tx).await?, 0)?;
-                        for s in &e.segments {
+                        1
+                    };
+                    let (these, after) = rest.split_at(run);
+                    rest = after;
+                    let mut insert = sqlx::QueryBuilder::new(sql::INSERT_USAGE_INTO);
+                    insert.push_values(these, |mut row, e| {
+                        row.push_bind(&e.request_id)
+                            .push_bind(e.key_id.as_deref())
+                            .push_bind(&e.route)
+                            .push_bind(&e.method)
+                            .push_bind(e.provider.as_deref())
+                            .push_bind(e.model.as_deref())
+                            .push_bind(e.voice.as_deref())
+                            .push_bind(e.characters)
+                            .push_bind(e.audio_ms)
+                            .push_bind(e.bytes_out)
+                            .push_bind(i64::from(e.status))
+                            .push_bind(e.error_code.as_deref())
+                            .push_bind(e.latency_ms)
+                            .push_bind(e.ttfb_ms)
+                            .push_bind(sql::to_ms(e.created_at))
+                            .push_bind(e.spend_nanos)
+                            .push_bind(e.project_id.as_deref());
+                    });
+                    if first.segments.is_empty() {
+                        insert.build().execute(&mut *tx).await?;
+                    } else {
+                        insert.push(" RETURNING seq");
+                        let seq: i64 = sqlx::Row::try_get(&insert.build().fetch_one(&mut *tx).await?, 0)?;
+                        for s in &first.segments {
                             sqlx::query(sql::INSERT_SEGMENT)
                                 .bind(seq)
                                 .bind(i64::from(s.index))
@@ -718,7 +724,9 @@ macro_rules! impl_store {
                                 .await?;
                         }
                     }
-                    if let Some(key_id) = e.key_id.as_deref() {
+                    for e in these {
+                        let Some(key_id) = e.key_id.as_deref() else { continue };
+                        let created_at = sql::to_ms(e.created_at);
                         let at = last_used.entry(key_id).or_insert(created_at);
                         *at = (*at).max(created_at);
                         let billed = (e.billed_characters(), e.spend_nanos);
