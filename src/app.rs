@@ -92,7 +92,7 @@ impl App {
             tracker.clone(),
         ));
         let openapi_json = serde_json::to_vec(&http::openapi()).unwrap_or_default().into();
-        let state = AppState {
+        let state = AppState::new(http::State {
             store,
             registry,
             auth,
@@ -118,7 +118,7 @@ impl App {
                 master_key,
                 Duration::from_secs(config.auth.cache_ttl_secs),
             )),
-        };
+        });
         let connection_limits = http::server::ConnectionLimits {
             header_read_timeout: Duration::from_secs(config.server.header_read_timeout_secs),
             write_timeout: Duration::from_secs(config.server.write_timeout_secs),

@@ -45,9 +45,27 @@ use crate::{
     store::Store,
 };
 
-/// What every handler can reach. Cheap to clone.
+/// What every handler can reach: one shared [`State`]. Every layer and extractor clones it, so a
+/// clone is one reference count, not one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<State>);
+
+impl AppState {
+    pub fn new(state: State) -> Self {
+        Self(Arc::new(state))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = State;
+
+    fn deref(&self) -> &State {
+        &self.0
+    }
+}
+
+/// The gateway's shared parts, built once at start.
+pub struct State {
     pub store: Arc<dyn Store>,
     pub registry: Arc<Registry>,
     pub auth: Arc<Authenticator>,
