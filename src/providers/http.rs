@@ -92,6 +92,9 @@ impl Auth {
 pub struct Api {
     pub provider: String,
     base_url: String,
+    /// `base_url` parsed once: parsing each request's URL from text was about 4% of the
+    /// gateway's CPU time per request (BENCHMARKS.md).
+    base: Option<reqwest::Url>,
     key: Option<SecretString>,
     auth: Auth,
     transport: Transport,
@@ -100,15 +103,30 @@ pub struct Api {
 impl Api {
     pub fn new(provider: &str, base_url: &str, key: Option<SecretString>, auth: Auth, transport: Transport) -> Self {
         let base_url = base_url.trim_end_matches('/').to_owned();
-        Self { provider: provider.to_owned(), base_url, key, auth, transport }
+        let base = reqwest::Url::parse(&base_url).ok().filter(|url| url.query().is_none() && url.fragment().is_none());
+        Self { provider: provider.to_owned(), base_url, base, key, auth, transport }
     }
 
     pub fn post(&self, path: &str) -> RequestBuilder {
-        self.transport.http.post(format!("{}{path}", self.base_url))
+        self.request(reqwest::Method::POST, path)
     }
 
     pub fn get(&self, path: &str) -> RequestBuilder {
-        self.transport.http.get(format!("{}{path}", self.base_url))
+        self.request(reqwest::Method::GET, path)
+    }
+
+    /// A request for `path` (a path only: queries go through `RequestBuilder::query`) under the
+    /// base URL.
+    fn request(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
+        match &self.base {
+            Some(base) => {
+                let mut url = base.clone();
+                url.set_path(&format!("{}{path}", base.path().trim_end_matches('/')));
+                self.transport.http.request(method, url)
+            }
+            // Not a URL: reqwest reports it when the request is sent.
+            None => self.transport.http.request(method, format!("{}{path}", self.base_url)),
+        }
     }
 
     /// Sends a request built with [`Api::post`]/[`Api::get`] with the operator's key (see
