@@ -1,5 +1,11 @@
 use std::process::ExitCode;
 
+/// mimalloc rather than the system allocator: a request makes many small, short-lived
+/// allocations (headers, JSON, futures), and glibc's malloc and free were a sixth of the
+/// gateway's CPU time per request (BENCHMARKS.md, the load harness).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     match speechgate::cli::run().await {
