@@ -200,8 +200,8 @@ pub fn markdown(m: &Measured) -> String {
     let direct_ttfb = find(&m.ttfb, "direct");
     let _ = writeln!(
         out,
-        "\n### Streamed audio: time to first byte (interleaved, 32 streams at a time)\n\n\
-         The fake vendor sends 1 s of audio in ten chunks, the first at once, then one every 100 ms.\n"
+        "\n### Streamed audio: time to first byte (interleaved, 4 streams at a time)\n\n\
+         The fake vendor sends ten chunks of audio, the first at once, then one every 10 ms.\n"
     );
     let _ = writeln!(out, "| path | streams | p50 | p90 | p99 | added p50 | added p90 | added p99 | errors |");
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");

@@ -223,9 +223,10 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     }
 
     eprintln!("streamed time to first byte, interleaved");
-    let streams = paths("stream");
-    let ttfb = driver.load(&streams.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>(), 32, seconds * 4.0, None)?;
+    let quick = paths("quickstream");
+    let ttfb = driver.load(&quick.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>(), 4, seconds * 4.0, None)?;
 
+    let streams = paths("stream");
     let mut memory = Vec::new();
     for (target, pid) in streams.iter().filter(|(_, pid)| idle_rss.contains_key(pid)) {
         eprintln!("memory: {} streams through {}", options.streams, target.name);
@@ -346,7 +347,7 @@ impl Driver<'_> {
 fn start_gateway(cores: &Cores, bin: &Path, database: &str, upstream: &str) -> anyhow::Result<Gateway> {
     let dir = tempfile::tempdir()?;
     let addr = free_addr()?;
-    let providers: String = ["instant", "ttfb50", "stream", "speech"]
+    let providers: String = ["instant", "ttfb50", "stream", "quickstream", "speech"]
         .iter()
         .map(|mode| {
             format!(

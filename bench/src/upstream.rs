@@ -4,7 +4,9 @@
 //! - `/instant/v1/audio/speech`: a 4,800-byte clip (0.1 s of 24 kHz PCM) at once;
 //! - `/ttfb50/v1/audio/speech`: the same clip after 50 ms;
 //! - `/stream/v1/audio/speech`: a 1 s clip (48,000 bytes) in ten chunks, the first at once and one
-//!   every 100 ms after it;
+//!   every 100 ms after it (a slow stream, held for the memory measurement);
+//! - `/quickstream/v1/audio/speech`: the same ten chunks 10 ms apart (for time to first byte,
+//!   measured over many streams);
 //! - `/speech/v1/audio/speech`: six seconds of speech-like audio at once, at a level chosen by the
 //!   last digit of `input` (so that a conversation's levelling has work to do).
 
@@ -21,6 +23,7 @@ pub const CLIP_BYTES: usize = 4_800;
 pub const STREAM_CHUNKS: usize = 10;
 pub const STREAM_CHUNK_BYTES: usize = 4_800;
 pub const STREAM_INTERVAL: Duration = Duration::from_millis(100);
+pub const QUICK_STREAM_INTERVAL: Duration = Duration::from_millis(10);
 pub const SPEECH_SECONDS: u32 = 6;
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -68,13 +71,14 @@ async fn respond(clips: Arc<Clips>, request: Request<hyper::body::Incoming>) -> 
             tokio::time::sleep(Duration::from_millis(50)).await;
             audio(full(clips.short.clone()))
         }
-        "stream" => {
+        "stream" | "quickstream" => {
+            let interval = if mode == "stream" { STREAM_INTERVAL } else { QUICK_STREAM_INTERVAL };
             let chunk = Bytes::from(vec![7u8; STREAM_CHUNK_BYTES]);
             let chunks = futures::stream::iter(0..STREAM_CHUNKS).then(move |i| {
                 let chunk = chunk.clone();
                 async move {
                     if i > 0 {
-                        tokio::time::sleep(STREAM_INTERVAL).await;
+                        tokio::time::sleep(interval).await;
                     }
                     Ok::<_, Infallible>(Frame::data(chunk))
                 }
