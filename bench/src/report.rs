@@ -35,6 +35,21 @@ pub struct Measured {
     pub conversation: Option<(Outcome, f64)>,
 }
 
+impl Measured {
+    /// Requests that failed in any measurement.
+    pub fn failed_requests(&self) -> usize {
+        let outcomes = self
+            .latency
+            .iter()
+            .chain(self.throughput.iter().map(|t| &t.outcome))
+            .chain(&self.slow_upstream)
+            .chain(&self.ttfb)
+            .chain(self.memory.iter().map(|m| &m.outcome))
+            .chain(self.conversation.as_ref().map(|(o, _)| o));
+        outcomes.map(|o| o.errors).sum()
+    }
+}
+
 const BEGIN: &str = "<!-- bench/run.sh writes from here -->";
 const END: &str = "<!-- bench/run.sh writes up to here -->";
 

@@ -271,6 +271,11 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     };
     let markdown = crate::report::markdown(&measured);
     println!("{markdown}");
+    // A failed request means a path was not measured as it should be: no figures are kept.
+    let failed = measured.failed_requests();
+    if failed > 0 {
+        bail!("{failed} requests failed (see the errors columns): the figures are not valid and were not written");
+    }
     if let Some(out) = &options.out {
         crate::report::write_section(out, &markdown)?;
         eprintln!("written to {}", out.display());
