@@ -10,7 +10,7 @@
 //! noise exceeds the psychoacoustic model's allowance, then searching Huffman tables); 7 keeps the
 //! psychoacoustic model (block switching) but quantises with one global step. With a generous
 //! budget there is little noise to shape: on speech-like audio resampled from 24 kHz, 128 and
-//! 96 kbit/s mono at 44.1 kHz decode to the same signal-to-noise ratio per band within 1 dB at 3
+//! 96 kbit/s mono at 44.1 kHz decode to the same signal-to-noise ratio per band within 2 dB at 3
 //! and 7, and 7 takes about a third less time. At 64 kbit/s shaping shows (3 puts the noise
 //! where the model says it is masked: 1–2 dB more signal-to-noise below 2 kHz, 3 dB less above
 //! 4 kHz), so lower bitrates keep 3. See [`quality`] and the audio section of BENCHMARKS.md.
