@@ -7,6 +7,8 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY rust-toolchain.toml Cargo.toml Cargo.lock ./
+# Build settings (.cargo/config.toml: the flag that lets LAME use its SSE code).
+COPY .cargo ./.cargo
 COPY src ./src
 COPY migrations ./migrations
 # Cargo.toml declares the [[bench]] targets: cargo refuses the manifest when their files are missing.

@@ -116,6 +116,13 @@ pub(crate) fn to_i16(value: f64) -> i16 {
 /// boundaries: a chunk's odd last byte waits in `carry` for the next one.
 pub fn s16le_samples(carry: &mut Option<u8>, bytes: &[u8]) -> Vec<i16> {
     let mut samples = Vec::with_capacity(bytes.len() / 2 + 1);
+    s16le_samples_into(carry, bytes, &mut samples);
+    samples
+}
+
+/// [`s16le_samples`], appending to `samples` (so a caller can reuse one buffer).
+pub fn s16le_samples_into(carry: &mut Option<u8>, bytes: &[u8], samples: &mut Vec<i16>) {
+    samples.reserve(bytes.len() / 2 + 1);
     let mut rest = bytes;
     if let Some(low) = carry.take() {
         match rest.split_first() {
@@ -131,7 +138,6 @@ pub fn s16le_samples(carry: &mut Option<u8>, bytes: &[u8]) -> Vec<i16> {
     if let [odd] = pairs.remainder() {
         *carry = Some(*odd);
     }
-    samples
 }
 
 /// Little-endian bytes of `samples`, the s16le wire form.

@@ -14,7 +14,7 @@
 //!
 //! Total output length is `ceil(input_len * to / from)`, so a clip keeps its duration exactly.
 
-use super::{to_i16, AudioError};
+use super::AudioError;
 
 /// Zero crossings of the sinc on each side of the centre, at the lower of the two rates.
 const ZERO_CROSSINGS: f64 = 24.0;
@@ -60,6 +60,8 @@ struct Sinc {
     history_start: i64,
     /// Input samples received so far.
     received: u64,
+    /// Scratch row for interpolated coefficients (`taps` long when `interpolate`, else empty).
+    row: Vec<f32>,
     /// Index of the next output sample, and its position in input samples: `centre + frac / up`
     /// (kept incrementally: a division per output sample costs as much as a quarter of the filter).
     next_out: u64,
@@ -87,11 +89,19 @@ impl Resampler {
 
     /// Feeds `samples`; returns every output sample that no longer depends on future input.
     pub fn process(&mut self, samples: &[i16]) -> Vec<i16> {
+        let mut out = Vec::new();
+        self.process_into(samples, &mut out);
+        out
+    }
+
+    /// [`Resampler::process`], appending to `out`: a caller that clears and reuses one buffer
+    /// allocates nothing per chunk.
+    pub fn process_into(&mut self, samples: &[i16], out: &mut Vec<i16>) {
         match &mut self.kind {
-            Kind::Identity => samples.to_vec(),
+            Kind::Identity => out.extend_from_slice(samples),
             Kind::Sinc(sinc) => {
                 sinc.push(samples);
-                sinc.drain(false)
+                sinc.drain(false, out);
             }
         }
     }
@@ -99,13 +109,16 @@ impl Resampler {
     /// Flushes the samples held back for look-ahead (treating the future as silence) and resets the
     /// resampler, so it can start a new clip.
     pub fn finish(&mut self) -> Vec<i16> {
-        match &mut self.kind {
-            Kind::Identity => Vec::new(),
-            Kind::Sinc(sinc) => {
-                let out = sinc.drain(true);
-                sinc.reset();
-                out
-            }
+        let mut out = Vec::new();
+        self.finish_into(&mut out);
+        out
+    }
+
+    /// [`Resampler::finish`], appending to `out`.
+    pub fn finish_into(&mut self, out: &mut Vec<i16>) {
+        if let Kind::Sinc(sinc) = &mut self.kind {
+            sinc.drain(true, out);
+            sinc.reset();
         }
     }
 }
@@ -131,6 +144,7 @@ impl Sinc {
             history: Vec::new(),
             history_start: 0,
             received: 0,
+            row: if interpolate { vec![0.0; taps] } else { Vec::new() },
             next_out: 0,
             centre: 0,
             frac: 0,
@@ -157,14 +171,15 @@ impl Sinc {
 
     /// Produces outputs whose kernel window lies within the received input (or, at the end, every
     /// output whose position is before the end of the input, padding with silence).
-    fn drain(&mut self, at_end: bool) -> Vec<i16> {
+    fn drain(&mut self, at_end: bool, out: &mut Vec<i16>) {
         if at_end {
             // Enough silence that every remaining output's window is covered.
             self.history.resize(self.history.len() + self.taps, 0.0);
         }
         let total_out = (self.received * self.up).div_ceil(self.down);
-        let mut out = Vec::with_capacity(usize::try_from(total_out.saturating_sub(self.next_out)).unwrap_or(0));
-        let mut row = vec![0f32; self.taps];
+        out.reserve(usize::try_from(total_out.saturating_sub(self.next_out)).unwrap_or(0));
+        // Interpolated rows are built here; exact tables never touch it.
+        let mut row = std::mem::take(&mut self.row);
         let (step, step_frac) = (self.down / self.up, self.down % self.up);
         loop {
             let first = self.centre as i64 - (self.half as i64 - 1);
@@ -179,7 +194,7 @@ impl Sinc {
             let offset = usize::try_from(first - self.history_start).unwrap_or(0);
             let Some(window) = self.history.get(offset..offset + self.taps) else { break };
             let coeffs = self.coefficients(self.frac, &mut row);
-            out.push(to_i16(f64::from(dot(window, coeffs))));
+            out.push(round_to_i16(dot(window, coeffs)));
             self.next_out += 1;
             self.centre += step;
             self.frac += step_frac;
@@ -193,7 +208,7 @@ impl Sinc {
         let drop = usize::try_from(next_first - self.history_start).unwrap_or(0).min(self.history.len());
         self.history.drain(..drop);
         self.history_start += drop as i64;
-        out
+        self.row = row;
     }
 
     /// The kernel row for fractional position `frac / up`; `scratch` holds interpolated rows.
@@ -265,6 +280,15 @@ fn bessel_i0(x: f64) -> f64 {
     sum
 }
 
+/// The same as `super::to_i16` for a filter output, without a call per sample to the C library's
+/// `round` (which `f64::round` is on baseline x86-64, without SSE4.1). In f64, adding ±0.5 to an
+/// f32 never rounds it across an integer, so truncating the sum rounds half away from zero as
+/// `round` does; the cast saturates as the clamp did (NaN becomes 0, as before).
+fn round_to_i16(value: f32) -> i16 {
+    let value = f64::from(value);
+    (value + 0.5f64.copysign(value)) as i16
+}
+
 /// Dot product in `LANES` independent accumulators so the compiler can vectorise it.
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
@@ -286,6 +310,7 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audio::to_i16;
 
     fn sine(freq: f64, rate: u32, len: usize, amplitude: f64) -> Vec<i16> {
         (0..len)
@@ -356,6 +381,16 @@ mod tests {
         let sig: f64 = reference[500..19_000].iter().map(|b| f64::from(*b).powi(2)).sum();
         let snr = 10.0 * (sig / err).log10();
         assert!(snr > 60.0, "snr {snr} dB");
+    }
+
+    #[test]
+    fn rounding_matches_to_i16() {
+        let mut values = vec![0.0f32, -0.0, 0.5, -0.5, 1.5, -1.5, 2.5, 0.49999997, -0.49999997, 32766.5, -32767.5];
+        values.extend([32767.49, 32767.5, 40_000.0, -32768.49, -32768.5, -40_000.0, f32::MAX, f32::MIN, f32::NAN]);
+        values.extend((-4000..4000).map(|i| i as f32 * 0.37 + 0.125));
+        for v in values {
+            assert_eq!(round_to_i16(v), to_i16(f64::from(v)), "{v}");
+        }
     }
 
     #[test]

@@ -13,6 +13,10 @@ pub struct PcmTranscoder {
     resampler: Resampler,
     encoder: Box<dyn Encoder>,
     output: AudioSpec,
+    /// The chunk's samples, and the same resampled: kept between pushes so that a stream of
+    /// chunks allocates them once.
+    samples: Vec<i16>,
+    resampled: Vec<i16>,
 }
 
 impl PcmTranscoder {
@@ -21,7 +25,7 @@ impl PcmTranscoder {
         let output = output_spec(output)?;
         let resampler = Resampler::new(input_rate, output.sample_rate)?;
         let encoder = encoder(output)?;
-        Ok(Self { carry: None, resampler, encoder, output })
+        Ok(Self { carry: None, resampler, encoder, output, samples: Vec::new(), resampled: Vec::new() })
     }
 
     /// What the bytes are: the requested spec as [`output_spec`] resolved it.
@@ -31,16 +35,19 @@ impl PcmTranscoder {
 
     /// Feeds the next chunk of s16le bytes (any length); returns the encoded bytes that are ready.
     pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<u8>, AudioError> {
-        let samples = super::s16le_samples(&mut self.carry, bytes);
-        let resampled = self.resampler.process(&samples);
-        self.encoder.encode(&resampled)
+        self.samples.clear();
+        super::s16le_samples_into(&mut self.carry, bytes, &mut self.samples);
+        self.resampled.clear();
+        self.resampler.process_into(&self.samples, &mut self.resampled);
+        self.encoder.encode(&self.resampled)
     }
 
     /// Ends the stream. A dangling half sample is dropped (it cannot be a sample on its own).
     pub fn finish(&mut self) -> Result<Vec<u8>, AudioError> {
         self.carry = None;
-        let tail = self.resampler.finish();
-        let mut out = self.encoder.encode(&tail)?;
+        self.resampled.clear();
+        self.resampler.finish_into(&mut self.resampled);
+        let mut out = self.encoder.encode(&self.resampled)?;
         out.extend(self.encoder.finish()?);
         Ok(out)
     }
