@@ -454,7 +454,7 @@ fn nginx_version(bin: &Path) -> String {
     Command::new(bin)
         .arg("-v")
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stderr).trim().trim_start_matches("nginx version: ").to_owned())
+        .map(|o| String::from_utf8_lossy(&o.stderr).trim().trim_start_matches("nginx version: nginx/").to_owned())
         .unwrap_or_default()
 }
 
