@@ -207,6 +207,30 @@ fn conversation(request_id: &str, key_id: &str, at: chrono::DateTime<Utc>, segme
     }
 }
 
+/// A batch longer than one insert statement takes (256 rows), with an event with segments in
+/// the middle: every event is written once, in the order given, the segmented one with its
+/// segments.
+async fn a_long_batch_is_written_whole_and_in_order(db: Db) {
+    let (store, _db) = test_store(db).await;
+    insert_key(store.as_ref(), "aaaaaaaaaaaa").await;
+    let at = Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap();
+    let mut events: Vec<UsageEvent> =
+        (0..600).map(|i| event(&format!("r{i}"), Some("aaaaaaaaaaaa"), "tts-1", at, 200)).collect();
+    events[300] = conversation(
+        "r300",
+        "aaaaaaaaaaaa",
+        at,
+        vec![segment(0, "openai", "tts-1", 3, 300), segment(1, "openai", "tts-1", 4, 400)],
+    );
+    store.insert_usage(&events).await.unwrap();
+    let records = store.list_usage(Some("aaaaaaaaaaaa"), LogPage { before: None, limit: 1000 }).await.unwrap();
+    let written: Vec<_> = records.iter().rev().map(|r| r.event.request_id.clone()).collect();
+    let sent: Vec<_> = events.iter().map(|e| e.request_id.clone()).collect();
+    assert_eq!(written, sent, "every event once, oldest first in the order given");
+    let segmented = records.iter().find(|r| r.event.request_id == "r300").unwrap();
+    assert_eq!(segmented.event.segments.len(), 2, "{segmented:?}");
+}
+
 async fn usage_segments_are_stored_listed_and_summed(db: Db) {
     let (store, _db) = test_store(db).await;
     insert_key(store.as_ref(), "aaaaaaaaaaaa").await;
@@ -537,6 +561,7 @@ both_databases!(
     keys_round_trip,
     revoking_is_idempotent,
     usage_is_written_summed_and_paged,
+    a_long_batch_is_written_whole_and_in_order,
     usage_segments_are_stored_listed_and_summed,
     a_refused_segment_refuses_its_event,
     bytes_count_with_the_first_line_present,
