@@ -107,27 +107,30 @@ fn machine() -> String {
     format!("{cores} cores ({model}), {:.0} GiB, Linux {}", memory_kib as f64 / 1048576.0, command("uname", &["-r"]))
 }
 
-/// A row of percentiles and, when a baseline is given, what they add to it.
-fn percentile_row(out: &mut String, outcome: &Outcome, ttfb: bool, baseline: Option<&Outcome>) {
+/// An interleaved measurement's table: each path's percentiles (to the first byte with `ttfb`,
+/// else to the last) and what they add to the direct path's.
+fn percentile_table(out: &mut String, outcomes: &[Outcome], counted: &str, ttfb: bool) {
     let pick = |o: &Outcome| if ttfb { o.ttfb_us } else { o.total_us };
-    let p = pick(outcome);
-    let added = baseline.filter(|b| b.name != outcome.name).map_or_else(
-        || "— | — | —".to_owned(),
-        |b| {
-            let d = pick(b);
-            format!("{} | {} | {}", ms(p.p50 - d.p50), ms(p.p90 - d.p90), ms(p.p99 - d.p99))
-        },
-    );
-    let _ = writeln!(
-        out,
-        "| {} | {} | {} | {} | {} | {added} | {} |",
-        outcome.name,
-        outcome.requests,
-        ms(p.p50),
-        ms(p.p90),
-        ms(p.p99),
-        outcome.errors
-    );
+    let direct = find(outcomes, "direct").map(pick);
+    let _ = writeln!(out, "| path | {counted} | p50 | p90 | p99 | added p50 | added p90 | added p99 | errors |");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for outcome in outcomes {
+        let p = pick(outcome);
+        let added = match direct.filter(|_| outcome.name != "direct") {
+            Some(d) => format!("{} | {} | {}", ms(p.p50 - d.p50), ms(p.p90 - d.p90), ms(p.p99 - d.p99)),
+            None => "— | — | —".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {added} | {} |",
+            outcome.name,
+            outcome.requests,
+            ms(p.p50),
+            ms(p.p90),
+            ms(p.p99),
+            outcome.errors
+        );
+    }
 }
 
 pub fn markdown(m: &Measured) -> String {
@@ -168,13 +171,8 @@ pub fn markdown(m: &Measured) -> String {
         m.seconds,
     );
 
-    let direct = find(&m.latency, "direct");
     let _ = writeln!(out, "### Latency at concurrency 1 (interleaved, to the last byte)\n");
-    let _ = writeln!(out, "| path | requests | p50 | p90 | p99 | added p50 | added p90 | added p99 | errors |");
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for outcome in &m.latency {
-        percentile_row(&mut out, outcome, false, direct);
-    }
+    percentile_table(&mut out, &m.latency, "requests", false);
 
     let _ = writeln!(out, "\n### Throughput and CPU per request (one path at a time)\n");
     let _ = writeln!(out, "| path | concurrency | requests/s | CPU µs per request | × nginx | p50 | p99 | errors |");
@@ -212,17 +210,12 @@ pub fn markdown(m: &Measured) -> String {
         );
     }
 
-    let direct_ttfb = find(&m.ttfb, "direct");
     let _ = writeln!(
         out,
         "\n### Streamed audio: time to first byte (interleaved, 4 streams at a time)\n\n\
          The fake vendor sends ten chunks of audio, the first at once, then one every 10 ms.\n"
     );
-    let _ = writeln!(out, "| path | streams | p50 | p90 | p99 | added p50 | added p90 | added p99 | errors |");
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for outcome in &m.ttfb {
-        percentile_row(&mut out, outcome, true, direct_ttfb);
-    }
+    percentile_table(&mut out, &m.ttfb, "streams", true);
 
     let _ = writeln!(
         out,
