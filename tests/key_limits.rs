@@ -60,10 +60,12 @@ async fn calls(upstream: &MockServer) -> usize {
 }
 
 /// The key's month as `/v1/usage` reports it, once the usage writer has recorded `characters`.
+/// The month's counter is charged as a request is admitted and its usage row is written a moment
+/// later, off the request path: both must show the characters before the test reads either.
 async fn month_once_written(app: &TestApp, key: &str, characters: i64) -> Value {
     for _ in 0..200 {
         let usage: Value = app.get("/v1/usage", Some(key)).await.json().await.unwrap();
-        if usage["month"]["characters"] == characters {
+        if usage["month"]["characters"] == characters && usage["totals"]["characters"] == characters {
             return usage;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
