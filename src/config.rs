@@ -307,15 +307,46 @@ pub struct ProvidersConfig {
     pub circuit_cooldown_secs: u64,
 }
 
+/// One vendor's section. `api_key` and `base_url` are every vendor's; the other fields are for
+/// the vendors whose credential is more than one key (each kind says which it reads, and its
+/// variables, in the registry's table of kinds).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct VendorConfig {
+    /// The vendor's API key (for AWS, the access key id).
     #[serde(serialize_with = "serialize_redacted")]
     pub api_key: Option<SecretString>,
     /// Overrides the vendor's public API address (tests, proxies, regional hosts).
     pub base_url: Option<String>,
+    /// The vendor region the service is in (`AZURE_SPEECH_REGION`, `AWS_REGION`).
+    pub region: Option<String>,
+    /// The secret half of a key pair (`AWS_SECRET_ACCESS_KEY`).
+    #[serde(serialize_with = "serialize_redacted")]
+    pub secret_key: Option<SecretString>,
+    /// A temporary credential's session token (`AWS_SESSION_TOKEN`).
+    #[serde(serialize_with = "serialize_redacted")]
+    pub session_token: Option<SecretString>,
+    /// A credentials file (`GOOGLE_APPLICATION_CREDENTIALS`: a service account's JSON key).
+    pub credentials_file: Option<String>,
     /// This provider's own timeouts, where they differ from `[providers]`'.
     pub timeouts: TimeoutOverrides,
+}
+
+impl VendorConfig {
+    /// The credential and address fields that are set (not `timeouts`).
+    fn set_fields(&self) -> Vec<&'static str> {
+        [
+            ("api_key", self.api_key.is_some()),
+            ("base_url", self.base_url.is_some()),
+            ("region", self.region.is_some()),
+            ("secret_key", self.secret_key.is_some()),
+            ("session_token", self.session_token.is_some()),
+            ("credentials_file", self.credentials_file.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(field, set)| set.then_some(field))
+        .collect()
+    }
 }
 
 /// `[providers.<id>.timeouts]` (and `[providers.compatible.<id>.timeouts]`): any of the
@@ -571,7 +602,7 @@ pub const FIRST_CLASS_VARS: [(&str, &str); 4] = [
 /// the first-class ones and the vendors' own. With [`NESTED_VAR_PREFIX`] these are all the
 /// variables that configure it (deployment manifests are checked against this list).
 pub fn env_vars() -> Vec<&'static str> {
-    let vendors = KINDS.iter().filter_map(|kind| kind.vendor()).flat_map(|v| [v.key_var, v.base_url_var]);
+    let vendors = KINDS.iter().filter_map(|kind| kind.vendor()).flat_map(|v| v.vars.iter().map(|(var, _)| *var));
     [CONFIG_FILE_VAR].into_iter().chain(FIRST_CLASS_VARS.iter().map(|(var, _)| *var)).chain(vendors).collect()
 }
 
@@ -582,17 +613,13 @@ pub fn reads_env_var(name: &str) -> bool {
 }
 
 /// The vendors' own variables, from the table of provider kinds: `OPENAI_API_KEY` →
-/// `providers.openai.api_key`, `OPENAI_BASE_URL` → `providers.openai.base_url`, and so on.
+/// `providers.openai.api_key`, `OPENAI_BASE_URL` → `providers.openai.base_url`,
+/// `AWS_REGION` → `providers.polly.region`, and so on.
 fn vendor_env() -> Env {
     let vars: Vec<(&'static str, String)> = KINDS
         .iter()
         .filter_map(|kind| Some((kind.id, kind.vendor()?)))
-        .flat_map(|(id, vendor)| {
-            [
-                (vendor.key_var, format!("providers.{id}.api_key")),
-                (vendor.base_url_var, format!("providers.{id}.base_url")),
-            ]
-        })
+        .flat_map(|(id, vendor)| vendor.vars.iter().map(move |(var, field)| (*var, format!("providers.{id}.{field}"))))
         .collect();
     let names: Vec<&str> = vars.iter().map(|(var, _)| *var).collect();
     Env::raw().only(&names).map(move |var| {
@@ -692,6 +719,13 @@ impl Config {
                     &format!("{section}.timeouts.{name}"),
                     &format!("must be 1 to {MAX_DURATION_SECS} seconds (a day)"),
                 );
+            }
+        }
+        for kind in KINDS {
+            let Some(vendor) = kind.vendor() else { continue };
+            let reads = |field: &&str| vendor.vars.iter().any(|(_, f)| f == field);
+            if let Some(field) = (vendor.section)(&self.providers).set_fields().into_iter().find(|f| !reads(f)) {
+                return invalid(&format!("providers.{}.{field}", kind.id), &format!("is not a setting of {}", kind.id));
             }
         }
         for (name, price) in &self.prices {
@@ -932,6 +966,11 @@ mod tests {
             let err =
                 Config::load(Path::new("none.toml")).err().map(|e| e.to_string().to_lowercase()).unwrap_or_default();
             assert!(err.contains("listn"), "{err}");
+            jail.clear_env();
+            jail.set_env("SPEECHGATE_LISTEN", "127.0.0.1:1");
+            jail.create_file("region.toml", "[providers.openai]\nregion = \"eu-west-1\"\n")?;
+            let err = Config::load(Path::new("region.toml")).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains("providers.openai.region: is not a setting of openai"), "{err}");
             Ok(())
         });
     }

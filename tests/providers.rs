@@ -15,19 +15,45 @@ use wiremock::{matchers::method, Mock, MockServer, Request, ResponseTemplate};
 
 const SECRET: &str = "vendor-secret-0000";
 
+/// A streamed reply: its Content-Type, the body's first piece and the rest.
+type StreamedReply = (&'static str, Vec<u8>, Vec<u8>);
+
 /// What the suite needs to know about one vendor.
 struct Vendor {
     id: &'static str,
     voice: &'static str,
     /// Points the gateway's config for this vendor at `uri`.
     configure: fn(&mut Config, String),
-    /// The vendor's error body for (status, code, message).
-    error: fn(u16, &str, &str) -> Value,
+    /// The vendor's error reply for (status, code, message).
+    error: fn(u16, &str, &str) -> ResponseTemplate,
+    /// Whether the vendor's error replies carry a machine code (passed on as `upstream_code`).
+    error_codes: bool,
+    /// The vendor's successful reply carrying `audio` (what the client must receive) asked for
+    /// as (format, rate).
+    reply: fn(&[u8], &str, u32) -> ResponseTemplate,
+    /// A streamed reply carrying two parts of PCM: its Content-Type and two pieces of body, the
+    /// second sent when the test releases it (for a vendor that does not stream, its one reply
+    /// cut in two).
+    stream_reply: fn(&[u8], &[u8]) -> StreamedReply,
     /// Asserts that the upstream request asked for `format` at `rate` the vendor's way, with
     /// the vendor's auth.
     check: fn(&Request, &str, u32),
     /// The code the vendor uses for an unknown voice, and its status.
     unknown_voice: (u16, &'static str),
+}
+
+/// A vendor that sends audio as the body itself.
+fn raw_reply(audio: &[u8], _format: &str, _rate: u32) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_bytes(audio.to_vec())
+}
+
+fn raw_stream(first: &[u8], second: &[u8]) -> StreamedReply {
+    ("application/octet-stream", first.to_vec(), second.to_vec())
+}
+
+/// An error reply with a JSON body.
+fn json_error(status: u16, body: Value) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_json(body)
 }
 
 fn vendor_config(uri: String) -> VendorConfig {
@@ -50,7 +76,15 @@ const OPENAI: Vendor = Vendor {
     id: "openai",
     voice: "alloy",
     configure: |c, uri| c.providers.openai = vendor_config(format!("{uri}/v1")),
-    error: |_, code, message| json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": code}}),
+    error: |status, code, message| {
+        json_error(
+            status,
+            json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": code}}),
+        )
+    },
+    error_codes: true,
+    reply: raw_reply,
+    stream_reply: raw_stream,
     check: |request, format, _rate| {
         assert_eq!(request.url.path(), "/v1/audio/speech");
         assert_eq!(header(request, "authorization"), format!("Bearer {SECRET}"));
@@ -67,12 +101,18 @@ const ELEVENLABS: Vendor = Vendor {
     voice: "JBFqnCBsd6RMkjVDRZzb",
     configure: |c, uri| c.providers.elevenlabs = vendor_config(uri),
     error: |status, code, message| {
-        if status == 422 {
-            json!({"detail": [{"loc": ["body", "text"], "msg": message, "type": code}]})
-        } else {
-            json!({"detail": {"status": code, "message": message}})
-        }
+        json_error(
+            status,
+            if status == 422 {
+                json!({"detail": [{"loc": ["body", "text"], "msg": message, "type": code}]})
+            } else {
+                json!({"detail": {"status": code, "message": message}})
+            },
+        )
     },
+    error_codes: true,
+    reply: raw_reply,
+    stream_reply: raw_stream,
     check: |request, format, rate| {
         assert_eq!(request.url.path(), "/v1/text-to-speech/JBFqnCBsd6RMkjVDRZzb/stream");
         assert_eq!(header(request, "xi-api-key"), SECRET);
@@ -92,7 +132,12 @@ const CARTESIA: Vendor = Vendor {
     id: "cartesia",
     voice: "6ccbfb76-1fc6-48f7-b71d-91ac6298247b",
     configure: |c, uri| c.providers.cartesia = vendor_config(uri),
-    error: |_, code, message| json!({"error_code": code, "title": "Error", "message": message, "request_id": "r-1"}),
+    error: |status, code, message| {
+        json_error(status, json!({"error_code": code, "title": "Error", "message": message, "request_id": "r-1"}))
+    },
+    error_codes: true,
+    reply: raw_reply,
+    stream_reply: raw_stream,
     check: |request, format, rate| {
         assert_eq!(request.url.path(), "/tts/bytes");
         assert_eq!(header(request, "authorization"), format!("Bearer {SECRET}"));
@@ -119,7 +164,12 @@ const DEEPGRAM: Vendor = Vendor {
     id: "deepgram",
     voice: "thalia",
     configure: |c, uri| c.providers.deepgram = vendor_config(uri),
-    error: |_, code, message| json!({"err_code": code, "err_msg": message, "request_id": "r-1"}),
+    error: |status, code, message| {
+        json_error(status, json!({"err_code": code, "err_msg": message, "request_id": "r-1"}))
+    },
+    error_codes: true,
+    reply: raw_reply,
+    stream_reply: raw_stream,
     check: |request, format, rate| {
         assert_eq!(request.url.path(), "/v1/speak");
         assert_eq!(header(request, "authorization"), format!("Token {SECRET}"));
@@ -172,10 +222,7 @@ async fn every_native_format_passes_through(vendor: &Vendor) {
             let rate = rate.as_u64().unwrap() as u32;
             upstream.reset().await;
             let audio = format!("{format}-{rate}-audio-bytes").into_bytes();
-            Mock::given(method("POST"))
-                .respond_with(ResponseTemplate::new(200).set_body_bytes(audio.clone()))
-                .mount(&upstream)
-                .await;
+            Mock::given(method("POST")).respond_with((vendor.reply)(&audio, format, rate)).mount(&upstream).await;
             let response = speak(&app, &key, vendor, json!({"format": format, "sampleRate": rate})).await;
             assert_eq!(response.status(), 200, "{} {format}@{rate}", vendor.id);
             assert_eq!(response.headers()["x-speech-provider"], vendor.id);
@@ -199,31 +246,19 @@ async fn failures_map_to_problems(vendor: &Vendor) {
     let (unknown_status, unknown_code) = vendor.unknown_voice;
     let cases: [(ResponseTemplate, u16, &str, Option<&str>); 5] = [
         (
-            ResponseTemplate::new(401).set_body_json((vendor.error)(
-                401,
-                "invalid_api_key",
-                &format!("Invalid API key {SECRET}"),
-            )),
+            (vendor.error)(401, "invalid_api_key", &format!("Invalid API key {SECRET}")),
             502,
             "provider_auth_failed",
             Some("invalid_api_key"),
         ),
         (
-            ResponseTemplate::new(unknown_status).set_body_json((vendor.error)(
-                unknown_status,
-                unknown_code,
-                "voice not found",
-            )),
+            (vendor.error)(unknown_status, unknown_code, "voice not found"),
             if unknown_status == 404 { 404 } else { 400 },
             if unknown_status == 404 { "upstream_not_found" } else { "upstream_rejected" },
             Some(unknown_code),
         ),
         (
-            ResponseTemplate::new(429).insert_header("retry-after", "3").set_body_json((vendor.error)(
-                429,
-                "too_many_requests",
-                "slow down",
-            )),
+            (vendor.error)(429, "too_many_requests", "slow down").insert_header("retry-after", "3"),
             429,
             "upstream_rate_limited",
             Some("too_many_requests"),
@@ -246,45 +281,62 @@ async fn failures_map_to_problems(vendor: &Vendor) {
         let (got, body) = problem(response).await;
         assert_eq!((got, body["code"].as_str()), (status, Some(code)), "{}: {body}", vendor.id);
         assert_eq!(body["provider"], vendor.id);
+        let upstream_code = upstream_code.filter(|_| vendor.error_codes);
         assert_eq!(body["upstream_code"].as_str(), upstream_code, "{}: {body}", vendor.id);
         assert!(!body.to_string().contains(SECRET), "{}: the vendor key leaked: {body}", vendor.id);
     }
     app.stop().await;
 }
 
-/// The first chunk reaches the client before the upstream has sent the rest; a stream that
-/// breaks off ends the client's body with an error and is recorded as failed.
+/// A streaming vendor's first chunk reaches the client before the upstream has sent the rest;
+/// a stream that breaks off ends the client's body with an error (or, from a vendor that does
+/// not stream, fails the request before any audio) and is recorded as failed.
 async fn streams_and_reports_broken_streams(vendor: &Vendor) {
     for truncate in [false, true] {
-        let upstream =
-            StreamingUpstream::start("application/octet-stream", vec![1; 4800], vec![2; 4800], truncate).await;
+        let (content_type, first, second) = (vendor.stream_reply)(&[1; 4800], &[2; 4800]);
+        let upstream = StreamingUpstream::start(content_type, first, second, truncate).await;
         let app = gateway(vendor, upstream.uri.clone()).await;
         let (key_id, key) = app.speech_key().await;
-        let mut response = speak(&app, &key, vendor, json!({"format": "pcm", "sampleRate": 24000})).await;
-        assert_eq!(response.status(), 200);
-        let first = response.chunk().await.unwrap().unwrap();
-        assert_eq!(first[0], 1, "{}: the first bytes arrive while the upstream still holds the rest", vendor.id);
-        upstream.release();
+        let providers: Value = app.get("/v1/audio/providers", Some(&key)).await.json().await.unwrap();
+        let entry = providers["data"].as_array().unwrap().iter().find(|p| p["id"] == vendor.id).unwrap().clone();
+        let streams = entry["capabilities"]["streaming"] == true;
+        let speaking = speak(&app, &key, vendor, json!({"format": "pcm", "sampleRate": 24000}));
+        let (mut response, first) = if streams {
+            let mut response = speaking.await;
+            assert_eq!(response.status(), 200);
+            let first = response.chunk().await.unwrap().unwrap().to_vec();
+            assert_eq!(first[0], 1, "{}: the first bytes arrive while the upstream still holds the rest", vendor.id);
+            upstream.release();
+            (response, first)
+        } else {
+            let release = async {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                upstream.release();
+            };
+            (tokio::join!(speaking, release).0, Vec::new())
+        };
         let mut rest = Vec::new();
-        let mut failed = false;
-        loop {
+        let mut failed = !response.status().is_success();
+        while !failed {
             match response.chunk().await {
                 Ok(Some(bytes)) => rest.extend_from_slice(&bytes),
                 Ok(None) => break,
-                Err(_) => {
-                    failed = true;
-                    break;
-                }
+                Err(_) => failed = true,
             }
         }
         let events = app.stop_and_read_usage(Some(&key_id)).await;
         let event = &events.iter().find(|e| e.event.route == "/v1/audio/speech").unwrap().event;
         if truncate {
             assert!(failed, "{}: a broken upstream stream must not look complete", vendor.id);
-            assert_eq!(event.error_code.as_deref(), Some("upstream_stream_failed"), "{}", vendor.id);
+            let expected: &[&str] = if streams {
+                &["upstream_stream_failed"]
+            } else {
+                &["upstream_stream_failed", "upstream_invalid_response"]
+            };
+            assert!(expected.contains(&event.error_code.as_deref().unwrap_or_default()), "{}: {event:?}", vendor.id);
         } else {
-            assert!(!failed);
-            assert_eq!(first.len() + rest.len(), 9600);
+            assert!(!failed, "{}", vendor.id);
+            assert_eq!(first.len() + rest.len(), 9600, "{}", vendor.id);
             assert_eq!(event.error_code, None);
             assert_eq!(event.audio_ms, 200, "{}: 9600 bytes of 24 kHz s16 are 200 ms", vendor.id);
         }

@@ -73,7 +73,12 @@ async fn upstream(behaviour: Upstream) -> (String, Arc<AtomicUsize>) {
 }
 
 fn openai(uri: &str, timeouts: TimeoutOverrides) -> VendorConfig {
-    VendorConfig { api_key: Some("sk-x".to_owned().into()), base_url: Some(format!("{uri}/v1")), timeouts }
+    VendorConfig {
+        api_key: Some("sk-x".to_owned().into()),
+        base_url: Some(format!("{uri}/v1")),
+        timeouts,
+        ..Default::default()
+    }
 }
 
 fn compatible(uri: &str, timeouts: TimeoutOverrides) -> CompatibleConfig {

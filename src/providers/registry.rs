@@ -31,13 +31,19 @@ enum Source {
     Builtin(fn(&ProvidersConfig) -> Option<Arc<dyn SpeechProvider>>),
 }
 
-/// Where a vendor's settings come from (`<KEY_VAR>`, `<BASE_URL_VAR>`, `[providers.<id>]`) and
-/// its adapter's constructor, from the base URL override, the key and the transport.
+/// A vendor adapter's constructor: `Ok(None)` when its section holds no credential.
+type VendorConstructor = fn(&VendorConfig, Transport) -> Result<Option<Arc<dyn SpeechProvider>>, String>;
+
+/// Where a vendor's settings come from (its own variables, `[providers.<id>]`) and its
+/// adapter's constructor.
 pub struct VendorKind {
-    pub key_var: &'static str,
-    pub base_url_var: &'static str,
+    /// The vendor's own environment variables, each with the field of its section it sets
+    /// (`("OPENAI_API_KEY", "api_key")`).
+    pub vars: &'static [(&'static str, &'static str)],
     pub section: fn(&ProvidersConfig) -> &VendorConfig,
-    new: fn(Option<&str>, SecretString, Transport) -> Arc<dyn SpeechProvider>,
+    /// The adapter, from its section and transport: `Ok(None)` when the section holds no
+    /// credential (the vendor is off), an error when it holds one that cannot work.
+    new: VendorConstructor,
 }
 
 impl Kind {
@@ -50,59 +56,72 @@ impl Kind {
 
     /// The provider, when the configuration enables it; a vendor gets its own transport, with
     /// its section's timeouts.
-    fn build(&self, config: &ProvidersConfig) -> Result<Option<Arc<dyn SpeechProvider>>, reqwest::Error> {
+    fn build(&self, config: &ProvidersConfig) -> Result<Option<Arc<dyn SpeechProvider>>, BuildError> {
         match &self.source {
             Source::Vendor(vendor) => {
                 let section = (vendor.section)(config);
-                let Some(key) = section.api_key.clone() else { return Ok(None) };
                 let transport = Transport::new(config.timeouts(&section.timeouts))?;
-                Ok(Some((vendor.new)(section.base_url.as_deref(), key, transport)))
+                (vendor.new)(section, transport).map_err(|message| BuildError::Vendor { id: self.id, message })
             }
             Source::Builtin(build) => Ok(build(config)),
         }
     }
 }
 
+/// Why the registry could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("an HTTP client could not be built: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error("providers.{id}: {message}")]
+    Vendor { id: &'static str, message: String },
+}
+
 /// A vendor's row of [`KINDS`].
 const fn vendor(
     id: &'static str,
-    key_var: &'static str,
-    base_url_var: &'static str,
+    vars: &'static [(&'static str, &'static str)],
     section: fn(&ProvidersConfig) -> &VendorConfig,
-    new: fn(Option<&str>, SecretString, Transport) -> Arc<dyn SpeechProvider>,
+    new: VendorConstructor,
 ) -> Kind {
-    Kind { id, source: Source::Vendor(VendorKind { key_var, base_url_var, section, new }) }
+    Kind { id, source: Source::Vendor(VendorKind { vars, section, new }) }
+}
+
+/// A vendor enabled by an API key alone: its adapter from the base URL override, the key and
+/// the transport, when the key is set.
+fn keyed(
+    section: &VendorConfig,
+    transport: Transport,
+    new: impl FnOnce(Option<&str>, SecretString, Transport) -> Arc<dyn SpeechProvider>,
+) -> Result<Option<Arc<dyn SpeechProvider>>, String> {
+    Ok(section.api_key.clone().map(|key| new(section.base_url.as_deref(), key, transport)))
 }
 
 /// Every kind of provider this build can serve, enabled or not.
 pub const KINDS: &[Kind] = &[
     vendor(
         "openai",
-        "OPENAI_API_KEY",
-        "OPENAI_BASE_URL",
+        &[("OPENAI_API_KEY", "api_key"), ("OPENAI_BASE_URL", "base_url")],
         |c| &c.openai,
-        |url, key, t| Arc::new(OpenAi::official(url, key, t)),
+        |c, t| keyed(c, t, |url, key, t| Arc::new(OpenAi::official(url, key, t))),
     ),
     vendor(
         "elevenlabs",
-        "ELEVENLABS_API_KEY",
-        "ELEVENLABS_BASE_URL",
+        &[("ELEVENLABS_API_KEY", "api_key"), ("ELEVENLABS_BASE_URL", "base_url")],
         |c| &c.elevenlabs,
-        |url, key, t| Arc::new(ElevenLabs::new(url, key, t)),
+        |c, t| keyed(c, t, |url, key, t| Arc::new(ElevenLabs::new(url, key, t))),
     ),
     vendor(
         "cartesia",
-        "CARTESIA_API_KEY",
-        "CARTESIA_BASE_URL",
+        &[("CARTESIA_API_KEY", "api_key"), ("CARTESIA_BASE_URL", "base_url")],
         |c| &c.cartesia,
-        |url, key, t| Arc::new(Cartesia::new(url, key, t)),
+        |c, t| keyed(c, t, |url, key, t| Arc::new(Cartesia::new(url, key, t))),
     ),
     vendor(
         "deepgram",
-        "DEEPGRAM_API_KEY",
-        "DEEPGRAM_BASE_URL",
+        &[("DEEPGRAM_API_KEY", "api_key"), ("DEEPGRAM_BASE_URL", "base_url")],
         |c| &c.deepgram,
-        |url, key, t| Arc::new(Deepgram::new(url, key, t)),
+        |c, t| keyed(c, t, |url, key, t| Arc::new(Deepgram::new(url, key, t))),
     ),
     #[cfg(feature = "local")]
     Kind { id: "local", source: Source::Builtin(build_local) },
@@ -178,7 +197,7 @@ pub enum ResolveError {
 
 impl Registry {
     /// Every provider whose credential is configured, plus `local` where built in and enabled.
-    pub fn from_config(config: &ProvidersConfig) -> Result<Self, reqwest::Error> {
+    pub fn from_config(config: &ProvidersConfig) -> Result<Self, BuildError> {
         let mut providers = Vec::new();
         for kind in KINDS {
             providers.extend(kind.build(config)?);
