@@ -311,6 +311,7 @@ mod bench {
                 match event? {
                     SynthesisEvent::Audio(chunk) => bytes.extend_from_slice(&chunk),
                     SynthesisEvent::Words(batch) => truth.extend(batch),
+                    SynthesisEvent::Tokens(_) | SynthesisEvent::Warning(_) => {}
                 }
             }
             let samples = bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();

@@ -212,6 +212,8 @@ async fn a_refused_event_is_set_aside_and_the_rest_written(db: Db) {
     use speechgate::{domain::UsageEvent, metrics::Metrics};
     let (store, _db) = common::test_store(db).await;
     let event = |i: usize, key_id: Option<&str>, voice: &str| UsageEvent {
+        input_tokens: 0,
+        output_tokens: 0,
         request_id: format!("req-{i}"),
         key_id: key_id.map(str::to_owned),
         project_id: None,

@@ -65,6 +65,8 @@ impl Clip {
                     audio_chunks += 1;
                 }
                 SynthesisEvent::Words(batch) => words.extend(batch.iter().cloned()),
+                SynthesisEvent::Tokens(tokens) => panic!("the local voice bills no tokens: {tokens:?}"),
+                SynthesisEvent::Warning(warning) => panic!("the local voice reads what it is given: {warning}"),
             }
         }
         let samples = bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();

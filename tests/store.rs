@@ -61,6 +61,8 @@ fn event(request_id: &str, key_id: Option<&str>, model: &str, at: chrono::DateTi
         characters: 10,
         audio_ms: 1500,
         spend_nanos: 0,
+        input_tokens: 3,
+        output_tokens: 40,
         bytes_out: 2048,
         status,
         error_code: (status >= 400).then(|| "validation_failed".to_owned()),
@@ -183,6 +185,8 @@ fn segment(index: u32, provider: &str, model: &str, characters: i64, audio_ms: i
         characters,
         audio_ms,
         spend_nanos: 0,
+        input_tokens: i64::from(index),
+        output_tokens: 10 * i64::from(index),
         error_code: None,
     }
 }
@@ -201,6 +205,8 @@ fn conversation(request_id: &str, key_id: &str, at: chrono::DateTime<Utc>, segme
         voice: shared(|s| &s.voice),
         characters: segments.iter().map(|s| s.characters).sum(),
         audio_ms: segments.iter().map(|s| s.audio_ms).sum(),
+        input_tokens: segments.iter().map(|s| s.input_tokens).sum(),
+        output_tokens: segments.iter().map(|s| s.output_tokens).sum(),
         bytes_out: 9000,
         segments,
         ..event(request_id, Some(key_id), "unused", at, 200)
@@ -301,6 +307,11 @@ async fn usage_segments_are_stored_listed_and_summed(db: Db) {
     // error there by its own status (c1 answered 200 although one of its calls failed).
     assert_eq!((report.totals.requests, report.totals.errors), (3, 1));
     assert_eq!(report.totals.bytes_out, 9000 + 2048 + 9000);
+    // Tokens: each call's under its provider, and each request's once in the totals. A segment
+    // numbered i reports (i, 10 i) tokens; r1 reports (3, 40).
+    let tokens: Vec<_> = report.buckets.iter().map(|b| (b.input_tokens, b.output_tokens)).collect();
+    assert_eq!(tokens, [(1, 10), (2 + 3, 20 + 40), (1, 10)]);
+    assert_eq!((report.totals.input_tokens, report.totals.output_tokens), (3 + 3 + 1, 30 + 40 + 10));
 }
 
 /// A conversation whose turn 0 never reached its provider still has its bytes counted once,

@@ -68,7 +68,7 @@ fn decode_raw(format: AudioFormat, bytes: &[u8], pcm_rate: Option<u32>) -> Resul
         AudioFormat::Ulaw => bytes.iter().map(|b| g711::ulaw_decode(*b)).collect(),
         AudioFormat::Alaw => bytes.iter().map(|b| g711::alaw_decode(*b)).collect(),
         _ => {
-            if bytes.len() % 2 != 0 {
+            if !bytes.len().is_multiple_of(2) {
                 return Err(AudioError::Decode("pcm: odd number of bytes (s16le samples are 2 bytes)".into()));
             }
             bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect()

@@ -160,6 +160,10 @@ pub struct UsageEvent {
     #[serde(rename = "spendUsd", serialize_with = "limits::serialize_usd")]
     #[schema(value_type = f64)]
     pub spend_nanos: i64,
+    /// Tokens the vendor billed, for vendors that bill tokens (the segments' sum when there
+    /// are segments).
+    pub input_tokens: i64,
+    pub output_tokens: i64,
     pub bytes_out: i64,
     /// HTTP status sent, or 499 when the client went away before a response was sent.
     pub status: u16,
@@ -206,6 +210,9 @@ pub struct UsageSegment {
     #[serde(rename = "spendUsd", serialize_with = "limits::serialize_usd")]
     #[schema(value_type = f64)]
     pub spend_nanos: i64,
+    /// Tokens the vendor billed, for vendors that bill tokens (Gemini, OpenAI's realtime models).
+    pub input_tokens: i64,
+    pub output_tokens: i64,
     /// Why this call failed, when it did.
     pub error_code: Option<String>,
 }
@@ -243,6 +250,9 @@ pub struct UsageBucket {
     #[serde(rename = "spendUsd", serialize_with = "limits::serialize_usd")]
     #[schema(value_type = f64)]
     pub spend_nanos: i64,
+    /// Tokens billed by the vendors that bill tokens (Gemini, OpenAI's realtime models).
+    pub input_tokens: i64,
+    pub output_tokens: i64,
     pub bytes_out: i64,
 }
 
@@ -304,6 +314,9 @@ pub struct UsageTotals {
     #[serde(rename = "spendUsd", serialize_with = "limits::serialize_usd")]
     #[schema(value_type = f64)]
     pub spend_nanos: i64,
+    /// Tokens billed by the vendors that bill tokens (Gemini, OpenAI's realtime models).
+    pub input_tokens: i64,
+    pub output_tokens: i64,
     pub bytes_out: i64,
 }
 

@@ -402,7 +402,7 @@ pub fn lines(provider: &str, body: EventStream) -> futures::stream::BoxStream<'s
                         return Some((Err(ProviderError::Interrupted { provider, detail }), s));
                     }
                 }
-                Some(Ok(SynthesisEvent::Words(_))) => {}
+                Some(Ok(SynthesisEvent::Words(_) | SynthesisEvent::Tokens(_) | SynthesisEvent::Warning(_))) => {}
                 Some(Err(err)) => {
                     s.ended = true;
                     return Some((Err(err), s));

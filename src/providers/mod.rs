@@ -284,12 +284,26 @@ pub struct WordTiming {
     pub end: f64,
 }
 
+/// What a call used in a vendor's token billing (Gemini, OpenAI's realtime models), as the
+/// vendor reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TokenUsage {
+    pub input: u64,
+    pub output: u64,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum SynthesisEvent {
     /// Encoded audio in the requested output format.
     Audio(Bytes),
     /// Timings for words spoken so far.
     Words(Vec<WordTiming>),
+    /// Tokens the vendor billed for the call (several reports add up).
+    Tokens(TokenUsage),
+    /// Something the caller should know about the audio (a model that did not read the text
+    /// as written): it goes to the response's `warnings` where the response has them, and to
+    /// the log.
+    Warning(String),
 }
 
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<SynthesisEvent, ProviderError>> + Send>>;
@@ -313,6 +327,11 @@ pub trait SpeechProvider: Send + Sync + 'static {
     /// The id users write in `model` strings (`openai`, or a configured instance name).
     fn id(&self) -> &str;
     fn capabilities(&self) -> &Capabilities;
+    /// What one of its models can do, where that differs from the provider's (a model that
+    /// speaks another protocol with other formats): what requests for that model are planned by.
+    fn model_capabilities(&self, _model: &str) -> &Capabilities {
+        self.capabilities()
+    }
     /// Starts synthesis. Errors the vendor reports before any audio come back here (or as the
     /// stream's first item); errors after audio has started come as a later stream item.
     async fn synthesize(&self, request: SynthesisRequest) -> Result<EventStream, ProviderError>;

@@ -288,6 +288,7 @@ impl Details {
                 voice: only.as_ref().map(|s| s.voice.clone()),
                 characters: only.as_ref().map_or(0, |s| s.characters),
                 audio_ms: only.as_ref().map_or(0, |s| s.audio_ms),
+                tokens: only.as_ref().map_or((0, 0), |s| (s.input_tokens, s.output_tokens)),
                 segments: Vec::new(),
             };
         }
@@ -302,6 +303,10 @@ impl Details {
             voice: shared(|s| &s.voice),
             characters: self.segments.iter().fold(0i64, |n, s| n.saturating_add(s.characters)),
             audio_ms: self.segments.iter().fold(0i64, |n, s| n.saturating_add(s.audio_ms)),
+            tokens: self
+                .segments
+                .iter()
+                .fold((0i64, 0i64), |(i, o), s| (i.saturating_add(s.input_tokens), o.saturating_add(s.output_tokens))),
             segments: self.segments,
         }
     }
@@ -313,6 +318,8 @@ struct SegmentFields {
     voice: Option<String>,
     characters: i64,
     audio_ms: i64,
+    /// Input and output tokens.
+    tokens: (i64, i64),
     segments: Vec<UsageSegment>,
 }
 
@@ -331,12 +338,23 @@ impl UsageDetails {
             characters: i64::try_from(characters).unwrap_or(i64::MAX),
             audio_ms: 0,
             spend_nanos: 0,
+            input_tokens: 0,
+            output_tokens: 0,
             error_code: None,
         };
         let mut d = self.lock();
         match d.segment(index) {
             Some(existing) => *existing = line,
             None => d.segments.push(line),
+        }
+    }
+
+    /// Adds what the vendor reported it billed in tokens for call `index`.
+    pub fn add_tokens(&self, index: u32, tokens: crate::providers::TokenUsage) {
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        if let Some(segment) = self.lock().segment(index) {
+            segment.input_tokens = segment.input_tokens.saturating_add(count(tokens.input));
+            segment.output_tokens = segment.output_tokens.saturating_add(count(tokens.output));
         }
     }
 
@@ -451,6 +469,8 @@ impl Meter {
             audio_ms: fields.audio_ms,
             // Priced by the sink.
             spend_nanos: 0,
+            input_tokens: fields.tokens.0,
+            output_tokens: fields.tokens.1,
             bytes_out: i64::try_from(self.bytes_out).unwrap_or(i64::MAX),
             // 499: the client closed the request before any response was sent.
             status: self.status.unwrap_or(499),
@@ -584,6 +604,8 @@ mod tests {
             characters: 7,
             audio_ms: 900,
             spend_nanos: 0,
+            input_tokens: 0,
+            output_tokens: 0,
             error_code: Some("upstream\u{0}".into()),
         };
         sink.record(UsageEvent {
@@ -598,6 +620,8 @@ mod tests {
             characters: 2,
             audio_ms: 0,
             spend_nanos: 0,
+            input_tokens: 0,
+            output_tokens: 0,
             bytes_out: 0,
             status: 200,
             error_code: None,

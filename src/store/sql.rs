@@ -130,21 +130,21 @@ pub(super) const TOUCH_KEY: &str =
     "UPDATE api_keys SET last_used_at = $2 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)";
 
 /// The event insert, up to its `VALUES`: a `QueryBuilder` adds one row per event.
-pub(super) const INSERT_USAGE_INTO: &str = "INSERT INTO usage_events (request_id, key_id, route, method, provider, model, voice, characters, audio_ms, bytes_out, status, error_code, latency_ms, ttfb_ms, created_at, spend_nanos, project_id) ";
+pub(super) const INSERT_USAGE_INTO: &str = "INSERT INTO usage_events (request_id, key_id, route, method, provider, model, voice, characters, audio_ms, bytes_out, status, error_code, latency_ms, ttfb_ms, created_at, spend_nanos, project_id, input_tokens, output_tokens) ";
 
-/// Events per insert statement: 17 parameters each, well under either database's limit on a
+/// Events per insert statement: 19 parameters each, well under either database's limit on a
 /// statement's parameters (SQLite's default is 32,766; PostgreSQL's 65,535).
 pub(super) const USAGE_ROWS_PER_INSERT: usize = 256;
 
-pub(super) const INSERT_SEGMENT: &str = "INSERT INTO usage_segments (event_seq, idx, provider, model, voice, characters, audio_ms, error_code, spend_nanos) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+pub(super) const INSERT_SEGMENT: &str = "INSERT INTO usage_segments (event_seq, idx, provider, model, voice, characters, audio_ms, error_code, spend_nanos, input_tokens, output_tokens) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 
-pub(super) const LIST_USAGE: &str = "SELECT seq, request_id, key_id, project_id, route, method, provider, model, voice, characters, audio_ms, spend_nanos, bytes_out, status, error_code, latency_ms, ttfb_ms, created_at FROM usage_events WHERE ($1 IS NULL OR key_id = $1) AND ($2 IS NULL OR seq < $2) ORDER BY seq DESC LIMIT $3";
+pub(super) const LIST_USAGE: &str = "SELECT seq, request_id, key_id, project_id, route, method, provider, model, voice, characters, audio_ms, spend_nanos, input_tokens, output_tokens, bytes_out, status, error_code, latency_ms, ttfb_ms, created_at FROM usage_events WHERE ($1 IS NULL OR key_id = $1) AND ($2 IS NULL OR seq < $2) ORDER BY seq DESC LIMIT $3";
 
 /// The segments of the events with sequence numbers in `[$1, $2]`: one query for a whole page of
 /// the log, which may also return lines of events not on the page (another key's), to be skipped.
 /// The segments of a log page: its range of events, filtered by key like the page itself, so a
 /// page of one key never reads another's lines.
-pub(super) const LIST_SEGMENTS: &str = "SELECT s.event_seq, s.idx, s.provider, s.model, s.voice, s.characters, s.audio_ms, s.spend_nanos, s.error_code FROM usage_segments s JOIN usage_events e ON e.seq = s.event_seq WHERE s.event_seq >= $1 AND s.event_seq <= $2 AND ($3 IS NULL OR e.key_id = $3) ORDER BY s.event_seq, s.idx";
+pub(super) const LIST_SEGMENTS: &str = "SELECT s.event_seq, s.idx, s.provider, s.model, s.voice, s.characters, s.audio_ms, s.spend_nanos, s.input_tokens, s.output_tokens, s.error_code FROM usage_segments s JOIN usage_events e ON e.seq = s.event_seq WHERE s.event_seq >= $1 AND s.event_seq <= $2 AND ($3 IS NULL OR e.key_id = $3) ORDER BY s.event_seq, s.idx";
 
 /// The usage aggregate; only the expression that turns a millisecond time into a UTC
 /// `YYYY-MM-DD` day differs between dialects (it reads `created_at`, a column only
@@ -167,6 +167,8 @@ macro_rules! usage_summary_sql {
             "CAST(SUM(COALESCE(s.characters, e.characters)) AS BIGINT) AS characters, ",
             "CAST(SUM(COALESCE(s.audio_ms, e.audio_ms)) AS BIGINT) AS audio_ms, ",
             "CAST(SUM(COALESCE(s.spend_nanos, e.spend_nanos)) AS BIGINT) AS spend_nanos, ",
+            "CAST(SUM(COALESCE(s.input_tokens, e.input_tokens)) AS BIGINT) AS input_tokens, ",
+            "CAST(SUM(COALESCE(s.output_tokens, e.output_tokens)) AS BIGINT) AS output_tokens, ",
             "CAST(SUM(CASE WHEN s.idx IS NULL OR s.idx = ",
             "(SELECT MIN(f.idx) FROM usage_segments f WHERE f.event_seq = e.seq) THEN e.bytes_out ELSE 0 END) AS BIGINT) AS bytes_out ",
             "FROM usage_events e LEFT JOIN usage_segments s ON s.event_seq = e.seq ",
@@ -179,6 +181,7 @@ macro_rules! usage_summary_sql {
             "CAST(COALESCE(SUM(CASE WHEN status >= 400 OR error_code IS NOT NULL THEN 1 ELSE 0 END), 0) AS BIGINT), ",
             "CAST(COALESCE(SUM(characters), 0) AS BIGINT), CAST(COALESCE(SUM(audio_ms), 0) AS BIGINT), ",
             "CAST(COALESCE(SUM(spend_nanos), 0) AS BIGINT), ",
+            "CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT), ",
             "CAST(COALESCE(SUM(bytes_out), 0) AS BIGINT) ",
             "FROM usage_events WHERE created_at >= $1 AND created_at < $2 AND ($3 IS NULL OR key_id = $3) ",
             "ORDER BY 1, 2, 3, 4"
@@ -280,6 +283,8 @@ pub(super) struct UsageRow {
     characters: i64,
     audio_ms: i64,
     spend_nanos: i64,
+    input_tokens: i64,
+    output_tokens: i64,
     bytes_out: i64,
     status: i64,
     error_code: Option<String>,
@@ -304,6 +309,8 @@ impl UsageRow {
                 characters: self.characters,
                 audio_ms: self.audio_ms,
                 spend_nanos: self.spend_nanos,
+                input_tokens: self.input_tokens,
+                output_tokens: self.output_tokens,
                 bytes_out: self.bytes_out,
                 status: u16::try_from(self.status).map_err(|_| StoreError::Corrupt("status out of range".into()))?,
                 error_code: self.error_code,
@@ -327,6 +334,8 @@ pub(super) struct SegmentRow {
     characters: i64,
     audio_ms: i64,
     spend_nanos: i64,
+    input_tokens: i64,
+    output_tokens: i64,
     error_code: Option<String>,
 }
 
@@ -340,6 +349,8 @@ impl SegmentRow {
             characters: self.characters,
             audio_ms: self.audio_ms,
             spend_nanos: self.spend_nanos,
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
             error_code: self.error_code,
         })
     }
@@ -369,6 +380,8 @@ pub(super) struct BucketRow {
     characters: i64,
     audio_ms: i64,
     spend_nanos: i64,
+    input_tokens: i64,
+    output_tokens: i64,
     bytes_out: i64,
 }
 
@@ -387,6 +400,8 @@ impl BucketRow {
                         characters: row.characters,
                         audio_ms: row.audio_ms,
                         spend_nanos: row.spend_nanos,
+                        input_tokens: row.input_tokens,
+                        output_tokens: row.output_tokens,
                         bytes_out: row.bytes_out,
                     })
                 }
@@ -408,6 +423,8 @@ impl BucketRow {
             characters: self.characters,
             audio_ms: self.audio_ms,
             spend_nanos: self.spend_nanos,
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
             bytes_out: self.bytes_out,
         })
     }
@@ -702,7 +719,9 @@ macro_rules! impl_store {
                             .push_bind(e.ttfb_ms)
                             .push_bind(sql::to_ms(e.created_at))
                             .push_bind(e.spend_nanos)
-                            .push_bind(e.project_id.as_deref());
+                            .push_bind(e.project_id.as_deref())
+                            .push_bind(e.input_tokens)
+                            .push_bind(e.output_tokens);
                     });
                     if first.segments.is_empty() {
                         insert.build().execute(&mut *tx).await?;
@@ -720,6 +739,8 @@ macro_rules! impl_store {
                                 .bind(s.audio_ms)
                                 .bind(s.error_code.as_deref())
                                 .bind(s.spend_nanos)
+                                .bind(s.input_tokens)
+                                .bind(s.output_tokens)
                                 .execute(&mut *tx)
                                 .await?;
                         }

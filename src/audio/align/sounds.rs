@@ -142,7 +142,7 @@ pub(super) fn number_syllables(number: &str) -> f64 {
         match n {
             0..=9 => ONES[n],
             10..=19 => TEENS[n - 10],
-            _ => TENS[n / 10] + if n % 10 == 0 { 0 } else { ONES[n % 10] },
+            _ => TENS[n / 10] + if n.is_multiple_of(10) { 0 } else { ONES[n % 10] },
         }
     }
     fn below_1000(n: u64) -> u32 {

@@ -112,6 +112,7 @@ impl Mixer {
             let mut audio_segments = Vec::with_capacity(clips.len());
             for mut clip in clips {
                 warnings.extend(self.level(&mut clip));
+                warnings.extend(clip.warnings.iter().map(|w| format!("turn {}: {w}", clip.index)));
                 let bytes = self.encode(&[&clip.samples])?;
                 details.add_audio_ms(turn_number(clip.index), audio::duration_ms(clip.samples.len(), rate));
                 // What a player plays: the encoder's lead-in, then the turn.
@@ -155,6 +156,7 @@ impl Mixer {
             let mut position = audio::leading_samples(self.output);
             for mut clip in clips {
                 warnings.extend(self.level(&mut clip));
+                warnings.extend(clip.warnings.iter().map(|w| format!("turn {}: {w}", clip.index)));
                 let silence =
                     usize::try_from(u64::from(pauses.get(clip.index).copied().unwrap_or(0)) * u64::from(rate) / 1000)
                         .unwrap_or(0);

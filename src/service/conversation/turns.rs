@@ -42,6 +42,8 @@ pub struct Clip {
     pub level: loudness::Level,
     /// The turn's words, in seconds of `samples`, when they were asked for.
     pub words: Option<TimedWords>,
+    /// What the provider said the caller should know about the turn's audio.
+    pub warnings: Vec<String>,
 }
 
 /// A turn's timed words: the timestamps, where their times come from, and what to know.
@@ -208,7 +210,7 @@ async fn voice(job: Job) -> Outcome {
             }
         };
         let level = loudness::measure(&collected.samples, rate);
-        Ok(Clip { index, samples: collected.samples, level, words })
+        Ok(Clip { index, samples: collected.samples, level, words, warnings: collected.warnings })
     })
     .await
     .map_err(|e| in_turn(ServiceError::Internal(format!("turn task failed: {e}"))))?

@@ -79,6 +79,15 @@ pub(crate) fn body(
             let chunk = match next {
                 Some(Ok(SynthesisEvent::Audio(bytes))) => state.shaper.push(bytes),
                 Some(Ok(SynthesisEvent::Words(_))) => continue,
+                Some(Ok(SynthesisEvent::Tokens(tokens))) => {
+                    state.details.add_tokens(state.segment, tokens);
+                    continue;
+                }
+                // An audio body has no place for it once its head has gone.
+                Some(Ok(SynthesisEvent::Warning(warning))) => {
+                    tracing::warn!(%warning, segment = state.segment, "the provider's audio came with a warning");
+                    continue;
+                }
                 Some(Err(err)) => {
                     state.finished = true;
                     state.details.fail("upstream_stream_failed");

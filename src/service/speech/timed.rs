@@ -99,8 +99,9 @@ pub async fn synthesize(
     let (target, &from, events) = candidates.call(0, true, details, metrics, |&from| AudioSpec::pcm(from)).await?;
     let provider = target.provider_id().to_owned();
     let rate = output.sample_rate;
-    let collected = collect(events, from, rate, &provider, (details, 0)).await?;
+    let mut collected = collect(events, from, rate, &provider, (details, 0)).await?;
     let spoken = target.spoken.clone();
+    let provider_warnings = std::mem::take(&mut collected.warnings);
     // Timing, levelling and encoding a long clip take milliseconds of CPU: off the async workers.
     let (timed, audio, duration_ms) = tokio::task::spawn_blocking(move || -> Result<_, audio::AudioError> {
         let timed = timestamps::time_words(&original, &spoken, &collected.words, &collected.samples, rate, mode);
@@ -114,10 +115,11 @@ pub async fn synthesize(
     .await
     .map_err(|e| ServiceError::Internal(format!("encoding failed: {e}")))?
     .map_err(|e| ServiceError::Internal(e.to_string()))?;
-    let Some((mut stamps, alignment, warnings)) = timed else {
+    let Some((mut stamps, alignment, mut warnings)) = timed else {
         details.segment_failed(0, "timestamps_unavailable");
         return Err(ServiceError::TimestampsUnavailable(provider));
     };
+    warnings.extend(provider_warnings);
     timestamps::shift(&mut stamps, audio::leading_secs(output));
     details.add_audio_ms(0, duration_ms);
     Ok(TimedSpeech {
@@ -188,6 +190,7 @@ pub async fn stream(
         lead_in: audio::leading_secs(output),
         mode,
         provider_words: Vec::new(),
+        provider_warnings: Vec::new(),
         samples: Vec::new(),
         carry: None,
         sent_words: 0,
@@ -206,6 +209,15 @@ pub async fn stream(
             }
             let failed = match state.events.next().await {
                 Some(Ok(SynthesisEvent::Audio(bytes))) => state.audio(&bytes).err(),
+                Some(Ok(SynthesisEvent::Tokens(tokens))) => {
+                    state.details.add_tokens(0, tokens);
+                    None
+                }
+                Some(Ok(SynthesisEvent::Warning(warning))) => {
+                    tracing::warn!(%warning, "the provider's audio came with a warning");
+                    state.provider_warnings.push(warning);
+                    None
+                }
                 Some(Ok(SynthesisEvent::Words(words))) => {
                     state.provider_words.extend(words);
                     state.settled_words();
@@ -250,6 +262,8 @@ struct Lines {
     lead_in: f64,
     mode: Mode,
     provider_words: Vec<WordTiming>,
+    /// What the provider said the caller should know, for the `done` line.
+    provider_warnings: Vec<String>,
     /// The provider's PCM, kept to estimate word times when the provider sends none.
     samples: Vec<i16>,
     carry: Option<u8>,
@@ -319,9 +333,10 @@ impl Lines {
         })
         .await
         .map_err(|e| ("internal_error", e.to_string()))?;
-        let Some((mut stamps, alignment, warnings)) = timed else {
+        let Some((mut stamps, alignment, mut warnings)) = timed else {
             return Err(("timestamps_unavailable", "the provider sent no word timing".to_owned()));
         };
+        warnings.extend(std::mem::take(&mut self.provider_warnings));
         let count = stamps.len();
         self.send_words(&mut stamps, count);
         let duration_ms = audio::duration_ms(samples.len(), from) + (self.lead_in * 1000.0).round() as u64;

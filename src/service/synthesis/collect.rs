@@ -19,6 +19,8 @@ pub struct Collected {
     pub samples: Vec<i16>,
     /// The provider's word timings, in seconds of its audio (resampling does not move them).
     pub words: Vec<WordTiming>,
+    /// What the provider said the caller should know about the audio.
+    pub warnings: Vec<String>,
 }
 
 /// Reads `events` (PCM at `from`) to the end. A provider failure marks segment `segment` failed
@@ -40,7 +42,7 @@ pub async fn collect(
         .then(|| Resampler::new(from, rate))
         .transpose()
         .map_err(|e| ServiceError::Internal(e.to_string()))?;
-    let mut collected = Collected { samples: Vec::new(), words: Vec::new() };
+    let mut collected = Collected { samples: Vec::new(), words: Vec::new(), warnings: Vec::new() };
     let mut carry = None;
     while let Some(event) = events.next().await {
         match event.map_err(fail)? {
@@ -52,6 +54,11 @@ pub async fn collect(
                 }
             }
             SynthesisEvent::Words(words) => collected.words.extend(words),
+            SynthesisEvent::Tokens(tokens) => details.add_tokens(segment, tokens),
+            SynthesisEvent::Warning(warning) => {
+                tracing::warn!(%warning, segment, "the provider's audio came with a warning");
+                collected.warnings.push(warning);
+            }
         }
         if collected.samples.len() > max_samples {
             let detail = format!("a clip may bring at most {} minutes of audio", MAX_CLIP_SECS / 60);

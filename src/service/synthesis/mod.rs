@@ -74,8 +74,9 @@ pub struct Target {
 }
 
 impl Target {
+    /// What the target's model can do.
     pub fn capabilities(&self) -> &crate::providers::Capabilities {
-        self.resolved.provider.capabilities()
+        self.resolved.provider.model_capabilities(&self.resolved.model.id)
     }
 
     pub fn provider_id(&self) -> &str {
