@@ -347,3 +347,18 @@ async fn a_refused_connection_falls_back() {
     assert!(line.ends_with(" 1"), "{line}");
     app.stop().await;
 }
+
+/// An alias to a model nobody serves stops the start too (OpenAI's retired names are aliases an
+/// operator repoints; a typo there must not turn every request under the old name into a 400),
+/// while the built-in aliases to a provider that is not configured stay harmless.
+#[tokio::test]
+async fn an_alias_to_a_model_nobody_serves_stops_the_start() {
+    let db = common::test_db(Db::Sqlite).await;
+    let mut config = common::test_config(&db.url);
+    config.providers.aliases.insert("gpt-4o-mini-tts".to_owned(), "cartesia/sonic-2".to_owned());
+    let error = speechgate::app::App::build(&config).await.err().expect("the start fails");
+    let message = format!("{error:#}");
+    assert!(message.contains("providers.aliases.gpt-4o-mini-tts"), "{message}");
+    config.providers.aliases.insert("gpt-4o-mini-tts".to_owned(), "local".to_owned());
+    assert!(speechgate::app::App::build(&config).await.is_ok(), "openai has no key here, yet its aliases are fine");
+}

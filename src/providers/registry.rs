@@ -75,6 +75,10 @@ pub enum BuildError {
     Client(#[from] reqwest::Error),
     #[error("providers.{id}: {message}")]
     Vendor { id: &'static str, message: String },
+    /// A configured alias names a model this gateway does not serve: refusing to start beats
+    /// answering 400 to every request that used to work under that name.
+    #[error("providers.aliases.{alias}: {source}")]
+    Alias { alias: String, source: ResolveError },
 }
 
 /// A vendor's row of [`KINDS`].
@@ -215,7 +219,12 @@ impl Registry {
             max_wait: Duration::from_secs(config.retry_max_wait_secs),
         };
         let breaker = (config.circuit_failures, Duration::from_secs(config.circuit_cooldown_secs));
-        Ok(Self::new(providers, aliases, Duration::from_secs(config.voice_cache_secs)).with_reliability(retry, breaker))
+        let registry = Self::new(providers, aliases, Duration::from_secs(config.voice_cache_secs))
+            .with_reliability(retry, breaker);
+        for alias in config.aliases.keys() {
+            registry.resolve(alias).map_err(|source| BuildError::Alias { alias: alias.clone(), source })?;
+        }
+        Ok(registry)
     }
 
     /// The providers, with no retries and circuits that never open (see
