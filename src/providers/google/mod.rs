@@ -71,10 +71,11 @@ impl Google {
         transport: Transport,
     ) -> Result<Option<Arc<dyn SpeechProvider>>, String> {
         let base_url = section.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL);
-        if let Some(key) = section.api_key.clone() {
+        // An empty variable (`KEY=` in a compose file) is no credential.
+        if let Some(key) = section.api_key.clone().filter(|k| !k.expose_secret().trim().is_empty()) {
             return Ok(Some(Arc::new(Self::new(base_url, Some(key), None, transport))));
         }
-        let Some(path) = section.credentials_file.as_deref() else {
+        let Some(path) = section.credentials_file.as_deref().filter(|p| !p.trim().is_empty()) else {
             return Ok(None);
         };
         let account = auth::ServiceAccount::from_file(path)?;
@@ -277,6 +278,20 @@ impl SpeechProvider for Google {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn empty_variables_enable_nothing() {
+        let config = crate::config::ProvidersConfig::default();
+        let transport = Transport::new(config.timeouts(&Default::default())).unwrap();
+        let section = VendorConfig {
+            api_key: Some(String::new().into()),
+            credentials_file: Some(" ".into()),
+            ..Default::default()
+        };
+        assert!(Google::from_config(&section, transport.clone()).unwrap().is_none());
+        let section = VendorConfig { api_key: Some("k".to_owned().into()), ..Default::default() };
+        assert!(Google::from_config(&section, transport).unwrap().is_some());
+    }
 
     #[test]
     fn language_comes_from_the_voice_name() {
