@@ -189,7 +189,69 @@ const DEEPGRAM: Vendor = Vendor {
     unknown_voice: (400, "INVALID_MODEL"),
 };
 
-const VENDORS: [&Vendor; 4] = [&OPENAI, &ELEVENLABS, &CARTESIA, &DEEPGRAM];
+const GOOGLE: Vendor = Vendor {
+    id: "google",
+    voice: "en-US-Neural2-A",
+    configure: |c, uri| c.providers.google = vendor_config(uri),
+    error: |status, code, message| {
+        json_error(status, json!({"error": {"code": status, "message": message, "status": code}}))
+    },
+    error_codes: true,
+    reply: |audio, format, rate| {
+        ResponseTemplate::new(200).set_body_json(json!({"audioContent": google_audio(audio, format, rate)}))
+    },
+    stream_reply: |first, second| {
+        let body = json!({"audioContent": google_audio(&[first, second].concat(), "pcm", 24000)}).to_string();
+        let (a, b) = body.as_bytes().split_at(body.len() / 2);
+        ("application/json", a.to_vec(), b.to_vec())
+    },
+    check: |request, format, rate| {
+        assert_eq!(request.url.path(), "/v1/text:synthesize");
+        assert_eq!(request.url.query(), None, "the key goes in a header, never the URL");
+        assert_eq!(header(request, "x-goog-api-key"), SECRET);
+        let body = body_json(request);
+        assert_eq!(body["input"], json!({"text": "Hello from the suite."}));
+        assert_eq!(body["voice"], json!({"languageCode": "en-US", "name": "en-US-Neural2-A"}));
+        let encoding = match format {
+            "pcm" | "wav" => "LINEAR16",
+            "ulaw" => "MULAW",
+            "alaw" => "ALAW",
+            "opus" => "OGG_OPUS",
+            _ => "MP3",
+        };
+        assert_eq!(body["audioConfig"]["audioEncoding"], encoding);
+        assert_eq!(body["audioConfig"]["sampleRateHertz"], rate);
+    },
+    unknown_voice: (400, "INVALID_ARGUMENT"),
+};
+
+/// Google's `audioContent`: base64 of the audio, which for `LINEAR16`, `MULAW` and `ALAW` comes
+/// in a WAV file (the client gets the samples alone for raw formats, the file for WAV).
+fn google_audio(audio: &[u8], format: &str, rate: u32) -> String {
+    use base64::Engine;
+    let (tag, bits): (u16, u16) = match format {
+        "pcm" => (1, 16),
+        "ulaw" => (7, 8),
+        "alaw" => (6, 8),
+        _ => return base64::engine::general_purpose::STANDARD.encode(audio),
+    };
+    let mut wav = b"RIFF".to_vec();
+    wav.extend_from_slice(&(36 + audio.len() as u32).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    wav.extend_from_slice(&tag.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes());
+    wav.extend_from_slice(&rate.to_le_bytes());
+    wav.extend_from_slice(&(rate * u32::from(bits / 8)).to_le_bytes());
+    wav.extend_from_slice(&(bits / 8).to_le_bytes());
+    wav.extend_from_slice(&bits.to_le_bytes());
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&(audio.len() as u32).to_le_bytes());
+    wav.extend_from_slice(audio);
+    base64::engine::general_purpose::STANDARD.encode(wav)
+}
+
+const VENDORS: [&Vendor; 5] = [&OPENAI, &ELEVENLABS, &CARTESIA, &DEEPGRAM, &GOOGLE];
 
 async fn gateway(vendor: &Vendor, uri: String) -> TestApp {
     let configure = vendor.configure;
@@ -377,7 +439,7 @@ macro_rules! conformance {
     };
 }
 
-conformance!(OPENAI, ELEVENLABS, CARTESIA, DEEPGRAM);
+conformance!(OPENAI, ELEVENLABS, CARTESIA, DEEPGRAM, GOOGLE);
 
 /// An OpenAI-compatible server (Kokoro, LocalAI...) configured by name is a provider of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

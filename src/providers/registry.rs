@@ -8,8 +8,8 @@ use std::{
 };
 
 use super::{
-    cartesia::Cartesia, deepgram::Deepgram, elevenlabs::ElevenLabs, http::Transport, openai::OpenAi, Circuit,
-    CircuitState, ModelInfo, ProviderError, ProviderVoice, RetryPolicy, SpeechProvider,
+    cartesia::Cartesia, deepgram::Deepgram, elevenlabs::ElevenLabs, google::Google, http::Transport, openai::OpenAi,
+    Circuit, CircuitState, ModelInfo, ProviderError, ProviderVoice, RetryPolicy, SpeechProvider,
 };
 use secrecy::SecretString;
 
@@ -126,6 +126,16 @@ pub const KINDS: &[Kind] = &[
         &[("DEEPGRAM_API_KEY", "api_key"), ("DEEPGRAM_BASE_URL", "base_url")],
         |c| &c.deepgram,
         |c, t| keyed(c, t, |url, key, t| Arc::new(Deepgram::new(url, key, t))),
+    ),
+    vendor(
+        "google",
+        &[
+            ("GOOGLE_CLOUD_TTS_API_KEY", "api_key"),
+            ("GOOGLE_APPLICATION_CREDENTIALS", "credentials_file"),
+            ("GOOGLE_CLOUD_TTS_BASE_URL", "base_url"),
+        ],
+        |c| &c.google,
+        Google::from_config,
     ),
     #[cfg(feature = "local")]
     Kind { id: "local", source: Source::Builtin(build_local) },
