@@ -6,6 +6,7 @@ pub mod cartesia;
 mod circuit;
 pub mod deepgram;
 pub mod elevenlabs;
+pub mod gemini;
 mod http;
 #[cfg(feature = "local")]
 pub mod local;

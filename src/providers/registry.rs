@@ -7,6 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use super::gemini::Gemini;
 use super::{
     cartesia::Cartesia, deepgram::Deepgram, elevenlabs::ElevenLabs, http::Transport, openai::OpenAi, Circuit,
     CircuitState, ModelInfo, ProviderError, ProviderVoice, RetryPolicy, SpeechProvider,
@@ -122,6 +123,12 @@ pub const KINDS: &[Kind] = &[
         &[("DEEPGRAM_API_KEY", "api_key"), ("DEEPGRAM_BASE_URL", "base_url")],
         |c| &c.deepgram,
         |c, t| keyed(c, t, |url, key, t| Arc::new(Deepgram::new(url, key, t))),
+    ),
+    vendor(
+        "gemini",
+        &[("GEMINI_API_KEY", "api_key"), ("GEMINI_BASE_URL", "base_url")],
+        |c| &c.gemini,
+        |c, t| keyed(c, t, |url, key, t| Arc::new(Gemini::new(url, key, t))),
     ),
     #[cfg(feature = "local")]
     Kind { id: "local", source: Source::Builtin(build_local) },
