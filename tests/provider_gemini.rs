@@ -118,7 +118,8 @@ async fn instructions_follow_each_models_way() {
     let (_, key) = app.speech_key().await;
     for model in ["gemini/gemini-3.8-flash-tts", "gemini/gemini-2.5-flash-preview-tts"] {
         let body = json!({"model": model, "voice": "Puck", "text": "Have a wonderful day!", "output": "pcm",
-                          "instructions": "cheerfully", "language": "en-US"});
+                          "instructions": if model.contains("2.5") { "Say cheerfully." } else { "cheerfully" },
+                          "language": "en-US"});
         assert_eq!(speak(&app, &key, body).await.status(), 200, "{model}");
     }
     let requests = upstream.received_requests().await.unwrap();
@@ -129,7 +130,7 @@ async fn instructions_follow_each_models_way() {
     );
     assert_eq!(requests[1].url.path(), "/v1beta/models/gemini-2.5-flash-preview-tts:streamGenerateContent");
     let earlier = body_json(&requests[1]);
-    assert_eq!(earlier["contents"][0]["parts"], json!([{"text": "cheerfully: Have a wonderful day!"}]));
+    assert_eq!(earlier["contents"][0]["parts"], json!([{"text": "Say cheerfully: Have a wonderful day!"}]));
     assert_eq!(earlier["generationConfig"]["speechConfig"]["languageCode"], "en-US");
     app.stop().await;
 }

@@ -184,7 +184,12 @@ impl SpeechProvider for Gemini {
                 speech_metadata: Some(wire::SpeechMetadata { style: Some(style), speaker: None }),
             },
             (Some(style), Prompting::Directed) => wire::Part {
-                text: Cow::Owned(format!("{}: {}", style.trim_end_matches(':'), request.text)),
+                // "Say cheerfully: <text>": the direction's own full stop or colon gives way.
+                text: Cow::Owned(format!(
+                    "{}: {}",
+                    style.trim_end_matches(|c: char| matches!(c, ':' | '.') || c.is_whitespace()),
+                    request.text
+                )),
                 speech_metadata: None,
             },
         };
