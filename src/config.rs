@@ -266,10 +266,9 @@ pub struct UsageConfig {
     pub max_queue: usize,
 }
 
-/// Providers. A vendor is enabled when its credential is set (usually from the vendor's own
-/// variable: `OPENAI_API_KEY`, `ELEVENLABS_API_KEY`, `CARTESIA_API_KEY`, `DEEPGRAM_API_KEY`,
-/// `GOOGLE_CLOUD_TTS_API_KEY` or `GOOGLE_APPLICATION_CREDENTIALS`; base URLs from
-/// `OPENAI_BASE_URL`, ...).
+/// Providers. A vendor is enabled when its credential is set, usually from the vendor's own
+/// variables (`OPENAI_API_KEY`, `OPENAI_BASE_URL`, `AWS_REGION`...): each kind's are in its row
+/// of the registry's table of kinds, and in the README's provider table.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProvidersConfig {
@@ -278,6 +277,7 @@ pub struct ProvidersConfig {
     pub cartesia: VendorConfig,
     pub deepgram: VendorConfig,
     pub google: VendorConfig,
+    pub gemini: VendorConfig,
     pub local: LocalConfig,
     /// OpenAI-compatible servers (Kokoro, LocalAI, speaches...), by the provider id to use.
     pub compatible: BTreeMap<String, CompatibleConfig>,
@@ -415,6 +415,7 @@ impl Default for ProvidersConfig {
             cartesia: VendorConfig::default(),
             deepgram: VendorConfig::default(),
             google: VendorConfig::default(),
+            gemini: VendorConfig::default(),
             local: LocalConfig::default(),
             compatible: BTreeMap::new(),
             aliases: BTreeMap::new(),

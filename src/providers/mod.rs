@@ -6,6 +6,7 @@ pub mod cartesia;
 mod circuit;
 pub mod deepgram;
 pub mod elevenlabs;
+pub mod gemini;
 pub mod google;
 mod http;
 #[cfg(feature = "local")]

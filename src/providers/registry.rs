@@ -8,8 +8,8 @@ use std::{
 };
 
 use super::{
-    cartesia::Cartesia, deepgram::Deepgram, elevenlabs::ElevenLabs, google::Google, http::Transport, openai::OpenAi,
-    Circuit, CircuitState, ModelInfo, ProviderError, ProviderVoice, RetryPolicy, SpeechProvider,
+    cartesia::Cartesia, deepgram::Deepgram, elevenlabs::ElevenLabs, gemini::Gemini, google::Google, http::Transport,
+    openai::OpenAi, Circuit, CircuitState, ModelInfo, ProviderError, ProviderVoice, RetryPolicy, SpeechProvider,
 };
 use secrecy::SecretString;
 
@@ -136,6 +136,12 @@ pub const KINDS: &[Kind] = &[
         ],
         |c| &c.google,
         Google::from_config,
+    ),
+    vendor(
+        "gemini",
+        &[("GEMINI_API_KEY", "api_key"), ("GEMINI_BASE_URL", "base_url")],
+        |c| &c.gemini,
+        |c, t| keyed(c, t, |url, key, t| Arc::new(Gemini::new(url, key, t))),
     ),
     #[cfg(feature = "local")]
     Kind { id: "local", source: Source::Builtin(build_local) },
