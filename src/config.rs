@@ -267,7 +267,8 @@ pub struct UsageConfig {
 }
 
 /// Providers. A vendor is enabled when its credential is set (usually from the vendor's own
-/// variable: `OPENAI_API_KEY`, `ELEVENLABS_API_KEY`, `CARTESIA_API_KEY`, `DEEPGRAM_API_KEY`;
+/// variable: `OPENAI_API_KEY`, `ELEVENLABS_API_KEY`, `CARTESIA_API_KEY`, `DEEPGRAM_API_KEY`,
+/// `AWS_ACCESS_KEY_ID` with `AWS_SECRET_ACCESS_KEY` and `AWS_REGION`;
 /// base URLs from `OPENAI_BASE_URL`, ...).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -276,6 +277,9 @@ pub struct ProvidersConfig {
     pub elevenlabs: VendorConfig,
     pub cartesia: VendorConfig,
     pub deepgram: VendorConfig,
+    /// Amazon Polly: a key pair and a region (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+    /// `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_ENDPOINT_URL_POLLY`).
+    pub polly: VendorConfig,
     pub local: LocalConfig,
     /// OpenAI-compatible servers (Kokoro, LocalAI, speaches...), by the provider id to use.
     pub compatible: BTreeMap<String, CompatibleConfig>,
@@ -412,6 +416,7 @@ impl Default for ProvidersConfig {
             elevenlabs: VendorConfig::default(),
             cartesia: VendorConfig::default(),
             deepgram: VendorConfig::default(),
+            polly: VendorConfig::default(),
             local: LocalConfig::default(),
             compatible: BTreeMap::new(),
             aliases: BTreeMap::new(),

@@ -7,6 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use super::polly::Polly;
 use super::{
     cartesia::Cartesia, deepgram::Deepgram, elevenlabs::ElevenLabs, http::Transport, openai::OpenAi, Circuit,
     CircuitState, ModelInfo, ProviderError, ProviderVoice, RetryPolicy, SpeechProvider,
@@ -122,6 +123,18 @@ pub const KINDS: &[Kind] = &[
         &[("DEEPGRAM_API_KEY", "api_key"), ("DEEPGRAM_BASE_URL", "base_url")],
         |c| &c.deepgram,
         |c, t| keyed(c, t, |url, key, t| Arc::new(Deepgram::new(url, key, t))),
+    ),
+    vendor(
+        "polly",
+        &[
+            ("AWS_ACCESS_KEY_ID", "api_key"),
+            ("AWS_SECRET_ACCESS_KEY", "secret_key"),
+            ("AWS_SESSION_TOKEN", "session_token"),
+            ("AWS_REGION", "region"),
+            ("AWS_ENDPOINT_URL_POLLY", "base_url"),
+        ],
+        |c| &c.polly,
+        |c, t| Ok(Polly::from_config(c, t)?.map(|p| Arc::new(p) as Arc<dyn SpeechProvider>)),
     ),
     #[cfg(feature = "local")]
     Kind { id: "local", source: Source::Builtin(build_local) },
