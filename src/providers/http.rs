@@ -239,7 +239,7 @@ pub type ErrorParser = fn(&[u8]) -> (Option<String>, Option<String>);
 
 /// Sends `request`; waits for the response head at most `timeouts.first_byte` (which includes
 /// connecting, itself bounded by `timeouts.connect`). A non-2xx answer becomes the matching
-/// `ProviderError`, with the vendor's code and a sanitised message from which `secret` (the
+/// `ProviderError`, with the vendor's code and a sanitised message from which `secrets` (the
 /// credentials the request carried) are removed wherever the vendor echoed them.
 pub async fn send(
     provider: &str,
@@ -288,10 +288,8 @@ pub async fn send(
         .map(|secs| Duration::from_secs_f64(secs.min(MAX_RETRY_AFTER_SECS)));
     // AWS's REST-JSON services name the error in a header (`x-amzn-ErrorType:
     // ValidationException:<uri>`) rather than in the body.
-    let header_code = response.headers().get("x-amzn-errortype").and_then(|v| v.to_str().ok()).map(|v| {
-        let name = v.split(':').next().unwrap_or_default();
-        name.to_owned()
-    });
+    let header_code = response.headers().get("x-amzn-errortype").and_then(|v| v.to_str().ok());
+    let header_code = header_code.map(|v| v.split(':').next().unwrap_or_default().to_owned());
     let (body, _) = read_bounded(response, MAX_ERROR_BODY, timeout).await;
     let (code, message) = parse_error(&body);
     let code = code.or(header_code);
