@@ -278,6 +278,9 @@ pub struct ProvidersConfig {
     pub deepgram: VendorConfig,
     pub google: VendorConfig,
     pub gemini: VendorConfig,
+    /// Amazon Polly: a key pair and a region (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+    /// `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_ENDPOINT_URL_POLLY`).
+    pub polly: VendorConfig,
     pub local: LocalConfig,
     /// OpenAI-compatible servers (Kokoro, LocalAI, speaches...), by the provider id to use.
     pub compatible: BTreeMap<String, CompatibleConfig>,
@@ -416,6 +419,7 @@ impl Default for ProvidersConfig {
             deepgram: VendorConfig::default(),
             google: VendorConfig::default(),
             gemini: VendorConfig::default(),
+            polly: VendorConfig::default(),
             local: LocalConfig::default(),
             compatible: BTreeMap::new(),
             aliases: BTreeMap::new(),

@@ -285,7 +285,53 @@ const GEMINI: Vendor = Vendor {
     unknown_voice: (400, "INVALID_ARGUMENT"),
 };
 
-const VENDORS: [&Vendor; 6] = [&OPENAI, &ELEVENLABS, &CARTESIA, &DEEPGRAM, &GOOGLE, &GEMINI];
+/// Polly signs with SigV4 (the signature itself is recomputed in tests/provider_polly.rs).
+const POLLY: Vendor = Vendor {
+    id: "polly",
+    voice: "Joanna",
+    configure: |c, uri| {
+        c.providers.polly = VendorConfig {
+            secret_key: Some("polly/secret+key".to_owned().into()),
+            session_token: Some("polly-session-token".to_owned().into()),
+            region: Some("eu-west-1".to_owned()),
+            ..vendor_config(uri)
+        }
+    },
+    error: |status, code, message| {
+        json_error(status, json!({"message": message}))
+            .insert_header("x-amzn-ErrorType", format!("{code}:http://internal.amazon.com/coral/"))
+    },
+    error_codes: true,
+    reply: raw_reply,
+    stream_reply: raw_stream,
+    check: |request, format, rate| {
+        assert_eq!(request.url.path(), "/v1/speech");
+        let auth = header(request, "authorization");
+        let date = header(request, "x-amz-date");
+        assert!(date.len() == 16 && date.ends_with('Z'), "{date}");
+        let scope =
+            format!("AWS4-HMAC-SHA256 Credential={SECRET}/{}/eu-west-1/polly/aws4_request, SignedHeaders=", &date[..8]);
+        let signed = auth.strip_prefix(&scope).unwrap_or_else(|| panic!("{auth}"));
+        let (headers, signature) = signed.split_once(", Signature=").unwrap();
+        assert_eq!(headers, "content-type;host;x-amz-date;x-amz-security-token");
+        assert!(signature.len() == 64 && signature.bytes().all(|b| b.is_ascii_hexdigit()), "{signature}");
+        assert_eq!(header(request, "x-amz-security-token"), "polly-session-token");
+        let expected = match format {
+            "opus" => "ogg_opus",
+            "ulaw" => "mulaw",
+            other => other,
+        };
+        let body = body_json(request);
+        assert_eq!(
+            body,
+            json!({"Text": "Hello from the suite.", "VoiceId": "Joanna", "Engine": "neural",
+                   "OutputFormat": expected, "SampleRate": rate.to_string()})
+        );
+    },
+    unknown_voice: (400, "ValidationException"),
+};
+
+const VENDORS: [&Vendor; 7] = [&OPENAI, &ELEVENLABS, &CARTESIA, &DEEPGRAM, &GOOGLE, &GEMINI, &POLLY];
 
 async fn gateway(vendor: &Vendor, uri: String) -> TestApp {
     let configure = vendor.configure;
@@ -396,7 +442,14 @@ async fn streams_and_reports_broken_streams(vendor: &Vendor) {
         let providers: Value = app.get("/v1/audio/providers", Some(&key)).await.json().await.unwrap();
         let entry = providers["data"].as_array().unwrap().iter().find(|p| p["id"] == vendor.id).unwrap().clone();
         let streams = entry["capabilities"]["streaming"] == true;
-        let speaking = speak(&app, &key, vendor, json!({"format": "pcm", "sampleRate": 24000}));
+        // The highest rate at which the vendor sends PCM itself (24 kHz for most), so that the
+        // bytes pass through untouched.
+        let formats = entry["capabilities"]["formats"].as_array().unwrap();
+        let pcm = formats.iter().find(|f| f["format"] == "pcm").unwrap();
+        let rate =
+            pcm["sampleRates"].as_array().unwrap().iter().filter_map(Value::as_u64).filter(|r| *r <= 24_000).max();
+        let rate = rate.unwrap();
+        let speaking = speak(&app, &key, vendor, json!({"format": "pcm", "sampleRate": rate}));
         let (mut response, first) = if streams {
             let mut response = speaking.await;
             assert_eq!(response.status(), 200);
@@ -434,7 +487,7 @@ async fn streams_and_reports_broken_streams(vendor: &Vendor) {
             assert!(!failed, "{}", vendor.id);
             assert_eq!(first.len() + rest.len(), 9600, "{}", vendor.id);
             assert_eq!(event.error_code, None);
-            assert_eq!(event.audio_ms, 200, "{}: 9600 bytes of 24 kHz s16 are 200 ms", vendor.id);
+            assert_eq!(event.audio_ms as u64, 9600 / 2 * 1000 / rate, "{}: 9600 bytes of s16 at {rate} Hz", vendor.id);
         }
         assert_eq!(event.provider.as_deref(), Some(vendor.id));
     }
@@ -473,7 +526,7 @@ macro_rules! conformance {
     };
 }
 
-conformance!(OPENAI, ELEVENLABS, CARTESIA, DEEPGRAM, GOOGLE, GEMINI);
+conformance!(OPENAI, ELEVENLABS, CARTESIA, DEEPGRAM, GOOGLE, GEMINI, POLLY);
 
 /// An OpenAI-compatible server (Kokoro, LocalAI...) configured by name is a provider of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -148,7 +148,7 @@ impl Api {
             Some(key) => self.auth.apply(request, key),
             None => request,
         };
-        let sent = send(&self.provider, request, self.transport.timeouts, parse_error, key).await;
+        let sent = send(&self.provider, request, self.transport.timeouts, parse_error, key.as_slice()).await;
         match (sent, credential) {
             // The vendor refused the project's own key: say so, so that the caller (not the
             // operator) knows whose key to fix.
@@ -159,6 +159,17 @@ impl Api {
             }
             (sent, _) => sent,
         }
+    }
+
+    /// Sends a request the adapter authenticated itself (an AWS signature over its bytes):
+    /// nothing is added to it, and each of `secrets` is scrubbed from error details.
+    pub async fn send_signed(
+        &self,
+        request: RequestBuilder,
+        secrets: &[&str],
+        parse_error: ErrorParser,
+    ) -> Result<Response, ProviderError> {
+        send(&self.provider, request, self.transport.timeouts, parse_error, secrets).await
     }
 
     /// A successful reply's body as raw events (see [`audio_stream`]), once its Content-Type
@@ -228,14 +239,14 @@ pub type ErrorParser = fn(&[u8]) -> (Option<String>, Option<String>);
 
 /// Sends `request`; waits for the response head at most `timeouts.first_byte` (which includes
 /// connecting, itself bounded by `timeouts.connect`). A non-2xx answer becomes the matching
-/// `ProviderError`, with the vendor's code and a sanitised message from which `secret` (the
-/// credential the request carried) is removed wherever the vendor echoed it.
+/// `ProviderError`, with the vendor's code and a sanitised message from which `secrets` (the
+/// credentials the request carried) are removed wherever the vendor echoed them.
 pub async fn send(
     provider: &str,
     request: RequestBuilder,
     timeouts: Timeouts,
     parse_error: ErrorParser,
-    secret: Option<&str>,
+    secrets: &[&str],
 ) -> Result<Response, ProviderError> {
     let sent_at = Instant::now();
     let timeout = timeouts.first_byte.min(timeouts.total);
@@ -275,13 +286,17 @@ pub async fn send(
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|secs| secs.is_finite() && *secs >= 0.0)
         .map(|secs| Duration::from_secs_f64(secs.min(MAX_RETRY_AFTER_SECS)));
+    // AWS's REST-JSON services name the error in a header (`x-amzn-ErrorType:
+    // ValidationException:<uri>`) rather than in the body.
+    let header_code = response.headers().get("x-amzn-errortype").and_then(|v| v.to_str().ok());
+    let header_code = header_code.map(|v| v.split(':').next().unwrap_or_default().to_owned());
     let (body, _) = read_bounded(response, MAX_ERROR_BODY, timeout).await;
     let (code, message) = parse_error(&body);
-    let message = message.unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_owned());
-    let message = match secret.filter(|s| !s.is_empty()) {
-        Some(secret) => message.replace(secret, "[redacted]"),
-        None => message,
-    };
+    let code = code.or(header_code);
+    let mut message = message.unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_owned());
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        message = message.replace(secret, "[redacted]");
+    }
     Err(vendor_error(provider, status, code, &message, retry_after))
 }
 

@@ -12,6 +12,7 @@ mod http;
 #[cfg(feature = "local")]
 pub mod local;
 pub mod openai;
+pub mod polly;
 pub mod registry;
 mod retry;
 

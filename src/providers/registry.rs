@@ -9,7 +9,8 @@ use std::{
 
 use super::{
     cartesia::Cartesia, deepgram::Deepgram, elevenlabs::ElevenLabs, gemini::Gemini, google::Google, http::Transport,
-    openai::OpenAi, Circuit, CircuitState, ModelInfo, ProviderError, ProviderVoice, RetryPolicy, SpeechProvider,
+    openai::OpenAi, polly::Polly, Circuit, CircuitState, ModelInfo, ProviderError, ProviderVoice, RetryPolicy,
+    SpeechProvider,
 };
 use secrecy::SecretString;
 
@@ -142,6 +143,18 @@ pub const KINDS: &[Kind] = &[
         &[("GEMINI_API_KEY", "api_key"), ("GEMINI_BASE_URL", "base_url")],
         |c| &c.gemini,
         |c, t| keyed(c, t, |url, key, t| Arc::new(Gemini::new(url, key, t))),
+    ),
+    vendor(
+        "polly",
+        &[
+            ("AWS_ACCESS_KEY_ID", "api_key"),
+            ("AWS_SECRET_ACCESS_KEY", "secret_key"),
+            ("AWS_SESSION_TOKEN", "session_token"),
+            ("AWS_REGION", "region"),
+            ("AWS_ENDPOINT_URL_POLLY", "base_url"),
+        ],
+        |c| &c.polly,
+        |c, t| Ok(Polly::from_config(c, t)?.map(|p| Arc::new(p) as Arc<dyn SpeechProvider>)),
     ),
     #[cfg(feature = "local")]
     Kind { id: "local", source: Source::Builtin(build_local) },

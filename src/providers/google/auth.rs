@@ -163,7 +163,7 @@ impl ServiceAccount {
             .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header(reqwest::header::ACCEPT, "application/json")
             .body(form);
-        let sent = http::send(ID, request, transport.timeouts, wire::parse_oauth_error, Some(&assertion)).await;
+        let sent = http::send(ID, request, transport.timeouts, wire::parse_oauth_error, &[assertion.as_str()]).await;
         let response = sent.map_err(token_failure)?;
         let (body, complete) = http::read_bounded(response, MAX_TOKEN_REPLY, transport.timeouts.first_byte).await;
         if !complete {

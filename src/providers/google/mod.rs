@@ -132,8 +132,7 @@ impl Google {
         };
         let token = account.token(&self.transport).await?;
         let builder = builder.bearer_auth(token.expose_secret());
-        let sent =
-            http::send(ID, builder, self.transport.timeouts, wire::parse_error, Some(token.expose_secret())).await;
+        let sent = http::send(ID, builder, self.transport.timeouts, wire::parse_error, &[token.expose_secret()]).await;
         if let Err(ProviderError::Unauthorized { .. }) = &sent {
             account.forget().await;
         }
