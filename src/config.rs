@@ -268,7 +268,8 @@ pub struct UsageConfig {
 
 /// Providers. A vendor is enabled when its credential is set (usually from the vendor's own
 /// variable: `OPENAI_API_KEY`, `ELEVENLABS_API_KEY`, `CARTESIA_API_KEY`, `DEEPGRAM_API_KEY`;
-/// base URLs from `OPENAI_BASE_URL`, ...).
+/// base URLs from `OPENAI_BASE_URL`, ...). Azure takes `AZURE_SPEECH_KEY` with
+/// `AZURE_SPEECH_REGION` or `AZURE_SPEECH_ENDPOINT`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProvidersConfig {
@@ -276,6 +277,7 @@ pub struct ProvidersConfig {
     pub elevenlabs: VendorConfig,
     pub cartesia: VendorConfig,
     pub deepgram: VendorConfig,
+    pub azure: VendorConfig,
     pub local: LocalConfig,
     /// OpenAI-compatible servers (Kokoro, LocalAI, speaches...), by the provider id to use.
     pub compatible: BTreeMap<String, CompatibleConfig>,
@@ -412,6 +414,7 @@ impl Default for ProvidersConfig {
             elevenlabs: VendorConfig::default(),
             cartesia: VendorConfig::default(),
             deepgram: VendorConfig::default(),
+            azure: VendorConfig::default(),
             local: LocalConfig::default(),
             compatible: BTreeMap::new(),
             aliases: BTreeMap::new(),

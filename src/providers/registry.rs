@@ -123,6 +123,12 @@ pub const KINDS: &[Kind] = &[
         |c| &c.deepgram,
         |c, t| keyed(c, t, |url, key, t| Arc::new(Deepgram::new(url, key, t))),
     ),
+    vendor(
+        "azure",
+        &[("AZURE_SPEECH_KEY", "api_key"), ("AZURE_SPEECH_REGION", "region"), ("AZURE_SPEECH_ENDPOINT", "base_url")],
+        |c| &c.azure,
+        super::azure::build,
+    ),
     #[cfg(feature = "local")]
     Kind { id: "local", source: Source::Builtin(build_local) },
 ];
