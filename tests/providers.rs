@@ -211,7 +211,8 @@ const AZURE: Vendor = Vendor {
         assert_eq!(header(request, "ocp-apim-subscription-key"), SECRET);
         assert_eq!(header(request, "content-type"), "application/ssml+xml");
         assert!(header(request, "user-agent").starts_with("speechgate/"));
-        let khz = |rate: u32| if rate % 1000 == 0 { format!("{}khz", rate / 1000) } else { format!("{rate}hz") };
+        let khz =
+            |rate: u32| if rate.is_multiple_of(1000) { format!("{}khz", rate / 1000) } else { format!("{rate}hz") };
         let expected = match format {
             "pcm" => format!("raw-{}-16bit-mono-pcm", khz(rate)),
             "wav" => format!("riff-{}-16bit-mono-pcm", khz(rate)),
