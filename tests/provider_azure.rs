@@ -375,3 +375,41 @@ async fn failures_never_show_the_key() {
     assert!(logged.contains("azure"), "the failures were logged: {logged}");
     assert!(!logged.contains(KEY), "the key is in a log line");
 }
+
+/// Azure's REST API times no words, so `/with-timestamps` estimates them from the audio (and
+/// says so); `native` timing is refused before any synthesis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timestamps_are_estimated() {
+    let upstream = MockServer::start().await;
+    // Three words as three tone bursts in silence.
+    let bursts = [(0.10, 0.30), (0.50, 0.70), (0.90, 1.20)];
+    let pcm: Vec<u8> = (0..(24_000.0 * 1.3) as usize)
+        .flat_map(|i| {
+            let t = i as f64 / 24_000.0;
+            let on = bursts.iter().any(|(a, b)| (*a..*b).contains(&t));
+            let sample = if on { (2.0 * std::f64::consts::PI * 300.0 * t).sin() * 12_000.0 } else { 0.0 };
+            (sample as i16).to_le_bytes()
+        })
+        .collect();
+    answering(&upstream, pcm).await;
+    let app = gateway(upstream.uri()).await;
+    let (_, key) = app.speech_key().await;
+    let body = json!({"model": "azure", "voice": VOICE, "text": "One two three.", "output": "wav"});
+    let response = app.post("/v1/audio/speech/with-timestamps", &key, body).await;
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["alignment"], "estimated");
+    assert!(answer["warnings"][0].as_str().unwrap().contains("estimated"), "{answer}");
+    let stamps = answer["timestamps"].as_array().unwrap();
+    assert_eq!(stamps.len(), 3, "{answer}");
+    for (stamp, (start, end)) in stamps.iter().zip(bursts) {
+        let (got_start, got_end) = (stamp["start"].as_f64().unwrap(), stamp["end"].as_f64().unwrap());
+        assert!((got_start - start).abs() < 0.05 && (got_end - end).abs() < 0.05, "{stamp} vs {start}..{end}");
+    }
+    let calls = upstream.received_requests().await.unwrap().len();
+    let native = json!({"model": "azure", "voice": VOICE, "text": "x", "timestamps": "native"});
+    let (status, body) = problem(app.post("/v1/audio/speech/with-timestamps", &key, native).await).await;
+    assert_eq!((status, body["code"].as_str()), (503, Some("timestamps_unavailable")));
+    assert_eq!(upstream.received_requests().await.unwrap().len(), calls);
+    app.stop().await;
+}
