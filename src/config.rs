@@ -281,6 +281,7 @@ pub struct ProvidersConfig {
     /// Amazon Polly: a key pair and a region (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
     /// `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_ENDPOINT_URL_POLLY`).
     pub polly: VendorConfig,
+    pub azure: VendorConfig,
     pub local: LocalConfig,
     /// OpenAI-compatible servers (Kokoro, LocalAI, speaches...), by the provider id to use.
     pub compatible: BTreeMap<String, CompatibleConfig>,
@@ -420,6 +421,7 @@ impl Default for ProvidersConfig {
             google: VendorConfig::default(),
             gemini: VendorConfig::default(),
             polly: VendorConfig::default(),
+            azure: VendorConfig::default(),
             local: LocalConfig::default(),
             compatible: BTreeMap::new(),
             aliases: BTreeMap::new(),

@@ -331,7 +331,58 @@ const POLLY: Vendor = Vendor {
     unknown_voice: (400, "ValidationException"),
 };
 
-const VENDORS: [&Vendor; 7] = [&OPENAI, &ELEVENLABS, &CARTESIA, &DEEPGRAM, &GOOGLE, &GEMINI, &POLLY];
+const AZURE: Vendor = Vendor {
+    id: "azure",
+    voice: "en-US-AvaNeural",
+    // `AZURE_SPEECH_ENDPOINT`: the fake stands where `https://{region}.tts.speech.microsoft.com` would.
+    configure: |c, uri| c.providers.azure = vendor_config(uri),
+    // Azure answers errors with an empty or plain-text body; a bad key gets the API gateway's
+    // JSON, whose `code` is only the status again. No machine codes to pass on.
+    error: |status, _code, message| {
+        if status == 401 {
+            json_error(status, json!({"error": {"code": "401", "message": message}}))
+        } else {
+            ResponseTemplate::new(status).set_body_raw(message.as_bytes().to_vec(), "text/plain")
+        }
+    },
+    error_codes: false,
+    reply: raw_reply,
+    stream_reply: raw_stream,
+    check: |request, format, rate| {
+        assert_eq!(request.url.path(), "/cognitiveservices/v1");
+        assert_eq!(header(request, "ocp-apim-subscription-key"), SECRET);
+        assert_eq!(header(request, "content-type"), "application/ssml+xml");
+        assert!(header(request, "user-agent").starts_with("speechgate/"));
+        let khz =
+            |rate: u32| if rate.is_multiple_of(1000) { format!("{}khz", rate / 1000) } else { format!("{rate}hz") };
+        let expected = match format {
+            "pcm" => format!("raw-{}-16bit-mono-pcm", khz(rate)),
+            "wav" => format!("riff-{}-16bit-mono-pcm", khz(rate)),
+            "ulaw" => "raw-8khz-8bit-mono-mulaw".to_owned(),
+            "alaw" => "raw-8khz-8bit-mono-alaw".to_owned(),
+            "opus" => format!("ogg-{}-16bit-mono-opus", khz(rate)),
+            "mp3" => {
+                let bitrate = match rate {
+                    16_000 => 64,
+                    24_000 => 96,
+                    _ => 192,
+                };
+                format!("audio-{}-{bitrate}kbitrate-mono-mp3", khz(rate))
+            }
+            other => panic!("azure claims {other}"),
+        };
+        assert_eq!(header(request, "x-microsoft-outputformat"), expected);
+        assert_eq!(
+            String::from_utf8(request.body.clone()).unwrap(),
+            "<speak version=\"1.0\" xmlns=\"http://www.w3.org/2001/10/synthesis\" xml:lang=\"en-US\">\
+             <voice name=\"en-US-AvaNeural\">Hello from the suite.</voice></speak>"
+        );
+    },
+    // Azure refuses an unknown voice name with a bare 400.
+    unknown_voice: (400, ""),
+};
+
+const VENDORS: [&Vendor; 8] = [&OPENAI, &ELEVENLABS, &CARTESIA, &DEEPGRAM, &GOOGLE, &GEMINI, &POLLY, &AZURE];
 
 async fn gateway(vendor: &Vendor, uri: String) -> TestApp {
     let configure = vendor.configure;
@@ -526,7 +577,7 @@ macro_rules! conformance {
     };
 }
 
-conformance!(OPENAI, ELEVENLABS, CARTESIA, DEEPGRAM, GOOGLE, GEMINI, POLLY);
+conformance!(OPENAI, ELEVENLABS, CARTESIA, DEEPGRAM, GOOGLE, GEMINI, POLLY, AZURE);
 
 /// An OpenAI-compatible server (Kokoro, LocalAI...) configured by name is a provider of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

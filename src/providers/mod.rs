@@ -2,6 +2,7 @@
 //! is data ([`Capabilities`]), so the service plans a request without knowing which vendor it is.
 //! The registry (`registry.rs`) is the only place that knows the kinds of provider.
 
+pub mod azure;
 pub mod cartesia;
 mod circuit;
 pub mod deepgram;

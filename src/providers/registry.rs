@@ -8,9 +8,9 @@ use std::{
 };
 
 use super::{
-    cartesia::Cartesia, deepgram::Deepgram, elevenlabs::ElevenLabs, gemini::Gemini, google::Google, http::Transport,
-    openai::OpenAi, polly::Polly, Circuit, CircuitState, ModelInfo, ProviderError, ProviderVoice, RetryPolicy,
-    SpeechProvider,
+    azure, cartesia::Cartesia, deepgram::Deepgram, elevenlabs::ElevenLabs, gemini::Gemini, google::Google,
+    http::Transport, openai::OpenAi, polly::Polly, Circuit, CircuitState, ModelInfo, ProviderError, ProviderVoice,
+    RetryPolicy, SpeechProvider,
 };
 use secrecy::SecretString;
 
@@ -155,6 +155,12 @@ pub const KINDS: &[Kind] = &[
         ],
         |c| &c.polly,
         |c, t| Ok(Polly::from_config(c, t)?.map(|p| Arc::new(p) as Arc<dyn SpeechProvider>)),
+    ),
+    vendor(
+        "azure",
+        &[("AZURE_SPEECH_KEY", "api_key"), ("AZURE_SPEECH_REGION", "region"), ("AZURE_SPEECH_ENDPOINT", "base_url")],
+        |c| &c.azure,
+        azure::build,
     ),
     #[cfg(feature = "local")]
     Kind { id: "local", source: Source::Builtin(build_local) },
