@@ -33,7 +33,8 @@ const DELTAS: usize = 12;
 
 /// A fake Realtime API: `ws://addr/v1/realtime?model=…`, key [`KEY`]. What it is asked decides
 /// its answer: text containing `FAIL` gets an `error` event, `GARBAGE` a delta that is not base64, `REWORD` a transcript that differs,
-/// `HOLD` a last delta held back until [`Fake::release`].
+/// `HOLD` a last delta held back until [`Fake::release`], `STALL` nothing after
+/// `response.created`, `CLOSE` a normal answer and then a closed socket.
 struct Fake {
     uri: String,
     connections: Arc<AtomicUsize>,
@@ -146,6 +147,10 @@ async fn session(
                 if s["audio"]["output"]["format"] != json!({"type": "audio/pcm", "rate": 24000}) {
                     violation(format!("format {s}"));
                 }
+                let speed = &s["audio"]["output"]["speed"];
+                if !speed.is_null() && !speed.as_f64().is_some_and(|v| (0.25..=1.5).contains(&v)) {
+                    violation(format!("speed {speed}"));
+                }
                 let new_voice = s["audio"]["output"]["voice"].as_str().map(str::to_owned);
                 if spoken && new_voice != voice {
                     violation("the voice changed after the session spoke".into());
@@ -214,6 +219,11 @@ async fn respond(
             return false;
         }
     }
+    if text.contains("STALL") {
+        // Accepted, then silent.
+        tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+        return false;
+    }
     if text.contains("GARBAGE") {
         let delta = json!({"type": "response.output_audio.delta", "event_id": "e", "response_id": id,
             "item_id": item, "output_index": 0, "content_index": 0, "delta": "<html>not base64</html>"});
@@ -257,6 +267,11 @@ async fn respond(
         if ws.send(send(event)).await.is_err() {
             return false;
         }
+    }
+    if text.contains("CLOSE") {
+        // The session ends while idle (OpenAI ends sessions after 60 minutes).
+        let _ = ws.close(None).await;
+        return false;
     }
     true
 }
@@ -489,6 +504,46 @@ async fn a_projects_own_key_gets_its_own_sessions() {
     assert_eq!((status, body["code"].as_str()), (502, Some("provider_auth_failed")), "{body}");
     assert!(body["detail"].as_str().unwrap().contains("project's own openai key"), "{body}");
     assert!(!body.to_string().contains(refused) && !body.to_string().contains("00000000"), "{body}");
+    fake.assert_clean();
+    app.stop().await;
+}
+
+/// Deadlines hold on the socket, a pooled session that the server closed while idle is replaced
+/// without the caller noticing, and speed is the realtime model's own range.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadlines_stale_sessions_and_speed() {
+    let fake = Fake::start().await;
+    let base_url = format!("{}/v1", fake.uri);
+    let app = TestApp::spawn_with(Db::Sqlite, move |c| {
+        c.providers.local.enabled = false;
+        c.providers.timeout_secs = 1;
+        c.providers.openai = common::vendor(KEY, base_url);
+    })
+    .await;
+    let (_, key) = app.speech_key().await;
+    let (status, body) = problem(app.post("/v1/audio/speech", &key, speech("STALL here.", "ash", "pcm")).await).await;
+    assert_eq!((status, body["code"].as_str()), (504, Some("provider_timeout")), "{body}");
+
+    let response = app.post("/v1/audio/speech", &key, speech("CLOSE after this.", "sage", "pcm")).await;
+    assert_eq!(response.status(), 200);
+    response.bytes().await.unwrap();
+    let before = fake.connections();
+    // Give the gateway's side time to see nothing: the close is only noticed on use.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let response = app.post("/v1/audio/speech", &key, speech("Still here.", "sage", "pcm")).await;
+    assert_eq!(response.status(), 200);
+    assert_duration(AudioFormat::Pcm, &response.bytes().await.unwrap());
+    assert_eq!(fake.connections(), before + 1, "the closed session was replaced");
+
+    let mut body = speech("Faster.", "sage", "pcm");
+    body["speed"] = json!(1.25);
+    let response = app.post("/v1/audio/speech", &key, body.clone()).await;
+    assert_eq!(response.status(), 200);
+    response.bytes().await.unwrap();
+    body["speed"] = json!(2.0);
+    let (status, problem_body) = problem(app.post("/v1/audio/speech", &key, body).await).await;
+    assert_eq!(status, 400, "{problem_body}");
+    assert!(problem_body.to_string().contains("1.5"), "{problem_body}");
     fake.assert_clean();
     app.stop().await;
 }
