@@ -34,7 +34,8 @@ const DELTAS: usize = 12;
 /// A fake Realtime API: `ws://addr/v1/realtime?model=…`, key [`KEY`]. What it is asked decides
 /// its answer: text containing `FAIL` gets an `error` event, `GARBAGE` a delta that is not base64, `REWORD` a transcript that differs,
 /// `HOLD` a last delta held back until [`Fake::release`], `STALL` nothing after
-/// `response.created`, `CLOSE` a normal answer and then a closed socket.
+/// `response.created`, `CLOSE` a normal answer and then a closed socket, `QUIET` no
+/// `response.output_audio_transcript.done`.
 struct Fake {
     uri: String,
     connections: Arc<AtomicUsize>,
@@ -263,7 +264,9 @@ async fn respond(
         json!({"type": "rate_limits.updated", "event_id": "e", "rate_limits": [
             {"name": "requests", "limit": 1000, "remaining": 999, "reset_seconds": 0.06}]}),
     ];
-    for event in done {
+    // `QUIET`: no transcript.done, only the deltas.
+    let quiet = text.contains("QUIET");
+    for event in done.into_iter().filter(|e| !(quiet && e["type"] == "response.output_audio_transcript.done")) {
         if ws.send(send(event)).await.is_err() {
             return false;
         }
@@ -423,6 +426,11 @@ async fn a_reworded_reading_is_a_warning() {
         warnings.iter().any(|w| w.as_str().is_some_and(|w| w.starts_with("the model did not read the text verbatim"))),
         "{timed}"
     );
+    // Judged by the transcript deltas when no transcript.done comes.
+    let body = json!({"model": format!("openai/{MODEL}"), "voice": "marin", "text": "REWORD QUIET this.",
+                      "output": {"format": "wav"}});
+    let timed: Value = app.post("/v1/audio/speech/with-timestamps", &key, body).await.json().await.unwrap();
+    assert!(timed["warnings"].to_string().contains("did not read the text verbatim"), "{timed}");
     // A faithful reading has no such warning.
     let body = json!({"model": format!("openai/{MODEL}"), "voice": "marin", "text": "Read this sentence.",
                       "output": {"format": "wav"}});

@@ -422,7 +422,8 @@ enum Begin {
 enum Step {
     Event(SynthesisEvent),
     Continue,
-    Done(Option<SynthesisEvent>),
+    /// The response completed; these are its last events.
+    Done(Vec<SynthesisEvent>),
 }
 
 /// One response on a session.
@@ -435,6 +436,8 @@ struct Turn {
     secret: SecretString,
     response_id: Option<String>,
     transcript: String,
+    /// The transcript has been compared with the text.
+    compared: bool,
     audio_started: bool,
 }
 
@@ -447,6 +450,7 @@ impl Turn {
             secret: SecretString::from(secret.to_owned()),
             response_id: None,
             transcript: String::new(),
+            compared: false,
             audio_started: false,
         }
     }
@@ -496,11 +500,12 @@ impl Turn {
             session: Option<Session>,
             key: PoolKey,
             pool: Arc<Pool>,
-            pending: Option<SynthesisEvent>,
+            /// The last events of a completed response, still to be yielded.
+            last: VecDeque<SynthesisEvent>,
         }
-        let state = State { turn: self, session: Some(session), key, pool, pending: None };
+        let state = State { turn: self, session: Some(session), key, pool, last: VecDeque::new() };
         Box::pin(futures::stream::unfold(state, |mut s| async move {
-            if let Some(event) = s.pending.take() {
+            if let Some(event) = s.last.pop_front() {
                 return Some((Ok(event), s));
             }
             loop {
@@ -517,11 +522,13 @@ impl Turn {
                 match s.turn.step(message) {
                     Ok(Step::Continue) => {}
                     Ok(Step::Event(event)) => return Some((Ok(event), s)),
-                    Ok(Step::Done(tokens)) => {
+                    Ok(Step::Done(last)) => {
                         if let Some(session) = s.session.take() {
                             s.pool.put(s.key.clone(), session);
                         }
-                        return tokens.map(|event| (Ok(event), s));
+                        s.last = last.into();
+                        let event = s.last.pop_front()?;
+                        return Some((Ok(event), s));
                     }
                     Err(error) => {
                         s.session = None;
@@ -558,19 +565,22 @@ impl Turn {
             }
             rt::ServerEvent::TranscriptDone { response_id, transcript } if self.ours(response_id.as_deref()) => {
                 self.transcript = transcript.chars().take(MAX_TRANSCRIPT).collect();
+                self.compared = true;
                 Ok(self.verbatim_warning().map_or(Step::Continue, |w| Step::Event(SynthesisEvent::Warning(w))))
             }
             rt::ServerEvent::ResponseDone { response } if self.ours(response.id.as_deref()) => {
                 if response.status.as_deref() != Some("completed") {
                     return Err(self.not_completed(&response));
                 }
+                // A response without `…transcript.done` is judged by its transcript deltas.
+                let warning = if self.compared { None } else { self.verbatim_warning() };
                 let tokens = response.usage.map(|u| {
                     SynthesisEvent::Tokens(TokenUsage {
                         input: u.input_tokens.unwrap_or(0),
                         output: u.output_tokens.unwrap_or(0),
                     })
                 });
-                Ok(Step::Done(tokens))
+                Ok(Step::Done(warning.map(SynthesisEvent::Warning).into_iter().chain(tokens).collect()))
             }
             rt::ServerEvent::Error { error } => Err(self.vendor(&error)),
             _ => Ok(Step::Continue),
