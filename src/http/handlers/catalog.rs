@@ -99,7 +99,7 @@ pub struct ModelEntry {
 
 impl ModelEntry {
     fn new(id: String, provider: &dyn crate::providers::SpeechProvider, model: &crate::providers::ModelInfo) -> Self {
-        let caps = provider.capabilities();
+        let caps = provider.model_capabilities(&model.id);
         Self {
             id,
             object: "model",

@@ -1,6 +1,7 @@
 //! OpenAI text-to-speech, and any server that speaks its wire format (Kokoro, LocalAI,
 //! speaches...) as a named "compatible" instance with its own base URL, key and models.
 
+pub mod realtime;
 mod wire;
 
 use async_trait::async_trait;
@@ -22,6 +23,8 @@ pub struct OpenAi {
     api: Api,
     voices: Vec<String>,
     capabilities: Capabilities,
+    /// The realtime models, on the official API only.
+    realtime: Option<realtime::Realtime>,
 }
 
 fn formats() -> Vec<NativeFormat> {
@@ -46,7 +49,10 @@ impl OpenAi {
                 model("gpt-4o-mini-tts-2025-03-20", MAX_INPUT, true),
                 model("tts-1", MAX_INPUT, false),
                 model("tts-1-hd", MAX_INPUT, false),
-            ],
+            ]
+            .into_iter()
+            .chain(realtime::MODELS.iter().map(|id| model(id, MAX_INPUT, true)))
+            .collect(),
             default_model: "gpt-4o-mini-tts".to_owned(),
             formats: formats(),
             streaming: true,
@@ -57,14 +63,18 @@ impl OpenAi {
             speed_range: Some((0.25, 4.0)),
             provider_options: Vec::new(),
         };
-        Self::new(
+        let base_url = base_url.unwrap_or(DEFAULT_BASE_URL);
+        let realtime = realtime::Realtime::new("openai", base_url, api_key.clone(), transport.timeouts);
+        let mut openai = Self::new(
             "openai",
-            base_url.unwrap_or(DEFAULT_BASE_URL),
+            base_url,
             Some(api_key),
             wire::VOICES.map(String::from).to_vec(),
             capabilities,
             transport,
-        )
+        );
+        openai.realtime = Some(realtime);
+        openai
     }
 
     /// A self-hosted server speaking OpenAI's wire format.
@@ -96,7 +106,7 @@ impl OpenAi {
         capabilities: Capabilities,
         transport: Transport,
     ) -> Self {
-        Self { api: Api::new(id, base_url, api_key, Auth::Bearer, transport), voices, capabilities }
+        Self { api: Api::new(id, base_url, api_key, Auth::Bearer, transport), voices, capabilities, realtime: None }
     }
 }
 
@@ -110,7 +120,17 @@ impl SpeechProvider for OpenAi {
         &self.capabilities
     }
 
+    fn model_capabilities(&self, model: &str) -> &Capabilities {
+        match &self.realtime {
+            Some(realtime) if realtime.serves(model) => realtime.capabilities(),
+            _ => &self.capabilities,
+        }
+    }
+
     async fn synthesize(&self, request: SynthesisRequest) -> Result<EventStream, ProviderError> {
+        if let Some(realtime) = self.realtime.as_ref().filter(|r| r.serves(&request.model)) {
+            return realtime.synthesize(request).await;
+        }
         let response_format =
             wire::response_format(request.output.format).ok_or_else(|| self.api.unsupported(request.output.format))?;
         let body = wire::SpeechBody {

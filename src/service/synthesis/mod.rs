@@ -334,7 +334,7 @@ fn check(
     model: &str,
     pronunciations: &Pronunciations,
 ) -> Result<Target, ServiceError> {
-    let caps = resolved.provider.capabilities();
+    let caps = resolved.provider.model_capabilities(&resolved.model.id);
     let mut problems = caps.check_options(&provider_options);
     if let Some(language) = &input.language {
         let tag = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
