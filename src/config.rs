@@ -339,6 +339,23 @@ pub struct VendorConfig {
 }
 
 impl VendorConfig {
+    /// The section with its empty values unset: `KEY=` (a compose file passing on a variable
+    /// the host does not set) is no key, and enables nothing.
+    pub fn without_empty(&self) -> Self {
+        use secrecy::ExposeSecret;
+        let secret = |v: &Option<SecretString>| v.clone().filter(|s| !s.expose_secret().trim().is_empty());
+        let text = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
+        Self {
+            api_key: secret(&self.api_key),
+            base_url: text(&self.base_url),
+            region: text(&self.region),
+            secret_key: secret(&self.secret_key),
+            session_token: secret(&self.session_token),
+            credentials_file: text(&self.credentials_file),
+            timeouts: self.timeouts,
+        }
+    }
+
     /// The credential and address fields that are set (not `timeouts`).
     fn set_fields(&self) -> Vec<&'static str> {
         [

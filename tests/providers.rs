@@ -732,3 +732,20 @@ async fn voice_catalogue_is_fetched_once_and_cached() {
     }
     app.stop().await;
 }
+
+/// An empty variable (`OPENAI_API_KEY=`, as a compose file passes on one the host does not set)
+/// is no credential: the vendor stays off rather than calling out with an empty key.
+#[test]
+fn empty_credentials_enable_nothing() {
+    let mut config = speechgate::config::ProvidersConfig::default();
+    config.local.enabled = false;
+    let empty = || Some(String::new().into());
+    config.openai.api_key = empty();
+    config.gemini.api_key = Some("  ".to_owned().into());
+    config.google.api_key = empty();
+    config.azure = VendorConfig { api_key: empty(), region: Some(String::new()), ..Default::default() };
+    config.polly =
+        VendorConfig { api_key: empty(), secret_key: empty(), region: Some(String::new()), ..Default::default() };
+    let registry = speechgate::providers::Registry::from_config(&config).unwrap();
+    assert_eq!(registry.providers().count(), 0);
+}

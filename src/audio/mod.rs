@@ -38,6 +38,7 @@ pub use duration::DurationCounter;
 pub use encode::{encode_whole, encoder, leading_samples, leading_secs, output_spec};
 pub use resample::Resampler;
 pub use transcode::PcmTranscoder;
+pub use wav::{WavFile, FORMAT_ALAW, FORMAT_MULAW, FORMAT_PCM};
 
 /// What can go wrong in the audio pipeline. Messages are safe to show to a client.
 #[derive(Debug, thiserror::Error)]

@@ -16,6 +16,7 @@ pub mod openai;
 pub mod polly;
 pub mod registry;
 mod retry;
+mod ssml;
 
 use std::{pin::Pin, time::Duration};
 

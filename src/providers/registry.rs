@@ -60,9 +60,9 @@ impl Kind {
     fn build(&self, config: &ProvidersConfig) -> Result<Option<Arc<dyn SpeechProvider>>, BuildError> {
         match &self.source {
             Source::Vendor(vendor) => {
-                let section = (vendor.section)(config);
+                let section = (vendor.section)(config).without_empty();
                 let transport = Transport::new(config.timeouts(&section.timeouts))?;
-                (vendor.new)(section, transport).map_err(|message| BuildError::Vendor { id: self.id, message })
+                (vendor.new)(&section, transport).map_err(|message| BuildError::Vendor { id: self.id, message })
             }
             Source::Builtin(build) => Ok(build(config)),
         }

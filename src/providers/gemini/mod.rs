@@ -433,61 +433,17 @@ fn audio(inline: &wire::InlineData) -> Result<Bytes, String> {
             Ok(Bytes::from(bytes))
         }
         "audio/wav" | "audio/wave" | "audio/x-wav" | "audio/vnd.wave" => {
-            wav_data(&bytes).map(Bytes::copy_from_slice).map_err(|e| format!("a WAV reply that {e}"))
+            wav_data(&bytes).map(Bytes::copy_from_slice).map_err(|e| format!("a WAV reply: {e}"))
         }
         _ => Err(format!("audio as {:?} where PCM or WAV was expected", shown())),
     }
 }
 
-/// The samples of a RIFF/WAVE file, once its `fmt ` chunk says 16-bit mono PCM at 24 kHz. A
-/// streamed WAV's `data` size (0 or `0xFFFFFFFF`) means "to the end".
+/// The samples of a RIFF/WAVE reply, once its `fmt ` chunk says 16-bit mono PCM at 24 kHz.
 fn wav_data(wav: &[u8]) -> Result<&[u8], String> {
-    if wav.len() < 12 || &wav[0..4] != b"RIFF" || &wav[8..12] != b"WAVE" {
-        return Err("is not a RIFF/WAVE file".to_owned());
-    }
-    let u16_at = |b: &[u8], at: usize| b.get(at..at + 2).map_or(0, |s| u16::from_le_bytes([s[0], s[1]]));
-    let u32_at = |b: &[u8], at: usize| b.get(at..at + 4).map_or(0, |s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]));
-    let mut at = 12;
-    let mut format_checked = false;
-    while at + 8 <= wav.len() {
-        let id = &wav[at..at + 4];
-        let size = u32_at(wav, at + 4);
-        let body = at + 8;
-        if id == b"data" {
-            if !format_checked {
-                return Err("has its samples before its format".to_owned());
-            }
-            let end = match usize::try_from(size).ok().and_then(|s| body.checked_add(s)) {
-                _ if size == 0 || size == u32::MAX => wav.len(),
-                Some(end) if end <= wav.len() => end,
-                _ => return Err("is cut short".to_owned()),
-            };
-            return Ok(&wav[body..end]);
-        }
-        let end = usize::try_from(size).ok().and_then(|s| body.checked_add(s)).filter(|end| *end <= wav.len());
-        let Some(end) = end else {
-            return Err("is cut short".to_owned());
-        };
-        if id == b"fmt " {
-            let fmt = &wav[body..end];
-            if fmt.len() < 16 {
-                return Err("has a short format chunk".to_owned());
-            }
-            let tag = u16_at(fmt, 0);
-            let pcm = tag == 1 || (tag == 0xFFFE && fmt.len() >= 26 && u16_at(fmt, 24) == 1);
-            let (channels, rate, bits) = (u16_at(fmt, 2), u32_at(fmt, 4), u16_at(fmt, 14));
-            if !pcm || channels != 1 || bits != 16 {
-                return Err(format!("holds format {tag:#x}, {channels} channel(s), {bits} bits, not 16-bit mono PCM"));
-            }
-            if rate != RATE {
-                return Err(format!("is at {rate} Hz where {RATE} was expected"));
-            }
-            format_checked = true;
-        }
-        // Chunks are padded to an even size.
-        at = end + (end - body) % 2;
-    }
-    Err("has no samples".to_owned())
+    let file = crate::audio::WavFile::parse(wav)?;
+    file.expect((crate::audio::FORMAT_PCM, 16), crate::audio::AudioSpec::pcm(RATE))?;
+    Ok(&wav[file.data])
 }
 
 #[cfg(test)]
@@ -517,7 +473,7 @@ mod tests {
         assert_eq!(wav_data(&wav(24_000, 1, 16, &samples, Some(u32::MAX))), Ok(&samples[..]));
         // A stated size shorter than the rest: trailing chunks are not samples.
         assert_eq!(wav_data(&wav(24_000, 1, 16, &samples, Some(4))), Ok(&samples[..4]));
-        assert!(wav_data(&wav(24_000, 1, 16, &samples, Some(600))).unwrap_err().contains("cut short"));
+        assert!(wav_data(&wav(24_000, 1, 16, &samples, Some(600))).unwrap_err().contains("cut off"));
         assert!(wav_data(&wav(16_000, 1, 16, &samples, None)).unwrap_err().contains("16000 Hz"));
         assert!(wav_data(&wav(24_000, 2, 16, &samples, None)).is_err());
         assert!(wav_data(&wav(24_000, 1, 8, &samples, None)).is_err());

@@ -24,16 +24,7 @@ pub fn ssml(text: &str) -> (String, Vec<TextWord>) {
         if let Some((index, _)) = next.next_if(|(_, w)| w.chars.start == at) {
             ssml.push_str(&format!("<mark name=\"w{index}\"/>"));
         }
-        match c {
-            '&' => ssml.push_str("&amp;"),
-            '<' => ssml.push_str("&lt;"),
-            '>' => ssml.push_str("&gt;"),
-            '"' => ssml.push_str("&quot;"),
-            '\'' => ssml.push_str("&apos;"),
-            // XML 1.0 has no place for most control characters: they become spaces.
-            c if c.is_control() && !matches!(c, '\n' | '\r' | '\t') => ssml.push(' '),
-            c => ssml.push(c),
-        }
+        crate::providers::ssml::push_escaped(&mut ssml, c);
     }
     ssml.push_str("</speak>");
     (ssml, words)

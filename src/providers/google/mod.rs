@@ -213,7 +213,7 @@ impl SpeechProvider for Google {
         // Raw outputs lose Google's WAV header; WAV keeps it. Timing needs the length it tells.
         let wav = match (header, request.output.format) {
             (Some(expected), format) if format != AudioFormat::Wav || marked.is_some() => {
-                let wav = wire::Wav::parse(&audio).map_err(Self::invalid)?;
+                let wav = crate::audio::WavFile::parse(&audio).map_err(Self::invalid)?;
                 wav.expect(expected, request.output).map_err(Self::invalid)?;
                 Some(wav)
             }
@@ -225,7 +225,7 @@ impl SpeechProvider for Google {
         };
         let mut events = vec![Ok(SynthesisEvent::Audio(audio))];
         if let Some((_, words)) = &marked {
-            let duration = wav.as_ref().map_or(0.0, wire::Wav::seconds);
+            let duration = wav.as_ref().map_or(0.0, crate::audio::WavFile::seconds);
             let timings = marks::timings(words, &reply.timepoints, duration);
             if !timings.is_empty() {
                 events.push(Ok(SynthesisEvent::Words(timings)));

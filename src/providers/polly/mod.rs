@@ -248,7 +248,7 @@ impl Sent {
             Some(speed) => {
                 let percent = (speed.clamp(SPEED_RANGE.0, SPEED_RANGE.1) * 100.0).round() as u32;
                 let head = format!("<speak><prosody rate=\"{percent}%\">");
-                let escaped = xml_escape(text);
+                let escaped = super::ssml::escape(text);
                 let words = head.len()..head.len() + escaped.len();
                 Self { text: format!("{head}{escaped}</prosody></speak>"), ssml: true, words }
             }
@@ -263,27 +263,8 @@ impl Sent {
             return None;
         }
         let word = self.text.get(start..end)?;
-        Some(if self.ssml { xml_unescape(word) } else { word.to_owned() })
+        Some(if self.ssml { super::ssml::unescape(word) } else { word.to_owned() })
     }
-}
-
-fn xml_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-fn xml_unescape(text: &str) -> String {
-    text.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&apos;", "'").replace("&amp;", "&")
 }
 
 /// Word timings from a speech-marks body: each word starts at its mark's time and ends where
