@@ -212,9 +212,25 @@ pub fn schema_name_collisions() -> Vec<String> {
     collisions
 }
 
-/// The OpenAPI document of every route.
+/// The OpenAPI document of every route. The provider listing names the kinds of provider this
+/// build can serve, from the registry's table (so the document cannot fall behind it).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_routes().split_for_parts().1
+    let mut doc = api_routes().split_for_parts().1;
+    let listing = doc.paths.paths.get_mut("/v1/audio/providers").and_then(|item| item.get.as_mut());
+    if let Some(operation) = listing {
+        let kinds: Vec<String> =
+            crate::providers::registry::KINDS.iter().map(|kind| format!("`{}`", kind.id)).collect();
+        let known = format!(
+            "Provider kinds of this build: {}, and each `[providers.compatible.<name>]` instance. A kind is \
+             enabled when its credential is configured.",
+            kinds.join(", ")
+        );
+        operation.description = Some(match operation.description.take() {
+            Some(description) => format!("{description}\n\n{known}"),
+            None => known,
+        });
+    }
+    doc
 }
 
 /// The complete application: routes, docs UI, fallback and the layer stack.
