@@ -401,3 +401,27 @@ fn start_up_refuses_what_cannot_work() {
         assert!(!error.contains(SECRET_KEY) && !error.contains(ACCESS_KEY), "{error}");
     }
 }
+
+/// AWS throttles with a 400 that names `ThrottlingException`: the caller gets a rate limit, not
+/// "your request was wrong", and the gateway's retry treats it as one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_is_a_rate_limit() {
+    let upstream = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(400)
+                .set_body_json(json!({"message": "Rate exceeded"}))
+                .insert_header("x-amzn-ErrorType", "ThrottlingException:http://internal.amazon.com/coral/")
+                .insert_header("retry-after", "2"),
+        )
+        .mount(&upstream)
+        .await;
+    let (app, key) = gateway(upstream.uri()).await;
+    let body = json!({"model": "polly", "voice": "Joanna", "text": "Hi.", "output": "mp3"});
+    let response = app.post("/v1/audio/speech", &key, body).await;
+    assert_eq!(response.headers()["retry-after"], "2");
+    let (status, problem) = problem(response).await;
+    assert_eq!((status, problem["code"].as_str()), (429, Some("upstream_rate_limited")), "{problem}");
+    assert_eq!(problem["upstream_code"], "ThrottlingException");
+    app.stop().await;
+}

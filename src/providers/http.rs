@@ -293,6 +293,12 @@ pub async fn send(
     let (body, _) = read_bounded(response, MAX_ERROR_BODY, timeout).await;
     let (code, message) = parse_error(&body);
     let code = code.or(header_code);
+    // AWS answers throttling with a 400 naming it: it is a rate limit (retried, and a 429 with
+    // `Retry-After` to the caller), not the caller's mistake.
+    let status = match code.as_deref() {
+        Some("ThrottlingException" | "TooManyRequestsException" | "Throttling") if status == 400 => 429,
+        _ => status,
+    };
     let mut message = message.unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_owned());
     for secret in secrets.iter().filter(|s| !s.is_empty()) {
         message = message.replace(secret, "[redacted]");
