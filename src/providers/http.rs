@@ -57,8 +57,16 @@ impl Expect {
         match self {
             Expect::Audio => media.starts_with("audio/") || media == "application/octet-stream",
             Expect::Structured => {
-                ["application/json", "application/x-ndjson", "application/jsonl", "text/event-stream", "text/plain"]
-                    .contains(&media.as_str())
+                [
+                    "application/json",
+                    "application/x-ndjson",
+                    "application/jsonl",
+                    // Polly's speech marks.
+                    "application/x-json-stream",
+                    "text/event-stream",
+                    "text/plain",
+                ]
+                .contains(&media.as_str())
             }
         }
     }
@@ -182,13 +190,25 @@ impl Api {
     /// A reply's JSON body (at most [`MAX_JSON_BODY`] bytes), or `Invalid` when it is not the
     /// vendor's protocol.
     pub async fn json<T: serde::de::DeserializeOwned>(&self, response: Response) -> Result<T, ProviderError> {
+        let body = self.body(response).await?;
+        serde_json::from_slice(&body).map_err(|e| ProviderError::Invalid {
+            provider: self.provider.clone(),
+            detail: sanitize(&format!("unreadable reply: {e}")),
+        })
+    }
+
+    /// A structured reply's whole body (JSON, NDJSON), at most [`MAX_JSON_BODY`] bytes, or
+    /// `Invalid` when it is not the vendor's protocol or cannot be read in full in time.
+    pub async fn body(&self, response: Response) -> Result<Vec<u8>, ProviderError> {
         self.check_type(&response, Expect::Structured)?;
-        let invalid = |detail: String| ProviderError::Invalid { provider: self.provider.clone(), detail };
         let (body, complete) = read_bounded(response, MAX_JSON_BODY, self.transport.timeouts.first_byte).await;
         if !complete {
-            return Err(invalid(format!("the reply was not read in full (over {MAX_JSON_BODY} bytes, or too slow)")));
+            return Err(ProviderError::Invalid {
+                provider: self.provider.clone(),
+                detail: format!("the reply was not read in full (over {MAX_JSON_BODY} bytes, or too slow)"),
+            });
         }
-        serde_json::from_slice(&body).map_err(|e| invalid(sanitize(&format!("unreadable reply: {e}"))))
+        Ok(body)
     }
 
     fn check_type(&self, response: &Response, expect: Expect) -> Result<(), ProviderError> {

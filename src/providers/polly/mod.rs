@@ -34,7 +34,7 @@ mod wire;
 use std::{
     ops::Range,
     sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicUsize, Ordering},
         Arc,
     },
     time::SystemTime,
@@ -58,10 +58,7 @@ use super::{
     Capabilities, EventStream, ModelInfo, NativeFormat, OptionKind, PassableOption, ProviderError, ProviderVoice,
     SpeechProvider, SynthesisEvent, SynthesisRequest, WordTiming,
 };
-use crate::{
-    config::{Timeouts, VendorConfig},
-    domain::audio::AudioFormat,
-};
+use crate::{config::VendorConfig, domain::audio::AudioFormat};
 
 const ID: &str = "polly";
 const SERVICE: &str = "polly";
@@ -75,7 +72,6 @@ const SPEED_RANGE: (f32, f32) = (0.2, 2.0);
 pub struct Polly {
     api: Api,
     signer: Signer,
-    timeouts: Timeouts,
     capabilities: Capabilities,
 }
 
@@ -127,10 +123,9 @@ impl Polly {
             session_token: section.session_token.clone(),
             region: region.to_owned(),
         };
-        let timeouts = transport.timeouts;
         // The key goes into a signature, never into a header of its own: the API holds none.
         let api = Api::new(ID, &base_url, None, Auth::Bearer, transport);
-        Ok(Some(Self { api, signer, timeouts, capabilities: capabilities() }))
+        Ok(Some(Self { api, signer, capabilities: capabilities() }))
     }
 
     /// Signs `builder` (its body and `content-type` already set) and sends it.
@@ -342,40 +337,28 @@ impl SpeechProvider for Polly {
         };
         let rate = request.output.sample_rate;
         let audio = body(format, Some(rate.to_string()), false);
-        let timed = request.timestamps && request.output.format == AudioFormat::Pcm;
-        if !timed {
+        // The service asks for timing only in a format of `timestamp_formats` (PCM).
+        if !request.timestamps {
             let response = self.send(audio).await?;
             return self.api.stream(response, Expect::Audio);
         }
         let marks = body("json", None, true);
         let (audio, marks) = futures::future::try_join(self.send(audio), self.send(marks)).await?;
         let audio = self.api.stream(audio, Expect::Audio)?;
-        let (marks, complete) = http::read_bounded(marks, http::MAX_JSON_BODY, self.timeouts.first_byte).await;
-        if !complete {
-            return Err(ProviderError::Invalid {
-                provider: ID.to_owned(),
-                detail: format!(
-                    "the speech marks were not read in full (over {} bytes, or too slow)",
-                    http::MAX_JSON_BODY
-                ),
-            });
-        }
-        // The words follow the audio: the last one ends where the audio does.
+        let marks = self.api.body(marks).await?;
+        // The words follow the audio: the last one ends where the audio does. (A stream that
+        // failed is not read past its error, so no words follow a failure.)
         let bytes = Arc::new(AtomicUsize::new(0));
-        let failed = Arc::new(AtomicBool::new(false));
-        let (counted, broke) = (bytes.clone(), failed.clone());
-        let audio = audio.inspect(move |event| match event {
-            Ok(SynthesisEvent::Audio(chunk)) => {
+        let counted = bytes.clone();
+        let audio = audio.inspect(move |event| {
+            if let Ok(SynthesisEvent::Audio(chunk)) = event {
                 counted.fetch_add(chunk.len(), Ordering::Relaxed);
             }
-            Err(_) => broke.store(true, Ordering::Relaxed),
-            Ok(_) => {}
         });
         let words = futures::stream::once(async move {
             let duration = bytes.load(Ordering::Relaxed) as f64 / 2.0 / f64::from(rate.max(1));
-            (!failed.load(Ordering::Relaxed)).then(|| Ok(SynthesisEvent::Words(word_timings(&marks, &sent, duration))))
-        })
-        .filter_map(std::future::ready);
+            Ok(SynthesisEvent::Words(word_timings(&marks, &sent, duration)))
+        });
         Ok(Box::pin(audio.chain(words)))
     }
 
