@@ -254,6 +254,10 @@ async fn insert_retrying(
     }
 }
 
+/// Most tokens one vendor report may add (far beyond any real call, far below what a year of
+/// rows could sum to past `i64::MAX`).
+const MAX_TOKENS_PER_REPORT: u64 = u32::MAX as u64;
+
 /// What a handler learns about its request while serving it — who serves each segment (one for
 /// speech, one per turn of a conversation), its size, its audio — shared with the request's
 /// [`Meter`]. Handlers get it from the request extensions; a streaming body keeps a clone and adds
@@ -350,8 +354,10 @@ impl UsageDetails {
     }
 
     /// Adds what the vendor reported it billed in tokens for call `index`.
+    /// A vendor's count is untrusted: each report is capped at [`MAX_TOKENS_PER_REPORT`], so
+    /// that no stored row can overflow the sums of the usage summary.
     pub fn add_tokens(&self, index: u32, tokens: crate::providers::TokenUsage) {
-        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let count = |n: u64| i64::try_from(n.min(MAX_TOKENS_PER_REPORT)).unwrap_or(0);
         if let Some(segment) = self.lock().segment(index) {
             segment.input_tokens = segment.input_tokens.saturating_add(count(tokens.input));
             segment.output_tokens = segment.output_tokens.saturating_add(count(tokens.output));
@@ -589,6 +595,19 @@ fn decode_cursor(cursor: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A vendor's token count is untrusted: an absurd one is capped per report, so summing a
+    /// month of rows can never overflow the database's integers.
+    #[test]
+    fn token_reports_are_capped() {
+        let details = UsageDetails::default();
+        details.serving(0, "gemini", "m", "v", 5);
+        let absurd = crate::providers::TokenUsage { input: u64::MAX, output: 7 };
+        details.add_tokens(0, absurd);
+        details.add_tokens(0, absurd);
+        let segment = details.lock().segments[0].clone();
+        assert_eq!((segment.input_tokens, segment.output_tokens), (2 * i64::from(u32::MAX), 14));
+    }
 
     /// Whatever a request managed to put in its event, what is queued can be stored and logged:
     /// the sink is the one door, and it does not rely on earlier checks.
