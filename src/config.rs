@@ -357,7 +357,7 @@ impl VendorConfig {
     }
 
     /// The credential and address fields that are set (not `timeouts`).
-    fn set_fields(&self) -> Vec<&'static str> {
+    pub fn set_fields(&self) -> Vec<&'static str> {
         [
             ("api_key", self.api_key.is_some()),
             ("base_url", self.base_url.is_some()),

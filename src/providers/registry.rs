@@ -61,6 +61,10 @@ impl Kind {
         match &self.source {
             Source::Vendor(vendor) => {
                 let section = (vendor.section)(config).without_empty();
+                // A vendor with nothing configured costs nothing (no HTTP client, no TLS setup).
+                if section.set_fields().is_empty() {
+                    return Ok(None);
+                }
                 let transport = Transport::new(config.timeouts(&section.timeouts))?;
                 (vendor.new)(&section, transport).map_err(|message| BuildError::Vendor { id: self.id, message })
             }
