@@ -199,6 +199,13 @@ async fn speed_and_language_shape_the_ssml() {
             None => assert!(!ssml.contains("prosody"), "{ssml}"),
         }
     }
+    // Without `language`, the voice's own locale (not a default) is the document's.
+    upstream.reset().await;
+    answering(&upstream, sine_pcm(24_000, 0.5)).await;
+    let body = json!({"model": "azure", "voice": "fr-FR-DeniseNeural", "text": "Bonjour.", "output": pcm});
+    assert_eq!(speak(&app, &key, body).await.status(), 200);
+    let ssml = ssml_of(&upstream.received_requests().await.unwrap()[0]);
+    assert!(ssml.contains("xml:lang=\"fr-FR\"") && ssml.contains("<voice name=\"fr-FR-DeniseNeural\">"), "{ssml}");
     // Azure's range is half to twice the normal rate.
     let body = json!({"model": "azure", "voice": VOICE, "text": "Too fast.", "speed": 3.0, "output": pcm});
     let (status, _) = problem(speak(&app, &key, body).await).await;

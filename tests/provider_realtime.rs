@@ -552,6 +552,8 @@ async fn deadlines_stale_sessions_and_speed() {
     let (status, problem_body) = problem(app.post("/v1/audio/speech", &key, body).await).await;
     assert_eq!(status, 400, "{problem_body}");
     assert!(problem_body.to_string().contains("1.5"), "{problem_body}");
+    // Refused by the gateway's own check against the model's range, before any vendor call.
+    assert_eq!(problem_body["code"], "validation_failed", "{problem_body}");
     fake.assert_clean();
     app.stop().await;
 }

@@ -220,7 +220,7 @@ impl SpeechProvider for Google {
             _ => None,
         };
         let audio = match (&wav, request.output.format) {
-            (Some(wav), format) if format != AudioFormat::Wav => Bytes::copy_from_slice(&audio[wav.data.clone()]),
+            (Some(wav), format) if format != AudioFormat::Wav => Bytes::from(audio).slice(wav.data.clone()),
             _ => Bytes::from(audio),
         };
         let mut events = vec![Ok(SynthesisEvent::Audio(audio))];

@@ -115,10 +115,16 @@ struct Pool {
 }
 
 impl Pool {
-    fn take(&self, key: &PoolKey) -> Option<Session> {
+    /// The idle sessions, those past their idle lifetime or reuse age closed (dropped).
+    fn idle(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
         let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
         idle.retain(|i| now - i.since < IDLE_LIFETIME && now - i.session.opened < MAX_REUSE_AGE);
+        idle
+    }
+
+    fn take(&self, key: &PoolKey) -> Option<Session> {
+        let mut idle = self.idle();
         // The most recently used first: the likeliest to be still open.
         let at = idle.iter().rposition(|i| &i.key == key)?;
         idle.remove(at).map(|i| i.session)
@@ -128,7 +134,7 @@ impl Pool {
         if session.opened.elapsed() >= MAX_REUSE_AGE {
             return;
         }
-        let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut idle = self.idle();
         if idle.iter().filter(|i| i.key == key).count() >= MAX_IDLE_PER_KEY {
             return;
         }
