@@ -25,6 +25,8 @@ use tokio_tungstenite::tungstenite::{
 const KEY: &str = "sk-realtime-test-0123456789abcdef";
 /// A project's own OpenAI key, which the fake accepts too.
 const PROJECT_KEY: &str = "sk-project-own-9876543210fedcba";
+/// A key the fake refuses as rate limited (429 with `Retry-After: 3`) at the handshake.
+const THROTTLED_KEY: &str = "sk-throttled-0123456789abcdef";
 const MASTER: &str = "q3Jd0mS8Zf2x9Lh6Pw1VtYbNcRkE4uGiOa7sTzWvXyM=";
 const MODEL: &str = "gpt-realtime-2.1-mini";
 /// Seconds of audio the fake speaks per response.
@@ -113,6 +115,14 @@ async fn session(
         Ok(key) => {
             keys.lock().unwrap().push(key);
             Ok(response)
+        }
+        Err(key) if key == THROTTLED_KEY => {
+            let body = json!({"error": {"message": "Rate limit reached for requests",
+                "type": "requests", "param": null, "code": "rate_limit_exceeded"}});
+            let mut refusal = ErrorResponse::new(Some(body.to_string()));
+            *refusal.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::TOO_MANY_REQUESTS;
+            refusal.headers_mut().insert("retry-after", "3".parse().unwrap());
+            Err(refusal)
         }
         Err(key) => {
             let body = json!({"error": {"message": format!("Incorrect API key provided: {key}."),
@@ -409,6 +419,20 @@ async fn a_refused_key_is_provider_auth_failed_without_the_key() {
     let (status, body) = problem(app.post("/v1/audio/speech", &key, speech("Hello.", "marin", "mp3")).await).await;
     assert_eq!((status, body["code"].as_str()), (502, Some("provider_auth_failed")), "{body}");
     assert!(!body.to_string().contains(wrong) && !body.to_string().contains("wrongkey"), "{body}");
+    app.stop().await;
+}
+
+/// A handshake refused as rate limited is a 429 with the vendor's `Retry-After` passed on, as
+/// over HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_handshake_passes_on_retry_after() {
+    let fake = Fake::start().await;
+    let (app, key) = gateway(&fake, THROTTLED_KEY).await;
+    let response = app.post("/v1/audio/speech", &key, speech("Hello.", "marin", "mp3")).await;
+    assert_eq!(response.headers()["retry-after"], "3");
+    let (status, body) = problem(response).await;
+    assert_eq!((status, body["code"].as_str()), (429, Some("upstream_rate_limited")), "{body}");
+    assert_eq!(body["upstream_code"], "rate_limit_exceeded", "{body}");
     app.stop().await;
 }
 

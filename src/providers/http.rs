@@ -299,8 +299,25 @@ pub async fn send(
         });
     }
     let status = status.as_u16();
-    let retry_after = response
-        .headers()
+    let headers = response.headers().clone();
+    let (body, _) = read_bounded(response, MAX_ERROR_BODY, timeout).await;
+    Err(error_reply(provider, status, &headers, &body, parse_error, secrets))
+}
+
+/// A vendor's error reply (over HTTP, or refusing a WebSocket handshake) as the matching
+/// `ProviderError`: its `Retry-After`, its code from the body (or AWS's `x-amzn-ErrorType`
+/// header), its message with `secrets` removed wherever the vendor echoed them. At most
+/// [`MAX_ERROR_BODY`] bytes of `body` are read.
+pub fn error_reply(
+    provider: &str,
+    status: u16,
+    headers: &reqwest::header::HeaderMap,
+    body: &[u8],
+    parse_error: ErrorParser,
+    secrets: &[&str],
+) -> ProviderError {
+    let body = &body[..body.len().min(MAX_ERROR_BODY)];
+    let retry_after = headers
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<f64>().ok())
@@ -308,10 +325,9 @@ pub async fn send(
         .map(|secs| Duration::from_secs_f64(secs.min(MAX_RETRY_AFTER_SECS)));
     // AWS's REST-JSON services name the error in a header (`x-amzn-ErrorType:
     // ValidationException:<uri>`) rather than in the body.
-    let header_code = response.headers().get("x-amzn-errortype").and_then(|v| v.to_str().ok());
+    let header_code = headers.get("x-amzn-errortype").and_then(|v| v.to_str().ok());
     let header_code = header_code.map(|v| v.split(':').next().unwrap_or_default().to_owned());
-    let (body, _) = read_bounded(response, MAX_ERROR_BODY, timeout).await;
-    let (code, message) = parse_error(&body);
+    let (code, message) = parse_error(body);
     let code = code.or(header_code);
     // AWS answers throttling with a 400 naming it: it is a rate limit (retried, and a 429 with
     // `Retry-After` to the caller), not the caller's mistake.
@@ -319,11 +335,11 @@ pub async fn send(
         Some("ThrottlingException" | "TooManyRequestsException" | "Throttling") if status == 400 => 429,
         _ => status,
     };
-    let mut message = message.unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_owned());
+    let mut message = message.unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned());
     for secret in secrets.iter().filter(|s| !s.is_empty()) {
         message = message.replace(secret, "[redacted]");
     }
-    Err(vendor_error(provider, status, code, &message, retry_after))
+    vendor_error(provider, status, code, &message, retry_after)
 }
 
 /// A vendor's error — from an HTTP status or from an error event inside a stream — as the

@@ -55,7 +55,7 @@ use crate::{
     config::Timeouts,
     domain::audio::AudioFormat,
     providers::{
-        http::{sanitize, vendor_error},
+        http::{error_reply, sanitize, vendor_error},
         Capabilities, EventStream, ModelInfo, NativeFormat, ProviderError, ProviderKey, SynthesisEvent,
         SynthesisRequest, TimeoutPhase, TokenUsage,
     },
@@ -301,11 +301,14 @@ impl Realtime {
             Ok(Err(tungstenite::Error::Http(response))) => {
                 let status = response.status().as_u16();
                 let body = response.body().as_deref().unwrap_or_default();
-                let body = &body[..body.len().min(64 * 1024)];
-                let (code, message) = wire::parse_error(body);
-                let message = message.unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned());
-                let message = if secret.is_empty() { message } else { message.replace(secret, "[redacted]") };
-                return Err(vendor_error(&self.provider, status, code, &message, None));
+                return Err(error_reply(
+                    &self.provider,
+                    status,
+                    response.headers(),
+                    body,
+                    wire::parse_error,
+                    &[secret],
+                ));
             }
             Ok(Err(e)) => return Err(self.unavailable(format!("the WebSocket handshake failed: {}", describe(&e)))),
             Ok(Ok((socket, _))) => socket,
